@@ -1,0 +1,30 @@
+# Two entry points for a fresh clone: `make demo` and `make test`.
+# Both create .venv when missing and (re)install only when pyproject.toml or
+# constraints.txt changed (the stamp file records the last install).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.gifkit-installed
+PROFILE ?= smoke
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv notebooks clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml constraints.txt
+	$(PY) -m pip install -q -c constraints.txt -e ".[notebooks,dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/gifkit demo --out results/demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

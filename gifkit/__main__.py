@@ -1,0 +1,3 @@
+from gifkit.cli import main
+
+raise SystemExit(main())

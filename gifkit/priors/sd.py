@@ -1,0 +1,109 @@
+"""GIF-SD: the Stable Diffusion img2img prior (paper App. D.2, DESIGN.md §1.3-1.4).
+
+For each (seed, variant) job:
+  1. the seed is resized to the prior's resolution (bicubic) and randomly
+     rotated (up to 15 degrees) and flipped;
+  2. a prompt "{domain} {adjective} {class}" is drawn (Eq. 7 of the appendix);
+  3. img2img with DDIM (eta 0) denoises it; the *fully denoised* latent is f.
+The guided loop then perturbs f channel-wise (Eq. 1), decodes the perturbed
+latent with the VAE (with gradients) for the CLIP score, and decodes the
+projected final latent without gradients. Gradients flow through the VAE
+decoder and CLIP only, never through the sampler.
+"""
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import InterpolationMode, v2
+
+from gifkit.priors.base import Job, Latents, Prior
+from gifkit.rng import derive_seed, generator, py_random
+
+DOMAINS = ["an image of", "a real-world photo of", "a cartoon image of", "an oil painting of", "a sketch of"]
+ADJECTIVES = ["", "colorful", "stylized", "high-contrast", "low-contrast", "posterized", "solarized",
+              "sheared", "bright", "dark"]
+MEDICAL_DOMAINS = {
+    "pathmnist": "Colon pathological image of",
+    "organsmnist": "Abdominal CT image of",
+    "breastmnist": "Ultrasound image of",
+}
+PROMPT_MODES = ("designed", "class")
+
+
+def make_prompt(class_name: str, key: tuple, mode: str = "designed", domain: str | None = None) -> str:
+    """The prompt of one job.
+
+    ``designed``: "{domain} {adjective} {class}", domain and adjective drawn from
+    the paper's sets with a generator seeded by ``key`` (a fixed ``domain``, e.g. a
+    medical modality, replaces the domain set). ``class``: "a photo of a {class}"
+    (the unguided SD baseline without designed prompts, Table 21's first row).
+    """
+    if mode == "class":
+        return f"a photo of a {class_name}"
+    if mode != "designed":
+        raise ValueError(f"prompt mode must be one of {PROMPT_MODES}, got {mode!r}")
+    rng = py_random(*key, "prompt")
+    dom = domain if domain is not None else rng.choice(DOMAINS)
+    adj = rng.choice(ADJECTIVES)
+    return " ".join(w for w in (dom, adj, class_name) if w)
+
+
+class SDPrior(Prior):
+    """Stable Diffusion img2img through a diffusers ``StableDiffusionImg2ImgPipeline``.
+
+    Works with :func:`gifkit.hub.load_sd` and :func:`gifkit.hub.tiny_sd`.
+    The latent f has shape [N, 4, R/8, R/8] (R/2 for the tiny VAE) and lives in
+    the VAE's *scaled* latent space, as the U-Net sees it.
+    """
+
+    name = "sd"
+    channel_dim = 1
+
+    def __init__(self, pipe, *, steps: int = 50, strength: float = 0.9, guidance_scale: float = 50.0,
+                 eta: float = 0.0, prompts: str = "designed", domain: str | None = None,
+                 rotation: float = 15.0, flip: bool = True, device: str | torch.device | None = None):
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if prompts not in PROMPT_MODES:
+            raise ValueError(f"prompts must be one of {PROMPT_MODES}, got {prompts!r}")
+        self.pipe = pipe
+        self.device = torch.device(device) if device is not None else pipe.device
+        if pipe.device != self.device:
+            pipe.to(self.device)
+        for m in (pipe.vae, pipe.unet, pipe.text_encoder):
+            m.requires_grad_(False).eval()
+        self.steps, self.strength, self.guidance_scale, self.eta = steps, strength, guidance_scale, eta
+        self.prompt_mode, self.domain = prompts, domain
+        self.resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        self.seed_transform = v2.Compose([
+            v2.Resize((self.resolution, self.resolution), interpolation=InterpolationMode.BICUBIC, antialias=True),
+            v2.RandomRotation(rotation),
+            v2.RandomHorizontalFlip(0.5 if flip else 0.0),
+        ])
+
+    @property
+    def params(self) -> dict:
+        """The settings recorded in every metadata row."""
+        return {"steps": self.steps, "strength": self.strength, "guidance_scale": self.guidance_scale,
+                "eta": self.eta, "prompts": self.prompt_mode}
+
+    def _transform(self, job: Job):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(*job.key, "seed-transform"))
+            return self.seed_transform(job.image)
+
+    @torch.no_grad()
+    def prepare(self, jobs: list[Job]) -> Latents:
+        prompts = [make_prompt(j.class_name, j.key, self.prompt_mode, self.domain) for j in jobs]
+        images = [self._transform(j) for j in jobs]
+        gens = [generator(*j.key, "img2img") for j in jobs]  # CPU generators: same draws on any device
+        out = self.pipe(prompt=prompts, image=images, strength=self.strength, num_inference_steps=self.steps,
+                        guidance_scale=self.guidance_scale, eta=self.eta, generator=gens, output_type="latent")
+        return Latents(f=out.images, prompts=prompts)  # [N, 4, h, w], scaled latent space
+
+    def decode(self, f: torch.Tensor, grad: bool = False) -> torch.Tensor:
+        vae = self.pipe.vae
+        with torch.set_grad_enabled(grad):
+            x = vae.decode(f.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+            return (x.float() / 2 + 0.5).clamp(0, 1)  # [N, 3, R, R]

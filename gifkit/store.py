@@ -1,0 +1,477 @@
+"""The expanded dataset on disk: ImageFolder layout plus ``metadata.csv``.
+
+Layout of an expansion folder ``root``::
+
+    root/classes.json           class names in label order (written once)
+    root/<class_dir>/<seed>_<variant>.png
+    root/metadata.csv           one row per generated image (after finalize)
+    root/.parts/<batch_id>.csv  per-batch rows, until finalize merges them
+
+``root`` loads with ``torchvision.datasets.ImageFolder`` (its labels follow the
+sorted folder names, not necessarily gifkit's label order; ``metadata.csv`` and
+:class:`ExpandedDataset` carry the true labels) and with Hugging Face
+``load_dataset("imagefolder", data_dir=root)``: column ``file_name`` holds the
+path relative to ``root`` with forward slashes.
+
+Every write is atomic (temp file in the same folder, then ``os.replace``), so an
+interrupted run never leaves a truncated file under a final name, and a re-run
+skips what exists. Work is done in *batches*: a run writes a batch's images,
+then the batch's part file; :meth:`ExpansionStore.finalize` merges all parts
+into ``metadata.csv`` with rows sorted by ``(seed_index, variant)`` and a fixed
+column order, so the bytes do not depend on which batch, shard or process
+finished first.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import secrets
+import unicodedata
+import warnings
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Subset
+
+__all__ = [
+    "FIXED_COLUMNS", "METADATA", "CLASSES", "PARTS",
+    "safe_dirname", "atomic_write_bytes", "atomic_save_image",
+    "ExpansionStore", "read_metadata", "read_classes", "ExpandedDataset",
+]
+
+METADATA = "metadata.csv"
+CLASSES = "classes.json"
+PARTS = ".parts"
+FIXED_COLUMNS = ("file_name", "label", "class_name", "seed_index", "seed_path", "variant", "method")
+_REQUIRED = ("file_name", "label", "seed_index", "variant")
+_TEXT_COLUMNS = ("file_name", "class_name", "seed_path", "method", "prompt")
+_ILLEGAL = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+_BATCH_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
+
+
+def safe_dirname(class_name: str) -> str:
+    """A folder name for ``class_name`` that is valid on Linux, macOS and Windows.
+
+    Characters illegal on common filesystems (path separators, NUL and control
+    characters, ``<>:"|?*``) become ``_``; leading/trailing spaces and dots are
+    stripped (no hidden folders, no ``..``); Windows device names get a ``_``
+    suffix; the result is NFC-normalised, never empty (``"_"``) and at most
+    ~200 bytes (longer names are cut and suffixed with a hash). Distinct
+    typical class names stay distinct; :class:`ExpansionStore` refuses class
+    lists whose folder names would collide. Class names are kept verbatim in
+    ``metadata.csv`` (``class_name``) and ``classes.json``; only folders use this.
+    """
+    name = _ILLEGAL.sub("_", unicodedata.normalize("NFC", str(class_name))).strip(" .")
+    if not name:
+        return "_"
+    if name.split(".")[0].upper() in _RESERVED:
+        name += "_"
+    if len(name.encode()) > 200:
+        digest = hashlib.blake2b(str(class_name).encode(), digest_size=4).hexdigest()
+        name = name.encode()[:180].decode(errors="ignore").rstrip(" .") + "_" + digest
+    return name
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, then
+    ``os.replace``. Readers see the old file or the complete new one, never a
+    partial one; the temp file is removed on failure. ``fsync=True`` also
+    survives power loss (slower; used for metadata, not per image).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """PNG encoding of ``image``; identical images give identical bytes (no timestamps)."""
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL.Image.Image, got {type(image).__name__}")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def atomic_save_image(path: str | os.PathLike, image: Image.Image) -> None:
+    """Save ``image`` as PNG at ``path`` atomically, with deterministic bytes."""
+    atomic_write_bytes(path, png_bytes(image))
+
+
+def _cell(value: Any) -> str:
+    """One metadata value as CSV text: floats as ``%.6g``, None/NaN as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (np.generic, torch.Tensor)) and np.ndim(value) == 0:
+        value = value.item()
+    if isinstance(value, float):
+        return "" if math.isnan(value) else "%.6g" % value
+    if isinstance(value, PurePath):
+        return value.as_posix()
+    return str(value)
+
+
+def _order_columns(columns: Any) -> list[str]:
+    rest = sorted(set(columns) - set(FIXED_COLUMNS))
+    return [*FIXED_COLUMNS, *rest]
+
+
+def _csv_bytes(table: pd.DataFrame) -> bytes:
+    return table.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode("utf-8")
+
+
+def _read_text_csv(path: Path) -> pd.DataFrame:
+    """A CSV with every cell as text (lossless, so merging never reformats values)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+
+
+def _parse_metadata(src: Any) -> pd.DataFrame:
+    """Typed metadata: numbers as numbers, empty cells as NaN, names as text."""
+    dtype = {c: str for c in _TEXT_COLUMNS}  # absent columns are ignored
+    return pd.read_csv(src, dtype=dtype, keep_default_na=False, na_values=[""], encoding="utf-8")
+
+
+def read_metadata(root: str | os.PathLike) -> pd.DataFrame:
+    """Load ``<root>/metadata.csv`` as a typed DataFrame."""
+    path = Path(root) / METADATA
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no {METADATA} in {root}: run `gifkit expand` on it (which finalizes) "
+            f"or call ExpansionStore(root, class_names).finalize() first")
+    return _parse_metadata(path)
+
+
+def read_classes(root: str | os.PathLike) -> list[str]:
+    """The class names (label order) of an expansion folder, from ``classes.json``."""
+    path = Path(root) / CLASSES
+    if not path.is_file():
+        raise FileNotFoundError(f"no {CLASSES} in {root}: not a gifkit expansion folder")
+    names = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{path} must hold a JSON list of class names")
+    return names
+
+
+def _describe_difference(old: list[str], new: list[str]) -> str:
+    if len(old) != len(new):
+        return f"{len(old)} classes there vs {len(new)} here"
+    i = next(i for i, (a, b) in enumerate(zip(old, new)) if a != b)
+    return f"label {i} is {old[i]!r} there vs {new[i]!r} here"
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``folder`` (POSIX); a no-op where unsupported."""
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        fd = None
+    if fd is None:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class ExpansionStore:
+    """Writer for one expansion folder (see the module docstring for the layout).
+
+    Several processes (shards) may write into the same folder at once as long
+    as they write disjoint batches; any of them may call :meth:`finalize`.
+    """
+
+    def __init__(self, root: str | os.PathLike, class_names: Sequence[str]):
+        names = list(class_names)
+        if not names or not all(isinstance(n, str) for n in names):
+            raise ValueError("class_names must be a non-empty list of strings")
+        folders: dict[str, str] = {}
+        for name in names:
+            key = safe_dirname(name).casefold()  # case-insensitive filesystems too
+            if key in folders:
+                raise ValueError(f"class names {folders[key]!r} and {name!r} map to the same folder "
+                                 f"{safe_dirname(name)!r}; rename one of them")
+            folders[key] = name
+        self.root = Path(root)
+        self.class_names = names
+        self.dirnames = [safe_dirname(n) for n in names]
+        self.parts_dir = self.root / PARTS
+        self.root.mkdir(parents=True, exist_ok=True)
+        classes = self.root / CLASSES
+        if classes.exists():
+            old = read_classes(self.root)
+            if old != names:
+                raise ValueError(
+                    f"{classes} was written for another class list ({_describe_difference(old, names)}); "
+                    f"this folder belongs to another dataset or class order: use a new output folder")
+        else:
+            text = json.dumps(names, ensure_ascii=False, indent=1) + "\n"
+            atomic_write_bytes(classes, text.encode("utf-8"), fsync=True)
+        self._made_dirs: set[Path] = set()
+        self._finalized: set[str] = set()
+        self._finalized_stamp: int | None = None
+
+    def __repr__(self) -> str:
+        return f"ExpansionStore({str(self.root)!r}, {len(self.class_names)} classes)"
+
+    def relpath(self, label: int, seed_index: int, variant: int) -> str:
+        """``<class_dir>/<seed_index:06d>_<variant:03d>.png`` (relative to root, forward slashes)."""
+        return f"{self.dirnames[label]}/{seed_index:06d}_{variant:03d}.png"
+
+    def path(self, relpath: str) -> Path:
+        """Absolute path of ``relpath``; rejects paths that would leave the root."""
+        rel = PurePosixPath(relpath)
+        if rel.is_absolute() or ".." in rel.parts or "\\" in relpath or not rel.parts:
+            raise ValueError(f"not a relative path inside the store: {relpath!r}")
+        return self.root.joinpath(*rel.parts)
+
+    def exists(self, relpath: str) -> bool:
+        """True if the file is present and non-empty."""
+        try:
+            return self.path(relpath).stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def _part_path(self, batch_id: str) -> Path:
+        if not isinstance(batch_id, str) or not _BATCH_ID.fullmatch(batch_id):
+            raise ValueError(f"batch_id must match [A-Za-z0-9_-][A-Za-z0-9_.-]*, got {batch_id!r}")
+        return self.parts_dir / f"{batch_id}.csv"
+
+    def _finalized_files(self) -> set[str]:
+        """``file_name``s in metadata.csv (cached; reloaded when the file changes)."""
+        try:
+            stamp = (self.root / METADATA).stat().st_mtime_ns
+        except FileNotFoundError:
+            return set()
+        if stamp != self._finalized_stamp:
+            col = pd.read_csv(self.root / METADATA, usecols=["file_name"], dtype=str, keep_default_na=False)
+            self._finalized, self._finalized_stamp = set(col["file_name"]), stamp
+        return self._finalized
+
+    def batch_done(self, batch_id: str, relpaths: Sequence[str]) -> bool:
+        """True iff the batch's rows are recorded and every one of its images exists.
+
+        Rows count as recorded when the part file exists, or, after
+        :meth:`finalize` folded the part into metadata.csv, when every relpath
+        is listed there.
+        """
+        if not self._part_path(batch_id).is_file():
+            if not relpaths or not set(relpaths) <= self._finalized_files():
+                return False
+        return all(self.exists(r) for r in relpaths)
+
+    def save_image(self, relpath: str, image: Image.Image) -> bool:
+        """Write the image atomically; if it already exists, keep it and return False."""
+        path = self.path(relpath)
+        if self.exists(relpath):
+            return False
+        if path.parent not in self._made_dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(path.parent)
+        atomic_save_image(path, image)
+        return True
+
+    def write_part(self, batch_id: str, rows: Sequence[dict]) -> None:
+        """Atomically write the batch's metadata rows to ``.parts/<batch_id>.csv``.
+
+        Each row needs ``file_name``, ``label``, ``seed_index`` and ``variant``;
+        ``class_name`` is filled from the label when absent. Values are stored
+        as text: floats with ``%.6g``, None/NaN as empty cells.
+        """
+        path = self._part_path(batch_id)
+        columns: set[str] = set()
+        for row in rows:
+            missing = [k for k in _REQUIRED if _cell(row.get(k)) == ""]
+            if missing:
+                raise ValueError(f"batch {batch_id!r}: metadata row {row!r} lacks {missing}")
+            columns.update(row)
+        columns = _order_columns(columns)
+        cells = []
+        for row in rows:
+            row = dict(row)
+            row.setdefault("class_name", self.class_names[int(row["label"])])
+            cells.append([_cell(row.get(c)) for c in columns])
+        self.parts_dir.mkdir(exist_ok=True)
+        atomic_write_bytes(path, _csv_bytes(pd.DataFrame(cells, columns=columns, dtype=str)), fsync=True)
+
+    def finalize(self) -> pd.DataFrame:
+        """Merge metadata.csv and all part files into metadata.csv; return it typed.
+
+        Rows are unique by ``file_name`` (a part overrides an older row), sorted
+        by ``(seed_index, variant, file_name)``; columns are the fixed ones then
+        the rest alphabetically; a column a part lacks is empty there. Merged
+        part files are removed afterwards (so ``.parts`` does not show up as a
+        class in ImageFolder); :meth:`batch_done` then consults metadata.csv.
+        """
+        meta = self.root / METADATA
+        with _locked(self.root):
+            frames = [_read_text_csv(meta)] if meta.is_file() else []
+            parts = sorted(self.parts_dir.glob("*.csv")) if self.parts_dir.is_dir() else []
+            parts = [p for p in parts if not p.name.startswith(".")]
+            frames += [_read_text_csv(p) for p in parts]
+            columns = _order_columns(set().union(*(f.columns for f in frames)))
+            if frames:
+                table = pd.concat([f.reindex(columns=columns, fill_value="") for f in frames], ignore_index=True)
+            else:
+                table = pd.DataFrame(columns=columns, dtype=str)
+            table = table.drop_duplicates("file_name", keep="last")
+            try:
+                keys = list(zip(table["seed_index"].astype(int), table["variant"].astype(int), table["file_name"]))
+            except ValueError as err:
+                raise ValueError(f"{self.root}: every metadata row needs integer seed_index and variant ({err})")
+            table = table.iloc[sorted(range(len(keys)), key=keys.__getitem__)]
+            data = _csv_bytes(table)
+            atomic_write_bytes(meta, data, fsync=True)
+            for p in parts:
+                p.unlink(missing_ok=True)
+            if self.parts_dir.is_dir():
+                try:
+                    self.parts_dir.rmdir()
+                except OSError:
+                    warnings.warn(f"{self.parts_dir} is not empty (another run is writing, or stale temp files); "
+                                  f"ImageFolder will list it as a class until it is removed", stacklevel=2)
+        self._check_files(set(table["file_name"]))
+        return _parse_metadata(io.BytesIO(data))
+
+    def _check_files(self, listed: set[str]) -> None:
+        """Warn about rows without images and images without rows."""
+        on_disk = {f"{d}/{f.name}" for d in set(self.dirnames) if (self.root / d).is_dir()
+                   for f in os.scandir(self.root / d)
+                   if f.name.endswith(".png") and not f.name.startswith(".")}
+        problems = (("rows without an image", listed - on_disk), ("images without a row", on_disk - listed))
+        for what, names in problems:
+            if names:
+                warnings.warn(f"{self.root}: {len(names)} {what} in {METADATA}, e.g. {sorted(names)[:3]}; "
+                              f"re-run the expansion to complete them", stacklevel=3)
+
+
+def _dataset_targets(dataset: Dataset) -> list[int]:
+    """Integer labels of a dataset, from ``targets``/``labels``/``_labels`` or by iterating."""
+    for attr in ("targets", "labels", "_labels"):
+        values = getattr(dataset, attr, None)
+        if values is not None:
+            arr = np.asarray(values)
+            if arr.ndim > 1:
+                arr = arr.reshape(arr.shape[0], -1)[:, 0]
+            return [int(v) for v in arr]
+    if isinstance(dataset, Subset):
+        base = _dataset_targets(dataset.dataset)
+        return [base[int(i)] for i in dataset.indices]
+    return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
+class ExpandedDataset(Dataset):
+    """The original dataset followed by the images of one or more expansion folders.
+
+    ``original[i]`` must return ``(image, int label)``; generated images load as
+    RGB PIL images, so ``transform`` must accept what both give. Items are
+    ``(transform(image), target)``. Target is the int label, unless
+    ``soft_labels`` is true and some metadata row is a mix (columns ``label_b``
+    and ``lam``, e.g. mixup/cutmix): then every target is a float tensor of
+    size ``num_classes`` (``lam * onehot(label) + (1 - lam) * onehot(label_b)``,
+    one-hot for unmixed items). ``targets`` lists hard labels (``label`` for
+    mixed rows).
+    """
+
+    def __init__(self, original: Dataset, expanded_roots: Sequence[str | os.PathLike] | str | os.PathLike = (),
+                 transform: Any = None, soft_labels: bool = True):
+        if isinstance(expanded_roots, (str, os.PathLike)):
+            expanded_roots = [expanded_roots]
+        self.original = original
+        self.transform = transform
+        self.roots = [Path(r) for r in expanded_roots]
+        self.class_names: list[str] | None = None
+        paths: list[Path] = []
+        labels: list[int] = []
+        labels_b: list[int] = []
+        lams: list[float] = []
+        for root in self.roots:
+            meta = read_metadata(root)
+            names = read_classes(root)
+            if self.class_names is None:
+                self.class_names = names
+            elif names != self.class_names:
+                raise ValueError(f"{root / CLASSES} differs from {self.roots[0] / CLASSES} "
+                                 f"({_describe_difference(self.class_names, names)}): "
+                                 f"these expansions are of different datasets")
+            label = meta["label"].to_numpy()
+            if len(meta) and (pd.isna(label).any() or label.min() < 0 or label.max() >= len(names)):
+                raise ValueError(f"{root / METADATA}: labels must be integers in [0, {len(names)})")
+            if {"label_b", "lam"} <= set(meta.columns):
+                lam = pd.to_numeric(meta["lam"]).where(meta["label_b"].notna())
+                label_b = meta["label_b"].where(lam.notna(), -1).astype(int)
+            else:
+                lam, label_b = pd.Series(np.nan, index=meta.index), pd.Series(-1, index=meta.index)
+            paths += [root.joinpath(*PurePosixPath(f).parts) for f in meta["file_name"]]
+            labels += [int(v) for v in label]
+            labels_b += label_b.tolist()
+            lams += lam.astype(float).tolist()
+        if self.class_names is None:
+            classes = getattr(original, "classes", None)
+            self.class_names = list(classes) if classes is not None else None
+        elif getattr(original, "classes", None) is not None and len(original.classes) != len(self.class_names):
+            raise ValueError(f"the original dataset has {len(original.classes)} classes but the expansions "
+                             f"have {len(self.class_names)}")
+        self.num_classes = len(self.class_names) if self.class_names is not None else None
+        self._n_original = len(original)
+        self._paths, self._labels, self._labels_b, self._lams = paths, labels, labels_b, lams
+        self.soft = bool(soft_labels) and any(not math.isnan(v) for v in lams)
+        self._targets: list[int] | None = None
+
+    @property
+    def targets(self) -> list[int]:
+        """Hard int labels of all items (original first)."""
+        if self._targets is None:
+            self._targets = _dataset_targets(self.original) + list(self._labels)
+        return self._targets
+
+    def __len__(self) -> int:
+        return self._n_original + len(self._paths)
+
+    def __getitem__(self, index: int) -> tuple[Any, int | torch.Tensor]:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        lam, label_b = math.nan, -1
+        if index < self._n_original:
+            image, label = self.original[index]
+            label = int(label)
+        else:
+            j = index - self._n_original
+            with Image.open(self._paths[j]) as im:
+                image = im.convert("RGB")
+            label, label_b, lam = self._labels[j], self._labels_b[j], self._lams[j]
+        if self.transform is not None:
+            image = self.transform(image)
+        if not self.soft:
+            return image, label
+        target = torch.zeros(self.num_classes)
+        if math.isnan(lam):
+            target[label] = 1.0
+        else:
+            target[label] += lam
+            target[label_b] += 1.0 - lam
+        return image, target
