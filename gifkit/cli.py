@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-METHOD_HELP = "gif-sd | sd"
+METHOD_HELP = "gif-sd | sd | gif-mae | mae | gif-dalle | dalle | randaugment | cutout | gridmask | mixup | cutmix"
 
 
 def _version(pkg: str) -> str:
