@@ -8,7 +8,7 @@ baselines) and the parameters recorded in metadata. Profiles:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -28,6 +28,7 @@ class Method:
     build_prior: Callable[..., object]  # (profile, device, **overrides) -> Prior
     guided: bool
     doc: str = ""
+    guidance_defaults: dict | None = field(default=None, hash=False)  # GuidanceConfig fields of this method (win over a preset's GIF-SD eps)
 
 
 METHODS: dict[str, Method] = {}
@@ -90,10 +91,72 @@ def build_models(method: str, profile: str, class_names: list[str], *, preset: s
     settings.update({k: v for k, v in overrides.items() if v is not None})
     prior = m.build_prior(profile, device, **settings)
     g = None
-    if m.guided:
+    if m.guided or m.guidance_defaults:
         fields = {"eps": eps} if eps is not None else {}
+        fields.update(m.guidance_defaults or {})
         fields.update({k: v for k, v in (guidance or {}).items() if v is not None})
         g = GuidanceConfig(**fields)
-    classifier = build_classifier(profile, class_names, device)
+    make = getattr(prior, "make_classifier", None)  # priors whose latent is a CLIP embedding bring their CLIP
+    classifier = make(class_names) if make is not None else build_classifier(profile, class_names, device)
     params = dict(getattr(prior, "params", {}))
     return prior, classifier, g, params
+
+
+# ----------------------------------------------------------------------------- GIF-MAE, GIF-DALLE (issue 4)
+# Neither variant is in the official code; both follow the paper (App. D.1, D.3), see gifkit/priors/{mae,unclip}.py.
+# eps: the paper's App. D.3 sets eps = 5 for GIF-MAE and App. D.1 eps = 0.1 for GIF-DALLE (arXiv 2211.13976,
+# NeurIPS 2023 version; the values are in the typeset math, which shared/seeds/gif_paper.txt lost). The rest of
+# the update (one signed step of 0.1, z ~ U[0,1), b ~ N(0,1)) is the GIF core's default. A preset's eps is GIF-SD's
+# and is overridden by these; --eps etc. still win.
+GIF_MAE_GUIDANCE = {"eps": 5.0}
+GIF_DALLE_GUIDANCE = {"eps": 0.1}
+
+
+def _half(fp16: bool | None, device) -> bool:
+    return fp16 if fp16 is not None else torch.device(device).type == "cuda"
+
+
+def _mae_prior(profile: str, device, *, model_id: str = "facebook/vit-mae-large", fp16: bool | None = None, **_):
+    """MAE ViT-L/16 with masking ratio 0 (tiny random MAE for ``smoke``), fp16 on CUDA for ``paper``."""
+    from gifkit.priors.mae import MAEPrior
+
+    if profile == "smoke":
+        model = hub.tiny_mae()
+    else:
+        model = hub.load_mae(model_id or "facebook/vit-mae-large")
+        if _half(fp16, device):
+            model = model.half()
+    return MAEPrior(model, device=device)
+
+
+def _unclip_prior(profile: str, device, *, model_id: str = "kakaobrain/karlo-v1-alpha-image-variations",
+                  steps: int | None = None, super_res_steps: int | None = None, decoder_guidance_scale: float = 4.0,
+                  super_res: bool = False, fp16: bool | None = None, **_):
+    """Karlo unCLIP image variation (tiny for ``smoke``); ``steps`` = decoder steps (smoke 4, paper 100, App. D.1).
+
+    SD settings a preset or the CLI may pass (strength, guidance_scale, prompts) do not apply and are ignored.
+    """
+    from gifkit.priors.unclip import UnCLIPPrior
+
+    if profile == "smoke":
+        pipe, steps, sr_steps = hub.tiny_unclip(), steps or 4, super_res_steps or 2
+    else:
+        dtype = torch.float16 if _half(fp16, device) else None
+        pipe = hub.load_unclip(model_id or "kakaobrain/karlo-v1-alpha-image-variations", torch_dtype=dtype)
+        steps, sr_steps = steps or 100, super_res_steps or 7
+    return UnCLIPPrior(pipe, decoder_steps=steps, super_res_steps=sr_steps, guidance_scale=decoder_guidance_scale,
+                       super_res=super_res, device=device)
+
+
+register_method(Method("gif-mae", lambda p, d, **kw: _mae_prior(p, d, **kw), True,
+                       "GIF-MAE: MAE (mask ratio 0) token features, CLIP-guided channel-wise perturbation "
+                       "(paper-described, no official code)", guidance_defaults=GIF_MAE_GUIDANCE))
+register_method(Method("mae", lambda p, d, **kw: _mae_prior(p, d, **kw), False,
+                       "unguided MAE baseline: random channel-wise perturbation of the tokens (Eq. 1, same eps), "
+                       "no guidance step (--eps 0: plain reconstructions)",
+                       guidance_defaults={**GIF_MAE_GUIDANCE, "opt_steps": 0}))
+register_method(Method("gif-dalle", lambda p, d, **kw: _unclip_prior(p, d, **kw), True,
+                       "GIF-DALLE: unCLIP (Karlo) on the CLIP image embedding, guided by the same CLIP, 64 px "
+                       "(paper-described, no official code)", guidance_defaults=GIF_DALLE_GUIDANCE))
+register_method(Method("dalle", lambda p, d, **kw: _unclip_prior(p, d, **kw), False,
+                       "unguided unCLIP (Karlo) image variations of the seed embedding, no perturbation, 64 px"))

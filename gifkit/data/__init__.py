@@ -60,3 +60,9 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
 def _smoke(split: str, root=None, profile: str = "smoke", **kwargs):
     ds = SyntheticShapes(split=split, **kwargs)
     return ds, ds.classes
+
+
+from gifkit.data import paper as _paper  # noqa: E402,F401  (registers the paper's datasets, manifest, imagefolder)
+
+
+from gifkit.data import fashion as _fashion  # noqa: E402,F401  (registers "fashion-mnist" and "mnist")

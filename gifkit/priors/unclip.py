@@ -1,0 +1,248 @@
+"""GIF-DALLE: the unCLIP (DALL-E2) prior on the CLIP image-embedding space
+(paper §4 "Overall pipeline", Algorithm 1 and App. D.1; DESIGN.md §1.4).
+
+The official code never released GIF-DALLE, and the paper's DALL-E2 (trained
+on LAION-400M) is not public; this module implements the paper's description
+on the open stand-in, Karlo's unCLIP image-variation pipeline (diffusers
+``UnCLIPImageVariationPipeline``):
+
+  1. f is the seed's CLIP image embedding [N, E], as the pipeline computes it
+     (``image_encoder(feature_extractor(seed)).image_embeds``, unnormalised);
+  2. the guided loop perturbs f (Eq. 1) and scores the perturbed embedding
+     *directly*: the zero-shot classifier is the text side of the *same* CLIP
+     (:class:`TransformersCLIPZeroShot`), so no image is decoded for guidance
+     (:meth:`UnCLIPPrior.guidance_features` returns ``normalize(f')``);
+  3. the projected final embedding conditions the unCLIP decoder, which
+     generates the image (``image_embeddings=`` of the pipeline, one seeded
+     generator per job).
+
+Design decisions:
+
+* **Noise shape.** A vector embedding has no spatial / token axis, so
+  "channel-wise" noise is per-dimension noise: z, b have shape [K, E]
+  (``channel_dim = 1``), which is also what "pixel" noise means here. A single
+  scalar (z, b) per embedding would only rescale it and shift it along the
+  all-ones direction, which hardly changes the normalised embedding CLIP sees.
+* **64 px output, no super-resolution.** The paper trains on the decoder's
+  64 px images "without further super-resolution" (App. D.1). The diffusers
+  pipeline always runs its two super-resolution U-Nets after the decoder
+  (``super_res_num_inference_steps`` cannot be 0), so by default
+  :meth:`UnCLIPPrior.generate` runs the pipeline itself and stops it right
+  after the decoder's last scheduler step (the decoder output is taken,
+  clamped to [-1, 1] as the pipeline does, and the super-resolution stage is
+  never run). ``super_res=True`` runs the whole pipeline (256 px for Karlo).
+* **Sampler.** The paper used 100-step DDIM with guidance scale 4 on its
+  DALL-E2; Karlo ships an ``UnCLIPScheduler`` (its default is 25 decoder
+  steps, scale 8). We keep Karlo's scheduler with the paper's scale 4 and 100
+  steps for the paper profile (both configurable).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from gifkit.guidance import DEFAULT_TEMPLATES, clip_preprocess, zero_shot_probs
+from gifkit.priors.base import Job, Latents, Prior
+from gifkit.rng import generator
+
+__all__ = ["TransformersCLIPZeroShot", "UnCLIPPrior"]
+
+
+class TransformersCLIPZeroShot(torch.nn.Module):
+    """CLIP zero-shot classifier built from transformers CLIP parts (e.g. an unCLIP pipeline's).
+
+    Same duck-typed interface as :class:`gifkit.guidance.ZeroShotClassifier`:
+    ``text_features`` [C, E] = normalize(mean over templates of normalize(T("This is a photo of a {c}"))),
+    ``image_features(x)`` = normalize(I(clip_preprocess(x))) [N, E] (differentiable),
+    ``probs_from_features(u)`` = softmax(100 * normalize(u) @ W^T) [N, C] (DESIGN §1 item 3).
+    """
+
+    def __init__(self, text_encoder, tokenizer, image_encoder, class_names: Sequence[str], *,
+                 image_size: int, mean: Sequence[float], std: Sequence[float],
+                 templates: Sequence[str] = DEFAULT_TEMPLATES, logit_scale: float = 100.0):
+        super().__init__()
+        if isinstance(class_names, str):
+            raise ValueError("TransformersCLIPZeroShot: class_names must be a list of names, not one string")
+        class_names = [str(c) for c in class_names]
+        if not class_names:
+            raise ValueError("TransformersCLIPZeroShot: class_names is empty")
+        templates = (templates,) if isinstance(templates, str) else tuple(templates)
+        if not templates or any("{}" not in t for t in templates):
+            raise ValueError(f"TransformersCLIPZeroShot: templates need a '{{}}' for the class name, got {templates}")
+        self.image_encoder = image_encoder.eval().requires_grad_(False)
+        self.class_names, self.templates, self.logit_scale = class_names, templates, float(logit_scale)
+        self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
+        text_encoder.eval().requires_grad_(False)
+        device = next(text_encoder.parameters()).device
+        with torch.no_grad():
+            per_template = []
+            for t in templates:
+                tokens = tokenizer([t.format(c) for c in class_names], padding="max_length", truncation=True,
+                                   max_length=tokenizer.model_max_length, return_tensors="pt")
+                emb = text_encoder(tokens.input_ids.to(device)).text_embeds  # [C, E]
+                per_template.append(F.normalize(emb.float(), dim=-1))
+            text = F.normalize(torch.stack(per_template).mean(dim=0), dim=-1)  # [C, E]
+        self.register_buffer("text_features", text)
+
+    @classmethod
+    def from_pipeline(cls, pipe, class_names: Sequence[str], **kwargs) -> "TransformersCLIPZeroShot":
+        """The classifier of an unCLIP pipeline's own CLIP (text_encoder + tokenizer + image_encoder)."""
+        fe = pipe.feature_extractor
+        crop = fe.crop_size
+        size = crop if isinstance(crop, int) else crop["height"]  # dict or transformers SizeDict
+        return cls(pipe.text_encoder, pipe.tokenizer, pipe.image_encoder, class_names, image_size=size,
+                   mean=fe.image_mean, std=fe.image_std, **kwargs)
+
+    def train(self, mode: bool = True) -> "TransformersCLIPZeroShot":
+        """Keep the wrapped CLIP in eval mode whatever the caller asks."""
+        super().train(mode)
+        self.image_encoder.eval()
+        return self
+
+    def image_features(self, images01: torch.Tensor) -> torch.Tensor:
+        """normalize(I(preprocess(x))): L2-normalised float32 image embeddings [N, E] of images in [0, 1]."""
+        param = next(self.image_encoder.parameters())
+        pixels = clip_preprocess(images01, self.image_size, self.mean, self.std)  # [N, 3, s, s]
+        emb = self.image_encoder(pixel_values=pixels.to(device=param.device, dtype=param.dtype)).image_embeds
+        return F.normalize(emb.float(), dim=-1)  # [N, E]
+
+    def probs_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """softmax(logit_scale * normalize(features) @ W^T) [N, C]."""
+        return zero_shot_probs(features.float(), self.text_features.to(features.device), self.logit_scale)
+
+    def probs(self, images01: torch.Tensor) -> torch.Tensor:
+        """Zero-shot probabilities [N, C] of images in [0, 1] [N, 3, H, W]."""
+        return self.probs_from_features(self.image_features(images01))
+
+    def forward(self, images01: torch.Tensor) -> torch.Tensor:
+        """Same as ``probs``."""
+        return self.probs(images01)
+
+
+class _DecoderDone(Exception):
+    """Raised inside the pipeline once the decoder's last step is done (skips super-resolution)."""
+
+    def __init__(self, image: torch.Tensor):
+        super().__init__("decoder done")
+        self.image = image
+
+
+@contextmanager
+def _stop_after_decoder(pipe):
+    """Make ``pipe(...)`` raise :class:`_DecoderDone` with the decoder output [N, 3, r, r] in [-1, 1].
+
+    The pipeline's decoder loop calls ``decoder_scheduler.step(..., prev_timestep=None)``
+    at its last step; we wrap that method on the instance, take ``prev_sample``,
+    clamp it to [-1, 1] as the pipeline does, and stop before super-resolution.
+    """
+    sched = pipe.decoder_scheduler
+    step = sched.step
+
+    def wrapped(*args, **kwargs):
+        out = step(*args, **kwargs)
+        if kwargs.get("prev_timestep", 0) is None:
+            sample = out.prev_sample if hasattr(out, "prev_sample") else out[0]
+            raise _DecoderDone(sample.clamp(-1, 1))
+        return out
+
+    sched.step = wrapped
+    try:
+        yield
+    finally:
+        del sched.step  # back to the class method
+
+
+class UnCLIPPrior(Prior):
+    """An unCLIP image-variation pipeline (Karlo; :func:`gifkit.hub.load_unclip` / :func:`gifkit.hub.tiny_unclip`).
+
+    f: CLIP image embeddings [N, E]. Output: the decoder's r px images (64 for
+    Karlo, 32 for the tiny pipeline), or the super-resolution output with
+    ``super_res=True`` (256 / 64).
+    """
+
+    name = "unclip"
+    channel_dim = 1  # per-dimension noise [K, E]
+
+    def __init__(self, pipe, *, decoder_steps: int = 25, super_res_steps: int = 7, guidance_scale: float = 4.0,
+                 super_res: bool = False, device: str | torch.device | None = None):
+        if decoder_steps < 1 or super_res_steps < 1:
+            raise ValueError(f"decoder_steps and super_res_steps must be >= 1, got {decoder_steps}, {super_res_steps}")
+        self.pipe = pipe
+        self.device = torch.device(device) if device is not None else pipe.device
+        if pipe.device != self.device:
+            pipe.to(self.device)
+        for m in (pipe.decoder, pipe.text_encoder, pipe.image_encoder, pipe.text_proj,
+                  pipe.super_res_first, pipe.super_res_last):
+            m.requires_grad_(False).eval()
+        self.decoder_steps, self.super_res_steps = int(decoder_steps), int(super_res_steps)
+        self.guidance_scale, self.super_res = float(guidance_scale), bool(super_res)
+        unet = pipe.super_res_first if super_res else pipe.decoder
+        self.resolution = int(unet.config.sample_size)
+
+    @property
+    def params(self) -> dict:
+        """The settings recorded in every metadata row."""
+        return {"decoder_steps": self.decoder_steps, "decoder_guidance_scale": self.guidance_scale,
+                "super_res": self.super_res, **({"super_res_steps": self.super_res_steps} if self.super_res else {})}
+
+    def make_classifier(self, class_names: Sequence[str]) -> TransformersCLIPZeroShot:
+        """The zero-shot classifier of this pipeline's own CLIP (the latent f lives in its embedding space)."""
+        return TransformersCLIPZeroShot.from_pipeline(self.pipe, class_names)
+
+    @torch.no_grad()
+    def embed(self, images: list[Image.Image]) -> torch.Tensor:
+        """Seeds -> CLIP image embeddings [N, E] exactly as the pipeline computes them (feature_extractor + image_encoder)."""
+        enc = self.pipe.image_encoder
+        param = next(enc.parameters())
+        pixels = self.pipe.feature_extractor(images=[im.convert("RGB") for im in images],
+                                             return_tensors="pt").pixel_values  # [N, 3, s, s]
+        return enc(pixel_values=pixels.to(device=param.device, dtype=param.dtype)).image_embeds  # [N, E]
+
+    def prepare(self, jobs: list[Job]) -> Latents:
+        """f = the seeds' CLIP image embeddings [N, E], no gradients."""
+        if not jobs:
+            raise ValueError("UnCLIPPrior.prepare: no jobs")
+        return Latents(f=self.embed([j.image for j in jobs]))
+
+    def guidance_features(self, f: torch.Tensor, classifier) -> torch.Tensor:
+        """normalize(f) [N, E]: the perturbed embedding *is* the CLIP feature; nothing is decoded (App. D.1)."""
+        if f.ndim != 2:
+            raise ValueError(f"UnCLIPPrior: f must be CLIP embeddings [N, E], got {tuple(f.shape)}")
+        return F.normalize(f.float(), dim=-1)
+
+    @torch.no_grad()
+    def sample(self, f: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        """Embeddings [N, E] -> images [N, 3, R, R] in [0, 1] with the unCLIP decoder (+ super-resolution if set)."""
+        if f.ndim != 2:
+            raise ValueError(f"UnCLIPPrior: f must be CLIP embeddings [N, E], got {tuple(f.shape)}")
+        if len(generators) != f.shape[0]:
+            raise ValueError(f"UnCLIPPrior: {f.shape[0]} embeddings but {len(generators)} generators")
+        emb = f.to(device=self.device, dtype=self.pipe.decoder.dtype)  # [N, E]
+        kwargs = dict(image_embeddings=emb, decoder_num_inference_steps=self.decoder_steps,
+                      super_res_num_inference_steps=self.super_res_steps, decoder_guidance_scale=self.guidance_scale,
+                      generator=list(generators))
+        if self.super_res:
+            arr = self.pipe(output_type="np", **kwargs).images  # [N, R, R, 3] in [0, 1]
+            return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()
+        try:
+            with _stop_after_decoder(self.pipe):
+                self.pipe(output_type="np", **kwargs)
+        except _DecoderDone as done:
+            return (done.image.float() * 0.5 + 0.5).clamp(0, 1)  # [N, 3, r, r]
+        raise RuntimeError("UnCLIPPrior: the pipeline finished without reaching the decoder's last step")
+
+    def decode(self, f: torch.Tensor, grad: bool = False) -> torch.Tensor:
+        """Embeddings -> images (generators seeded by row index); not differentiable: guidance needs no decode."""
+        if grad:
+            raise ValueError("UnCLIPPrior.decode is not differentiable (a diffusion sampler); "
+                             "guidance scores the embedding directly (guidance_features)")
+        return self.sample(f, [generator("unclip-decode", i) for i in range(f.shape[0])])
+
+    def generate(self, f: torch.Tensor, jobs: list[Job]) -> torch.Tensor:
+        """Final embeddings [N, E] -> images [N, 3, R, R]; job j's draws come from generator(*job.key, "decoder")."""
+        return self.sample(f, [generator(*j.key, "decoder") for j in jobs])
