@@ -19,6 +19,8 @@ and the score maximised w.r.t. the perturbation is S = S_inf + S_div.
 """
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,6 +42,8 @@ __all__ = [
 ]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CIFAR_MEAN = (0.5071, 0.4865, 0.4409)  # what the official code normalised seeds with
+CIFAR_STD = (0.2673, 0.2564, 0.2762)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_TEMPLATES = ("This is a photo of a {}",)
 
@@ -325,6 +329,16 @@ class ZeroShotClassifier(torch.nn.Module):
         super().train(mode)
         self.model.eval()
         return self
+
+    @contextlib.contextmanager
+    def normalization(self, mean: Sequence[float], std: Sequence[float]):
+        """Temporarily preprocess with another mean/std (the official code's quirk, DESIGN §1.1)."""
+        saved = self.mean, self.std
+        self.mean, self.std = tuple(mean), tuple(std)
+        try:
+            yield self
+        finally:
+            self.mean, self.std = saved
 
     def image_features(self, images01: torch.Tensor) -> torch.Tensor:
         """``normalize(I(preprocess(x)))``: L2-normalised float32 features ``[N, D]``."""

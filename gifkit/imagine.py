@@ -15,6 +15,7 @@ run writes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -28,7 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from gifkit.data.images import BadImage
-from gifkit.guidance import entropy, guidance_terms
+from gifkit.guidance import CIFAR_MEAN, CIFAR_STD, entropy, guidance_terms
 from gifkit.perturb import NOISE_MODES, UPDATE_RULES, LatentOptimizer, init_noise, perturb, project_linf
 from gifkit.priors.base import Job, Prior
 from gifkit.rng import derive_seed, generator
@@ -58,6 +59,7 @@ class GuidanceConfig:
     lr: float | None = None
     w_inf: float = 1.0
     w_div: float = 1.0
+    official_clip_norm: bool = False  # quirk: seeds with CIFAR mean/std, created images unnormalised
 
     def __post_init__(self):
         if self.eps < 0:
@@ -148,7 +150,13 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
     t1 = tick()
     timings["prior"] = timings.get("prior", 0.0) + t1 - t0
 
-    with torch.no_grad():
+    seed_norm = gen_norm = contextlib.nullcontext
+    if guidance is not None and guidance.official_clip_norm:
+        if not hasattr(classifier, "normalization"):
+            raise ValueError("official_clip_norm applies to CLIP-guided image priors (ZeroShotClassifier) only")
+        seed_norm = lambda: classifier.normalization(CIFAR_MEAN, CIFAR_STD)  # noqa: E731
+        gen_norm = lambda: classifier.normalization((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # noqa: E731
+    with torch.no_grad(), seed_norm():
         p_seed = torch.cat([classifier.probs(_to_tensor01(jobs[s * k].image)) for s in range(seeds)])  # [B, C]
     y_hat = p_seed.argmax(-1)  # [B]: CLIP's prediction on the seed, not the dataset label
     flagged = torch.zeros(n, dtype=torch.bool)
@@ -161,7 +169,8 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
         opt = LatentOptimizer([z, b], rule=guidance.update, steps=guidance.opt_steps,
                               step_size=guidance.step_size, lr=guidance.lr)
         for _ in range(opt.steps):
-            feats = prior.guidance_features(perturb(f.float(), z, b), classifier)  # [N, D], unprojected latent
+            with gen_norm():
+                feats = prior.guidance_features(perturb(f.float(), z, b), classifier)  # [N, D], unprojected latent
             p_var = classifier.probs_from_features(feats)  # [N, C]
             total = feats.new_zeros(())
             for s in range(seeds):

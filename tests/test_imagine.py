@@ -229,3 +229,22 @@ def test_bad_seed_images_are_skipped_and_listed(models, tmp_path):
                    batch_size=4, params=prior.params, progress=False)
     assert again.written == 0 and again.existing == 4  # the known-bad seed does not force a recompute
     assert not (tmp_path / "out" / ".parts").exists()
+
+
+def test_official_clip_norm_quirk_changes_seed_and_generated_preprocessing(models, monkeypatch):
+    ds, names, prior, clf = models
+    seen = []
+    real = clf.image_features
+
+    def spy(x):
+        seen.append((clf.mean, clf.std, x.requires_grad))
+        return real(x)
+
+    monkeypatch.setattr(clf, "image_features", spy)
+    jobs = _jobs(ds, names, [0], 2)
+    imagine_batch(prior, clf, jobs, 2, GuidanceConfig(official_clip_norm=True, opt_steps=2, update="adam", lr=0.1))
+    from gifkit.guidance import CIFAR_MEAN, CLIP_MEAN
+
+    assert seen[0][0] == CIFAR_MEAN  # the seed
+    assert [s[0] for s in seen[1:3]] == [(0.0, 0.0, 0.0)] * 2 and all(s[2] for s in seen[1:3])  # two guided passes
+    assert seen[-1][0] == tuple(CLIP_MEAN) and clf.mean == tuple(CLIP_MEAN)  # reporting, then restored

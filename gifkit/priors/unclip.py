@@ -142,6 +142,7 @@ def _stop_after_decoder(pipe):
     """
     sched = pipe.decoder_scheduler
     step = sched.step
+    own = vars(sched).get("step")  # an instance-level step someone set before us, restored afterwards
 
     def wrapped(*args, **kwargs):
         out = step(*args, **kwargs)
@@ -154,7 +155,10 @@ def _stop_after_decoder(pipe):
     try:
         yield
     finally:
-        del sched.step  # back to the class method
+        if own is None:
+            del sched.step  # back to the class method
+        else:
+            sched.step = own
 
 
 class UnCLIPPrior(Prior):
