@@ -35,7 +35,7 @@ from gifkit.priors.base import Job, Prior
 from gifkit.rng import derive_seed, generator
 from gifkit.store import ExpansionStore, atomic_write_bytes
 
-__all__ = ["GuidanceConfig", "PRESETS", "ExpandResult", "imagine_batch", "expand", "to_pil"]
+__all__ = ["GuidanceConfig", "PRESETS", "ExpandResult", "job_noise", "imagine_batch", "expand", "to_pil"]
 
 RUN_FILE = "run.json"
 SKIPPED_FILE = "skipped.json"
@@ -130,6 +130,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def job_noise(f: torch.Tensor, jobs: list[Job], mode: str = "channel", channel_dim: int = 1):
+    """Initial (z, b) of Eq. 1 for every job, each drawn from its own generator keyed by ``job.key``.
+
+    Row j of ``f`` belongs to ``jobs[j]``; returns float32 ``z, b`` of shape [N, C, 1, 1]
+    (channel mode) or [N, *f.shape[1:]] (pixel mode), independent of batching.
+    """
+    z, b = zip(*[init_noise(f[j:j + 1], 1, mode, generator(*job.key, "noise"), channel_dim)
+                 for j, job in enumerate(jobs)])
+    return torch.cat(z).float(), torch.cat(b).float()
+
+
 def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
                   guidance: GuidanceConfig | None, timings: dict[str, float] | None = None):
     """Create the images of ``jobs`` (seed-major: K consecutive jobs per seed).
@@ -162,10 +173,8 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
     flagged = torch.zeros(n, dtype=torch.bool)
     terms = [None] * seeds
     if guidance is not None:
-        z, b = map(torch.cat, zip(*[
-            init_noise(f[j:j + 1], 1, guidance.noise, generator(*job.key, "noise"), prior.channel_dim)
-            for j, job in enumerate(jobs)]))  # [N, C, 1, 1] each (channel mode)
-        z, b = z.float().requires_grad_(True), b.float().requires_grad_(True)
+        z, b = job_noise(f, jobs, guidance.noise, prior.channel_dim)  # [N, C, 1, 1] each (channel mode)
+        z, b = z.requires_grad_(True), b.requires_grad_(True)
         opt = LatentOptimizer([z, b], rule=guidance.update, steps=guidance.opt_steps,
                               step_size=guidance.step_size, lr=guidance.lr)
         for _ in range(opt.steps):
