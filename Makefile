@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.gifkit-installed
 PROFILE ?= smoke
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv notebooks clean-venv
+.PHONY: demo test venv notebooks notebooks-refresh clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,19 @@ venv: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/gifkit demo --out results/demo
 
+# The unit tests, then every notebook re-executed on the smoke profile and checked by nbval
+# (lax: only cells marked NBVAL_CHECK_OUTPUT are compared with the committed smoke outputs).
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+# make notebooks PROFILE=smoke|mini|paper: executed notebooks, CSV and PNG under results/<profile>/
+notebooks: $(STAMP)
+	$(PY) -m gifkit.notebooks --profile $(PROFILE)
+
+# Re-execute the notebooks on the smoke profile and store their outputs in notebooks/ (committed).
+notebooks-refresh: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m gifkit.notebooks --profile smoke --in-place
 
 clean-venv:
 	rm -rf $(VENV)

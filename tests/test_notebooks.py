@@ -1,0 +1,43 @@
+"""Conventions of the numbered notebooks. Their execution is checked by nbval in `make test`.
+
+Choice: committed notebooks carry the outputs of a smoke-profile run (`make notebooks-refresh`),
+so nbval can compare the cells marked NBVAL_CHECK_OUTPUT, and a reader sees what a cell produces.
+"""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 3
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_conventions(path):
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert cells[0]["cell_type"] == "markdown" and "colab-badge" in "".join(cells[0]["source"])
+    assert re.search(r"needs", "".join(cells[0]["source"]), re.I), "the intro says what the notebook needs"
+    first = code[0]
+    assert "parameters" in first.get("metadata", {}).get("tags", []), "first code cell is tagged `parameters`"
+    src = "".join(first["source"])
+    assert re.search(r'^profile = "smoke"', src, re.M) and "out_dir" in src
+    assert any("find_spec(\"gifkit\")" in "".join(c["source"]) for c in code[:3]), "an install cell"
+    assert "paper" in "".join(cells[-2]["source"] + cells[-1]["source"]).lower(), "ends with paper vs this run"
+    assert not any(c.get("metadata", {}).get("tags") == ["injected-parameters"] for c in code)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_outputs_come_from_a_clean_smoke_run(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    counts = [c.get("execution_count") for c in code]
+    assert all(isinstance(n, int) for n in counts), "run `make notebooks-refresh` and commit the outputs"
+    assert counts == sorted(counts), "cells were executed top to bottom"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
