@@ -58,9 +58,13 @@ def _add_expand_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step-size", type=float, default=None)
     p.add_argument("--w-inf", type=float, default=None, help="weight of S_inf (0 ablates it)")
     p.add_argument("--w-div", type=float, default=None, help="weight of S_div (0 ablates it)")
+    p.add_argument("--official-clip-norm", action="store_true", default=None,
+                   help="reproduce the official code's quirk: seeds normalised with CIFAR mean/std for CLIP, "
+                        "created images not normalised (default: CLIP's own preprocessing for both)")
     p.add_argument("--strength", type=float, default=None)
     p.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale of SD")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (smoke default 10, paper 50)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps: SD's DDIM (smoke 10, paper 50) or the unCLIP decoder's (smoke 4, paper 100)")
     p.add_argument("--prompts", default=None, choices=["designed", "class"])
     p.add_argument("--model-id", default=None, help="hub id or local directory of the prior's checkpoint")
     p.add_argument("--batch-size", type=int, default=4, help="seeds per batch (batch_size * K images per pass)")
@@ -84,11 +88,22 @@ def run_expand(args):
     ratio = args.ratio if args.ratio is not None else PRESETS.get(args.preset or "", {}).get("ratio", 5)
     if ratio < 1:
         raise ValueError(f"--ratio must be >= 1, got {ratio}")
+    from gifkit.augment import AUGMENT_METHODS, expand_augment
+
+    if args.method in AUGMENT_METHODS:  # augmentation baselines: no generative prior
+        return expand_augment(dataset, class_names, args.out, method=args.method, ratio=ratio, seed=args.seed,
+                              batch_size=args.batch_size, limit=args.limit, output_size=args.output_size,
+                              shard=(state.process_index, state.num_processes),
+                              barrier=state.wait_for_everyone if state.num_processes > 1 else None,
+                              progress=not args.no_progress and state.is_local_main_process)
     device = args.device if args.device else (state.device if state.num_processes > 1 else None)
     overrides = dict(strength=args.strength, guidance_scale=args.guidance_scale, steps=args.steps,
                      prompts=args.prompts, model_id=args.model_id)
+    if args.profile == "mini":
+        overrides["support"] = dataset  # the mini profile's guidance builds class prototypes from the labelled set
     guidance = dict(eps=args.eps, noise=args.noise, update=args.update, opt_steps=args.opt_steps,
-                    step_size=args.step_size, w_inf=args.w_inf, w_div=args.w_div)
+                    step_size=args.step_size, w_inf=args.w_inf, w_div=args.w_div,
+                    official_clip_norm=args.official_clip_norm)
     prior, classifier, g, params = build_models(args.method, args.profile, class_names, preset=args.preset,
                                                 device=device, guidance=guidance, **overrides)
     return expand(dataset, class_names, prior, classifier, args.out, ratio=ratio, method=args.method, guidance=g,
@@ -137,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="the main job on the embedded default (no downloads)")
     m.add_argument("--out", default="results/demo")
     m.set_defaults(func=cmd_demo)
+    from gifkit import evaluate, train
+
+    train.add_cli(sub)
+    evaluate.add_cli(sub)
     return parser
 
 

@@ -54,7 +54,8 @@ class ManifestDataset(FileListDataset):
             elif value.isdigit() and int(value) < len(classes):
                 ids.append(int(value))
             else:
-                raise ValueError(f"manifest {csv}: label {value!r} is neither a class name nor a label < {len(classes)}")
+                raise ValueError(f"manifest {csv}: label {value!r} is neither a class name "
+                                 f"nor an integer label < {len(classes)}")
         paths = [p if Path(p).is_absolute() else str(csv.parent / p) for p in table["path"]]
         super().__init__(list(zip(paths, ids)), classes)
         self.csv = csv

@@ -8,27 +8,26 @@ reused. Nothing is downloaded unless ``download=True`` (CLI ``--download``);
 missing files raise :class:`DatasetMissing` naming the files expected and the
 exact way to get them.
 
-=================  =========================================  ===============================
-name               train split (paper)                        test split
-=================  =========================================  ===============================
-caltech101         30 images per class, 102 classes (the 101   the remaining images
-                   categories + BACKGROUND_Google) = 3,060
-cars               official train, 196 classes, 8,144          official test (8,041)
-flowers102         the GIF code's split (``flower_data/train``, ``flower_data/valid`` (818)
-                   6,552 images, 102 classes)
-flowers102-official  ``train``/``val``/``test``/``trainval`` of setid.mat (1,020/1,020/6,149)
-dtd                partition 1: train1 + val1 = 3,760          test1 (1,880)
-pets               the GIF code's split: per breed the first   the other 48 %
-                   52 % of ``images/*.jpg`` (~3,842)
-pets-official      ``trainval`` (3,680)                         ``test`` (3,669)
-cifar100           CIFAR-100 train (50,000)                    CIFAR-100 test (10,000)
-cifar100s          100 per class of CIFAR-100 train (10,000)   CIFAR-100 test
-cifar100lt         imbalance ratio 100, exponential (10,847)   CIFAR-100 test
-cifar100c          --                                          ``<corruption>-<severity>``
-pathmnist          MedMNIST ``val`` split (10,004)             MedMNIST ``test``
-breastmnist        MedMNIST ``val`` split (78)                 MedMNIST ``test``
-organsmnist        MedMNIST ``train`` split (13,932)           MedMNIST ``test``
-=================  =========================================  ===============================
+name                 train split (the paper's)                           test split
+-------------------  --------------------------------------------------  ------------------------------
+caltech101           30 per class, 102 classes (101 categories +         the other images
+                     BACKGROUND_Google): 3,060
+cars                 official train, 196 classes: 8,144                  official test (8,041)
+flowers102           the GIF code's ``flower_data/train``: 6,552         ``flower_data/valid`` (818)
+flowers102-official  setid.mat ``train``/``val``/``trainval``            ``test`` (6,149)
+dtd                  partition 1: train1 + val1 = 3,760                  test1 (1,880)
+pets                 the GIF code's split: per breed the first 52 %      the other 48 %
+                     of ``images/*.jpg`` (~3,842)
+pets-official        ``trainval`` (3,680)                                ``test`` (3,669)
+cifar100             CIFAR-100 train (50,000)                            CIFAR-100 test (10,000)
+cifar100s            100 per class of CIFAR-100 train: 10,000            CIFAR-100 test
+cifar100lt           imbalance ratio 100, exponential: 10,847            CIFAR-100 test
+cifar100c            --                                                  ``<corruption>-<severity>``
+pathmnist            MedMNIST ``val`` split (10,004)                     MedMNIST ``test``
+breastmnist          MedMNIST ``val`` split (78)                         MedMNIST ``test``
+organsmnist          MedMNIST ``train`` split (13,932)                   MedMNIST ``test``
+manifest             a CSV of ``path,label`` (:mod:`gifkit.data.manifest`), ``root`` = the CSV
+imagefolder          ``root/<class>/<image>`` or ``root/<split>/<class>/<image>``
 
 Decisions (see each loader's docstring): class names are made readable for
 CLIP prompts (``_`` -> space); random subsets (Caltech101's 30 per class,
@@ -40,7 +39,12 @@ the long-tail literature uses. The MedMNIST training splits are inferred from
 the paper's Table 11 sample counts (10,004 = PathMNIST ``val``, 78 =
 BreastMNIST ``val``, 13,940 = MedMNIST v1's OrganSMNIST ``train``); the raw
 splits are available as ``medmnist-train`` / ``medmnist-val`` /
-``medmnist-test``.
+``medmnist-test``. The CIFAR100-S index list is written to
+``gifkit/data/cifar100s_indices.json`` the first time the *official*
+CIFAR-100 train file (checked by its MD5) is loaded, and checked against on
+later loads: it is a record for users of other tools and a regression check;
+the subset's definition does not depend on it (the file could not be made
+without the data, so the repository does not ship it yet).
 """
 from __future__ import annotations
 
@@ -453,10 +457,14 @@ def load_flowers102(split: str = "train", root=None, profile: str = "paper", dow
     root = _root(root)
     folder = root / "flower_data" / ("train" if split == "train" else "valid")
     if not folder.is_dir():
-        raise _missing("flowers102", folder,
-                       f"This split is not on the official site: fetch {FLOWERS_PAPER_URL} (the 'flower_data' "
-                       f"archive the GIF code used) and extract it into {root}; or use 'flowers102-official' "
-                       f"(official setid.mat splits, downloadable with download=True)")
+        if not download:
+            raise _missing("flowers102", folder,
+                           f"This split is not on the official site: get it with download=True (CLI --download), "
+                           f"which fetches {FLOWERS_PAPER_URL} (the 'flower_data' archive the GIF code used), or "
+                           f"extract that archive into {root} yourself; or use 'flowers102-official' (the "
+                           f"official setid.mat splits)")
+        from torchvision.datasets.utils import download_and_extract_archive
+        download_and_extract_archive(FLOWERS_PAPER_URL, str(root))
     names = _flowers_classes()
     samples = []
     for d in sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
@@ -602,8 +610,9 @@ def _load_medmnist(flag: str, split: str, root, download: bool, size: int = 28):
     npz = root / f"{flag}{suffix}.npz"
     if not npz.is_file():
         if not download:
-            raise _missing(flag, npz, f"Get it with download=True (CLI --download), i.e. medmnist.{info['python_class']}"
-                           f"(split='{med_split}', root='{root}', size={size or 28}, download=True), or fetch "
+            raise _missing(flag, npz, f"Get it with download=True (CLI --download), i.e. "
+                           f"medmnist.{info['python_class']}(split='{med_split}', root='{root}', "
+                           f"size={size or 28}, download=True), or fetch "
                            f"{info['url' + suffix]} (MD5 {info['MD5' + suffix]}) into {root}")
         root.mkdir(parents=True, exist_ok=True)
     cls = getattr(medmnist, info["python_class"])
@@ -614,19 +623,22 @@ def _load_medmnist(flag: str, split: str, root, download: bool, size: int = 28):
 
 
 @register("pathmnist")
-def load_pathmnist(split: str = "train", root=None, profile: str = "paper", download: bool = False, size: int = 28, **_):
+def load_pathmnist(split: str = "train", root=None, profile: str = "paper", download: bool = False,
+                   size: int = 28, **_):
     """PathMNIST (9 classes): ``train`` = MedMNIST ``val`` (10,004, the paper's set), ``test`` = ``test``."""
     return _load_medmnist("pathmnist", split, root, download, size)
 
 
 @register("breastmnist")
-def load_breastmnist(split: str = "train", root=None, profile: str = "paper", download: bool = False, size: int = 28, **_):
+def load_breastmnist(split: str = "train", root=None, profile: str = "paper", download: bool = False,
+                     size: int = 28, **_):
     """BreastMNIST (2 classes): ``train`` = MedMNIST ``val`` (78, the paper's set), ``test`` = ``test``."""
     return _load_medmnist("breastmnist", split, root, download, size)
 
 
 @register("organsmnist")
-def load_organsmnist(split: str = "train", root=None, profile: str = "paper", download: bool = False, size: int = 28, **_):
+def load_organsmnist(split: str = "train", root=None, profile: str = "paper", download: bool = False,
+                     size: int = 28, **_):
     """OrganSMNIST (11 classes): ``train`` = MedMNIST ``train`` (13,932), ``test`` = ``test``."""
     return _load_medmnist("organsmnist", split, root, download, size)
 

@@ -1,0 +1,175 @@
+"""`gifkit train`: presets, losses, one epoch above chance, resume, expanded data, seeds, KD."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gifkit import train as tr
+from gifkit.augment import expand_augment
+from gifkit.cli import main
+from gifkit.data import load_dataset
+from gifkit.train import ARCHS, balanced_softmax_loss, kd_loss, make_config, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train ~100x faster on one thread when the 2 cores are shared (no OpenMP spinning)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def smoke_cfg(tmp_path, name="run", n=4, **kw):
+    kw = {"epochs": 1, "progress": False, "out": str(tmp_path / name), **kw}
+    return make_config("smoke", data="smoke", data_kwargs={"n_per_class": n}, **kw)
+
+
+def test_presets_and_overrides():
+    paper = make_config("paper", data="caltech101")
+    assert (paper.arch, paper.epochs, paper.lr, paper.momentum, paper.image_size, paper.batch_size) == \
+        ("resnet50", 100, 0.01, 0.9, 224, 128)
+    assert paper.rotation == 15 and paper.hflip and paper.loss == "ce" and not paper.pretrained
+    assert make_config("paper", data="cifar100s").lr == 0.1 == make_config("paper", data="organsmnist").lr
+    assert make_config("paper", data="cifar100s", lr=0.05, epochs=3).lr == 0.05
+    smoke = make_config("smoke", data="smoke")
+    assert smoke.arch == "test_resnet" and smoke.image_size == 32 and smoke.profile == "smoke"
+    with pytest.raises(ValueError, match="unknown training option"):
+        make_config("paper", data="smoke", learning_rate=1)
+    with pytest.raises(ValueError, match="loss"):
+        make_config("paper", data="smoke", loss="focal")
+    import timm
+    assert all(timm.is_model(n) for n in ARCHS.values())
+    assert ARCHS["resnext50"] == "resnext50_32x4d" and ARCHS["wideresnet50"] == "wide_resnet50_2"
+    assert ARCHS["mobilenetv2"] == "mobilenetv2_100"
+    with pytest.raises(ValueError, match="unknown architecture"):
+        tr.create_model("resnet9000", 3)
+    assert tr.parse_kv(["a=1", "b=0.5", "c=true", "d=x"]) == {"a": 1, "b": 0.5, "c": True, "d": "x"}
+
+
+def test_transforms_resize_bicubic_and_normalise():
+    from PIL import Image
+    cfg = make_config("paper", data="smoke")
+    x = tr.train_transform(cfg, tr.IMAGENET_MEAN, tr.IMAGENET_STD)(Image.new("RGB", (37, 20), (128, 128, 128)))
+    assert x.shape == (3, 224, 224) and x.dtype == torch.float32
+    y = tr.eval_transform(224, tr.IMAGENET_MEAN, tr.IMAGENET_STD)(Image.new("RGB", (37, 20), (255, 0, 0)))
+    assert y.shape == (3, 224, 224) and abs(float(y[0].mean()) - (1 - 0.485) / 0.229) < 1e-3
+
+
+def test_balanced_softmax_against_hand_computed_values():
+    logits = torch.tensor([[1.0, 2.0, 0.0]])
+    counts = torch.tensor([10.0, 1.0, 1.0])
+    e = math.e
+    # adjusted logits: [1 + ln 10, 2, 0] -> p = [10e, e^2, 1] / (10e + e^2 + 1)
+    z = 10 * e + e ** 2 + 1
+    expect_1 = -math.log(e ** 2 / z)
+    assert abs(float(balanced_softmax_loss(logits, torch.tensor([1]), counts)) - expect_1) < 1e-5
+    expect_0 = -math.log(10 * e / z)
+    soft = torch.tensor([[0.25, 0.75, 0.0]])
+    assert abs(float(balanced_softmax_loss(logits, soft, counts)) - (0.25 * expect_0 + 0.75 * expect_1)) < 1e-5
+    # equal counts: plain cross-entropy
+    plain = torch.nn.functional.cross_entropy(logits, torch.tensor([2]))
+    assert torch.allclose(balanced_softmax_loss(logits, torch.tensor([2]), torch.full((3,), 7.0)), plain)
+
+
+def test_kd_loss():
+    p = torch.tensor([[0.7, 0.2, 0.1]])
+    assert float(kd_loss(torch.log(p), p, 4.0)) < 1e-6
+    assert float(kd_loss(torch.zeros(1, 3), p, 1.0)) > 0
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    cfg = smoke_cfg(out, n=32)  # 128 images, 8 steps of 16
+    return cfg, train(cfg)
+
+
+def test_one_epoch_on_smoke_data_beats_chance(smoke_run):
+    cfg, r = smoke_run
+    final = r["final"]
+    assert final["accuracy_micro"] > 40 and final["accuracy_macro"] > 40  # chance: 25 %
+    assert r["units"] == "percent" and r["primary_metric"] == "accuracy_micro"
+    assert set(final["per_class_accuracy"]) == {"red circle", "green square", "blue triangle", "yellow cross"}
+    assert r["best_over_epochs"]["accuracy_micro"] == {"value": final["accuracy_micro"], "epoch": 1}
+    assert "optimistic" in r["best_over_epochs"]["note"]
+    assert r["config"]["arch"] == "test_resnet" and r["config"]["lr"] == 0.05
+    assert r["throughput"]["train_images"] == 128 and r["throughput"]["train_images_per_s"] > 0
+    assert r["total_steps"] == 8 and r["history"][0]["steps"] == 8
+    assert r["dataset"]["n_train_original"] == 128 and r["dataset"]["train_class_counts_original"] == [32] * 4
+    from pathlib import Path
+    out = Path(cfg.out)
+    assert json.loads((out / "result.json").read_text())["final"] == json.loads(json.dumps(final))
+    assert (out / "model.safetensors").is_file() and (out / "checkpoint" / "state.json").is_file()
+    assert train(cfg)["final"] == r["final"]  # finished runs are not trained again
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    whole = train(smoke_cfg(tmp_path, "whole", epochs=2, batch_size=8))
+    calls = {"n": 0}
+    real = tr._evaluate
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # during epoch 2, after epoch 1's checkpoint
+        return real(*a, **k)
+
+    cfg = smoke_cfg(tmp_path, "cut", epochs=2, batch_size=8)
+    monkeypatch.setattr(tr, "_evaluate", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(tr, "_evaluate", real)
+    resumed = train(cfg)
+    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["final"] == whole["final"] and [h["steps"] for h in resumed["history"]] == [2, 4]
+    with pytest.raises(ValueError, match="other settings"):
+        train(smoke_cfg(tmp_path, "cut", epochs=2, batch_size=8, lr=0.2))
+
+
+def test_expanded_soft_labels_balanced_softmax_equal_steps(tmp_path):
+    ds, classes = load_dataset("smoke", "train", n_per_class=4)
+    expand_augment(ds, classes, tmp_path / "cutmix", method="cutmix", ratio=2, progress=False)
+    r = train(smoke_cfg(tmp_path, expanded=[str(tmp_path / "cutmix")], loss="balanced_softmax", steps=3, epochs=2,
+                        batch_size=8))
+    assert r["dataset"]["n_train_total"] == 48 and r["dataset"]["soft_labels"]
+    assert r["total_steps"] == 3 and [h["steps"] for h in r["history"]] == [2, 3]
+    assert all(np.isfinite(h["train_loss"]) for h in r["history"])
+    # steps_ratio: the steps a (1 + 2)x set of 16 images takes per epoch at batch 8
+    r2 = train(smoke_cfg(tmp_path, "ratio", steps_ratio=2, batch_size=8))
+    assert r2["total_steps"] == 48 // 8 and r2["dataset"]["n_train_total"] == 16
+
+
+def test_kd_from_clip_zero_shot(tmp_path):
+    r = train(smoke_cfg(tmp_path, kd="clip", kd_alpha=0.5, batch_size=8))
+    assert r["config"]["kd"] == "clip" and np.isfinite(r["history"][0]["train_loss"])
+
+
+def test_cli_seeds_aggregate(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["train", "--data", "smoke", "--profile", "smoke", "--data-arg", "n_per_class=4", "--epochs", "1",
+                 "--batch-size", "8", "--seeds", "0", "1", "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "seed 0:" in text and "seed 1:" in text and "+-" in text
+    agg = json.loads((out / "aggregate.json").read_text())
+    vals = [json.loads((out / f"seed_{s}" / "result.json").read_text())["final"]["accuracy_micro"] for s in (0, 1)]
+    m = agg["metrics"]["final.accuracy_micro"]
+    assert agg["seeds"] == [0, 1] and m["values"] == vals
+    assert m["mean"] == pytest.approx(np.mean(vals)) and m["std"] == pytest.approx(np.std(vals, ddof=1))
+    assert "best_over_epochs.accuracy_macro" in agg["metrics"]
+
+
+def test_a_folder_without_a_test_split_is_refused(tmp_path):
+    from PIL import Image
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "imgs" / c / f"{i}.png")
+    cfg = make_config("smoke", data=str(tmp_path / "imgs"), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="separate test split"):
+        train(cfg)
