@@ -15,7 +15,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
-	$(PY) -m pip install -q -c constraints.txt -e ".[notebooks,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[notebooks,dev,mini]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-METHOD_HELP = "gif-sd | sd | gif-mae | mae | gif-dalle | dalle | randaugment | cutout | gridmask | mixup | cutmix"
+METHOD_HELP = ("gif-sd | sd | gif-mae | mae | gif-dalle | dalle | randaugment | cutout | gridmask | mixup | cutmix"
+               " | alia | dreamda")
 
 
 def _version(pkg: str) -> str:
@@ -73,44 +74,59 @@ def _add_expand_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-size", type=int, default=None, help="save at N px (default: the prior's resolution)")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
+    g = p.add_argument_group("ALIA (--method alia) and DreamDA (--method dreamda)")
+    g.add_argument("--descriptions", nargs="+", default=None,
+                   help="ALIA: domain descriptions (default: BLIP captions summarised by a text-generation model)")
+    g.add_argument("--descriptions-file", default=None, help="ALIA: descriptions, one per line (or a JSON list)")
+    g.add_argument("--editor", default=None, choices=["img2img", "instruct"],
+                   help="ALIA: SD img2img (default) or InstructPix2Pix")
+    g.add_argument("--image-guidance-scale", type=float, default=None, help="ALIA InstructPix2Pix (default 1.2)")
+    g.add_argument("--alia-filter", default=None, choices=["both", "semantic", "confidence", "none"],
+                   help="ALIA: filters applied to the edits (default both)")
+    g.add_argument("--filter-classifier", default=None,
+                   help="ALIA: a finished `gifkit train` run for the confidence filter (default: train one)")
+    g.add_argument("--noise-scale", type=float, default=None,
+                   help="DreamDA: std of the noise added to the U-Net bottleneck at every step (default 3)")
 
 
 def run_expand(args):
-    """Build the models for ``args`` and run :func:`gifkit.imagine.expand`; returns the result."""
+    """Run ``gifkit expand`` for ``args`` through :func:`gifkit.study.expand_method`; returns the result."""
     from accelerate import PartialState
 
+    from gifkit.augment import AUGMENT_METHODS
     from gifkit.data import load_dataset
-    from gifkit.imagine import PRESETS, expand
-    from gifkit.methods import build_models
+    from gifkit.imagine import PRESETS
+    from gifkit.study import expand_method
 
     state = PartialState(cpu=args.device == "cpu")
     dataset, class_names = load_dataset(args.data, args.split, root=args.data_root, profile=args.profile)
     ratio = args.ratio if args.ratio is not None else PRESETS.get(args.preset or "", {}).get("ratio", 5)
     if ratio < 1:
         raise ValueError(f"--ratio must be >= 1, got {ratio}")
-    from gifkit.augment import AUGMENT_METHODS, expand_augment
-
-    if args.method in AUGMENT_METHODS:  # augmentation baselines: no generative prior
-        return expand_augment(dataset, class_names, args.out, method=args.method, ratio=ratio, seed=args.seed,
-                              batch_size=args.batch_size, limit=args.limit, output_size=args.output_size,
-                              shard=(state.process_index, state.num_processes),
-                              barrier=state.wait_for_everyone if state.num_processes > 1 else None,
-                              progress=not args.no_progress and state.is_local_main_process)
+    if args.method in AUGMENT_METHODS:  # augmentation baselines: no generative prior, no guidance flags
+        guidance = model_kwargs = None
+    elif args.method == "alia":  # captions, descriptions, edits (through expand), then the filters: gifkit.alia
+        guidance = None
+        model_kwargs = dict(descriptions=getattr(args, "descriptions", None),
+                            descriptions_file=getattr(args, "descriptions_file", None),
+                            editor=getattr(args, "editor", None), filter=getattr(args, "alia_filter", None),
+                            filter_classifier=getattr(args, "filter_classifier", None), model_id=args.model_id,
+                            steps=args.steps, strength=args.strength, guidance_scale=args.guidance_scale,
+                            image_guidance_scale=getattr(args, "image_guidance_scale", None))
+    else:
+        model_kwargs = dict(strength=args.strength, guidance_scale=args.guidance_scale, steps=args.steps,
+                            prompts=args.prompts, model_id=args.model_id, noise_scale=args.noise_scale)
+        guidance = dict(eps=args.eps, noise=args.noise, update=args.update, opt_steps=args.opt_steps,
+                        step_size=args.step_size, w_inf=args.w_inf, w_div=args.w_div,
+                        official_clip_norm=args.official_clip_norm)
     device = args.device if args.device else (state.device if state.num_processes > 1 else None)
-    overrides = dict(strength=args.strength, guidance_scale=args.guidance_scale, steps=args.steps,
-                     prompts=args.prompts, model_id=args.model_id)
-    if args.profile == "mini":
-        overrides["support"] = dataset  # the mini profile's guidance builds class prototypes from the labelled set
-    guidance = dict(eps=args.eps, noise=args.noise, update=args.update, opt_steps=args.opt_steps,
-                    step_size=args.step_size, w_inf=args.w_inf, w_div=args.w_div,
-                    official_clip_norm=args.official_clip_norm)
-    prior, classifier, g, params = build_models(args.method, args.profile, class_names, preset=args.preset,
-                                                device=device, guidance=guidance, **overrides)
-    return expand(dataset, class_names, prior, classifier, args.out, ratio=ratio, method=args.method, guidance=g,
-                  seed=args.seed, batch_size=args.batch_size, limit=args.limit, output_size=args.output_size,
-                  params=params, shard=(state.process_index, state.num_processes),
-                  barrier=state.wait_for_everyone if state.num_processes > 1 else None,
-                  progress=not args.no_progress and state.is_local_main_process)
+    return expand_method(args.data, args.method, args.out, profile=args.profile, ratio=ratio, seed=args.seed,
+                         limit=args.limit, preset=args.preset, guidance=guidance, model_kwargs=model_kwargs,
+                         dataset=dataset, class_names=class_names, device=device, batch_size=args.batch_size,
+                         progress=not args.no_progress and state.is_local_main_process, split=args.split,
+                         data_root=args.data_root, output_size=args.output_size,
+                         shard=(state.process_index, state.num_processes),
+                         barrier=state.wait_for_everyone if state.num_processes > 1 else None)
 
 
 def cmd_expand(args) -> int:
@@ -120,11 +136,17 @@ def cmd_expand(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job on the embedded default: a smoke GIF-SD expansion, a grid and a summary."""
+    """The main job: the quick mini experiment (Fashion-MNIST, offline, CPU); ``--smoke``: the smoke GIF-SD demo."""
+    if not args.smoke:
+        from gifkit import mini
+
+        return mini.cmd_mini(argparse.Namespace(quick=True, out=args.out, data="fashion-mnist", data_root=None,
+                                                download=False, seeds=None, arms=None, steps=None, n_per_class=None,
+                                                retrain_prior=False, no_progress=False))
     from gifkit.data import load_dataset
     from gifkit.plots import expansion_grid
 
-    out = Path(args.out)
+    out = Path(args.out or "results/demo")
     ns = argparse.Namespace(**{**vars(build_parser().parse_args(["expand", "--data", "smoke", "--out", str(out / "gif-sd"),
                                                                   "--method", "gif-sd", "--ratio", "5"])),
                                "no_progress": False})
@@ -149,13 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("expand", help="expand a dataset with a generative prior (resumable; accelerate launch to shard)")
     _add_expand_args(e)
     e.set_defaults(func=cmd_expand)
-    m = sub.add_parser("demo", help="the main job on the embedded default (no downloads)")
-    m.add_argument("--out", default="results/demo")
+    m = sub.add_parser("demo", help="the main job: the quick mini experiment (offline, CPU, < 10 min); "
+                                    "--smoke: GIF-SD on tiny models")
+    m.add_argument("--out", default=None, help="default results/mini/quick (--smoke: results/demo)")
+    m.add_argument("--smoke", action="store_true", help="the smoke demo: GIF-SD on tiny random models, seconds")
     m.set_defaults(func=cmd_demo)
-    from gifkit import evaluate, train
+    from gifkit import evaluate, mini, train
 
     train.add_cli(sub)
     evaluate.add_cli(sub)
+    mini.add_cli(sub)
     return parser
 
 

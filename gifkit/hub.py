@@ -395,3 +395,166 @@ def tiny_unclip(seed: int = 0):
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+# ----------------------------------------------------------------------------- ALIA / DreamDA models (issue 8)
+# Appended: BLIP captioner, a text-generation model and InstructPix2Pix, each as a real loader and a tiny
+# builder of the same classes (the text-generation tiny builder is GPT-2, a stand-in for any causal LM).
+
+BLIP_ID = "Salesforce/blip-image-captioning-large"  # what ALIA's caption.py used
+TEXT_GENERATION_ID = "Qwen/Qwen2.5-1.5B-Instruct"  # an open instruction-tuned LM (ALIA used GPT-4 / Vicuna)
+INSTRUCT_PIX2PIX_ID = "timbrooks/instruct-pix2pix"
+SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # SD v1.5 (ALIA's and DreamDA's base model)
+
+for _c in [
+    Checkpoint("blip", BLIP_ID, "config.json", "BLIP captioner: ALIA step (a), `load_blip()`"),
+    Checkpoint("llm", TEXT_GENERATION_ID, "config.json", "text-generation model: ALIA step (b), `load_text_generator()`"),
+    Checkpoint("ip2p", INSTRUCT_PIX2PIX_ID, "model_index.json", "InstructPix2Pix: ALIA editor, `load_instruct_pix2pix()`"),
+    Checkpoint("sd15", SD15_ID, "model_index.json", "Stable Diffusion v1.5: ALIA img2img and DreamDA, `load_sd()`"),
+]:
+    KNOWN_CHECKPOINTS.setdefault(_c.key, _c)
+
+__all__ += ["BLIP_ID", "TEXT_GENERATION_ID", "INSTRUCT_PIX2PIX_ID", "SD15_ID", "CaptionerBundle", "TextGenBundle",
+            "load_blip", "tiny_blip", "blip_tokenizer", "load_text_generator", "tiny_text_generator",
+            "load_instruct_pix2pix", "tiny_instruct_pix2pix"]
+
+
+class CaptionerBundle(NamedTuple):
+    """What :func:`load_blip` and :func:`tiny_blip` return."""
+
+    model: torch.nn.Module  # transformers BlipForConditionalGeneration
+    processor: Any  # transformers BlipProcessor (image processor + BERT WordPiece tokenizer)
+
+
+class TextGenBundle(NamedTuple):
+    """What :func:`load_text_generator` and :func:`tiny_text_generator` return."""
+
+    model: torch.nn.Module  # a transformers *ForCausalLM
+    tokenizer: Any
+
+
+# A small English WordPiece vocabulary: BERT's special tokens, BLIP's [DEC], characters (whole-word and "##"
+# continuation pieces, so every lower-case ASCII text tokenises) and common caption words.
+_TINY_WORDS = (
+    "a an the of in on at with and or to from by for near over under into is are it its this that there "
+    "photo picture image close up view background foreground field grass sky water river lake sea beach snow "
+    "rain fog night day sunset sunlight indoor outdoor forest tree trees branch road street city building room "
+    "table floor wall camera blurry dark bright white black red green blue yellow brown gray small large two "
+    "bird dog cat animal person man woman car plane flower shape circle square triangle cross standing sitting "
+    "flying walking lying"
+).split()
+
+
+def blip_tokenizer():
+    """A BERT-style ``BertTokenizer`` (WordPiece) built offline, with BLIP's specials; ``[DEC]`` is the bos token.
+
+    The vocabulary is small (specials, characters, ``##`` pieces, ~150 words) and fixed, so the tiny BLIP is
+    reproducible; its size is checked (a tokenizer built from a broken vocabulary silently has few tokens).
+    """
+    from transformers import BertTokenizer
+
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,'-!?")
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars]
+    tokens += [w for w in _TINY_WORDS if w not in tokens] + ["[DEC]"]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = BertTokenizer(vocab=vocab, bos_token="[DEC]", model_max_length=64)
+    if len(tok) != len(vocab):
+        raise RuntimeError(f"BLIP tokenizer built with {len(tok)} tokens, expected {len(vocab)}")
+    return tok
+
+
+def load_blip(model_id: str = BLIP_ID, device: str | torch.device | None = None,
+              torch_dtype: torch.dtype | None = None) -> CaptionerBundle:
+    """BLIP captioning (transformers ``BlipForConditionalGeneration`` + ``BlipProcessor``), eval mode."""
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    processor = _from_pretrained(BlipProcessor, model_id, "BLIP captioner")
+    model = _from_pretrained(BlipForConditionalGeneration, model_id, "BLIP captioner", dtype=torch_dtype)
+    if device is not None:
+        model = model.to(device)
+    return CaptionerBundle(model.eval().requires_grad_(False), processor)
+
+
+def tiny_blip(seed: int = 0, image_size: int = 32) -> CaptionerBundle:
+    """A tiny ``BlipForConditionalGeneration`` (2-layer ViT, 2-layer text decoder) and ``BlipProcessor``, offline."""
+    from transformers import (BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor,
+                              BlipTextConfig, BlipVisionConfig)
+
+    tok = blip_tokenizer()
+    text = BlipTextConfig(vocab_size=len(tok), hidden_size=32, encoder_hidden_size=32, intermediate_size=37,
+                          projection_dim=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id,
+                          sep_token_id=tok.sep_token_id)
+    vision = BlipVisionConfig(hidden_size=32, intermediate_size=37, projection_dim=32, num_hidden_layers=2,
+                              num_attention_heads=4, image_size=image_size, patch_size=8, initializer_range=0.02)
+    with _seeded(seed):
+        model = BlipForConditionalGeneration(BlipConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                                                        projection_dim=32))
+    model.text_decoder.generation_config.max_length = 12  # what BlipForConditionalGeneration.generate uses
+    import open_clip
+    image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size},
+                                         image_mean=list(open_clip.OPENAI_DATASET_MEAN),
+                                         image_std=list(open_clip.OPENAI_DATASET_STD))
+    return CaptionerBundle(model.eval().requires_grad_(False), BlipProcessor(image_processor, tok))
+
+
+def load_text_generator(model_id: str = TEXT_GENERATION_ID, device: str | torch.device | None = None,
+                        torch_dtype: torch.dtype | None = None) -> TextGenBundle:
+    """A causal language model and its tokenizer (``AutoModelForCausalLM`` / ``AutoTokenizer``), eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, model_id, "text-generation model")
+    if len(tokenizer) < 100:  # transformers 5 may build a near-empty tokenizer instead of failing
+        raise _unavailable("text-generation model", model_id, f"AutoTokenizer.from_pretrained({model_id!r}), which "
+                           f"gave a tokenizer of {len(tokenizer)} tokens")
+    model = _from_pretrained(AutoModelForCausalLM, model_id, "text-generation model", dtype=torch_dtype)
+    if device is not None:
+        model = model.to(device)
+    return TextGenBundle(model.eval().requires_grad_(False), tokenizer)
+
+
+def tiny_text_generator(seed: int = 0) -> TextGenBundle:
+    """A tiny ``GPT2LMHeadModel`` (2 layers, 32 wide) with the real CLIP BPE tokenizer (offline, < 1 s)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = clip_tokenizer(model_max_length=1024)
+    # a minimal chat template, so callers format prompts the way they do for real instruction-tuned models
+    tok.chat_template = ("{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}answer:{% endif %}")
+    cfg = GPT2Config(vocab_size=CLIP_VOCAB_SIZE, n_positions=1024, n_embd=32, n_layer=2, n_head=4,
+                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                     tie_word_embeddings=False)  # untied: a random model then does not just repeat its input
+    with _seeded(seed):
+        model = GPT2LMHeadModel(cfg)
+    return TextGenBundle(model.eval().requires_grad_(False), tok)
+
+
+def load_instruct_pix2pix(model_id: str = INSTRUCT_PIX2PIX_ID, torch_dtype: torch.dtype | None = None,
+                          device: str | torch.device | None = None):
+    """InstructPix2Pix as a diffusers ``StableDiffusionInstructPix2PixPipeline`` (its own Euler-ancestral sampler)."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    pipe = _from_pretrained(StableDiffusionInstructPix2PixPipeline, model_id, "InstructPix2Pix checkpoint",
+                            safety_checker=None, requires_safety_checker=False, torch_dtype=torch_dtype)
+    if device is not None:
+        pipe = pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_instruct_pix2pix(seed: int = 0, image_size: int = 32):
+    """A tiny ``StableDiffusionInstructPix2PixPipeline``: :func:`tiny_sd`'s VAE, text encoder and tokenizer, and
+    a U-Net of the same config with 8 input channels (noisy latent + image latent), Euler-ancestral sampler."""
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+
+    sd = tiny_sd(seed=seed, image_size=image_size)
+    with _seeded(seed + 1):
+        unet = UNet2DConditionModel(**{**dict(sd.unet.config), "in_channels": 8})
+    scheduler = EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                                steps_offset=1)
+    pipe = StableDiffusionInstructPix2PixPipeline(
+        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

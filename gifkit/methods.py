@@ -78,9 +78,9 @@ def build_models(method: str, profile: str, class_names: list[str], *, preset: s
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")
-    if profile == "mini":
-        raise NotImplementedError("the 'mini' profile (offline CPU prior on Fashion-MNIST) is not available yet; "
-                                  "use --profile smoke or paper")
+    if profile == "mini" and method not in MINI_METHODS:
+        raise NotImplementedError(f"the 'mini' profile (offline, CPU) runs the small VAE prior only: methods "
+                                  f"{', '.join(MINI_METHODS)}; use --profile smoke or paper for {method!r}")
     m = METHODS[method]
     device = torch.device(device) if device is not None else hub.best_device()
     if preset and preset not in PRESETS:
@@ -160,3 +160,108 @@ register_method(Method("gif-dalle", lambda p, d, **kw: _unclip_prior(p, d, **kw)
                        "(paper-described, no official code)", guidance_defaults=GIF_DALLE_GUIDANCE))
 register_method(Method("dalle", lambda p, d, **kw: _unclip_prior(p, d, **kw), False,
                        "unguided unCLIP (Karlo) image variations of the seed embedding, no perturbation, 64 px"))
+
+
+# ----------------------------------------------------------------------------- ALIA, DreamDA (issue 8)
+# ALIA (arXiv 2305.16289) edits seeds with language-guided SD img2img / InstructPix2Pix; its captioning,
+# description and filtering steps run around `expand` in gifkit.alia.run_alia (`gifkit expand --method alia`).
+# DreamDA (arXiv 2403.12803) perturbs the U-Net bottleneck during img2img (gifkit.dreamda); AMST is gifkit.amst.
+
+
+def _alia_prior(profile: str, device, *, descriptions=None, editor: str = "img2img", template: str | None = None,
+                model_id: str | None = None, steps: int | None = None, strength: float | None = None,
+                guidance_scale: float | None = None, image_guidance_scale: float | None = None,
+                fp16: bool | None = None, **_):
+    """ALIA's editor (tiny for ``smoke``): SD v1.5 img2img (strength 0.6, guidance 7.5) or InstructPix2Pix
+    (image guidance 1.2, guidance 7.5). ``descriptions`` (the domain descriptions) are required."""
+    from gifkit.alia import EDITOR_DEFAULTS, EDITORS, ALIAPrior
+
+    if descriptions is None:
+        raise ValueError("method 'alia' needs domain descriptions: run it with gifkit.alia.run_alia / "
+                         "`gifkit expand --method alia` (which captions and summarises), or pass descriptions=[...]")
+    if editor not in EDITORS:
+        raise ValueError(f"editor must be one of {EDITORS}, got {editor!r}")
+    d = EDITOR_DEFAULTS[editor]
+    dtype = torch.float16 if _half(fp16, device) and profile != "smoke" else None
+    if editor == "instruct":
+        pipe = hub.tiny_instruct_pix2pix() if profile == "smoke" else hub.load_instruct_pix2pix(
+            model_id or hub.INSTRUCT_PIX2PIX_ID, torch_dtype=dtype)
+    else:
+        pipe = hub.tiny_sd() if profile == "smoke" else hub.load_sd(model_id or hub.SD15_ID, torch_dtype=dtype)
+    return ALIAPrior(pipe, descriptions, editor=editor, template=template,
+                     steps=steps or (10 if profile == "smoke" else 50),
+                     strength=strength if strength is not None else d.get("strength", 1.0),
+                     guidance_scale=guidance_scale if guidance_scale is not None else d["guidance_scale"],
+                     image_guidance_scale=image_guidance_scale if image_guidance_scale is not None
+                     else EDITOR_DEFAULTS["instruct"]["image_guidance_scale"], device=device)
+
+
+def _dreamda_prior(profile: str, device, *, model_id: str | None = None, steps: int | None = None,
+                   strength: float | None = None, guidance_scale: float | None = None,
+                   noise_scale: float | None = None, fp16: bool | None = None, **_):
+    """DreamDA (tiny SD for ``smoke``, SD v1.5 for ``paper``): img2img with bottleneck noise at every step."""
+    from gifkit.dreamda import DEFAULTS, DreamDAPrior
+
+    if profile == "smoke":
+        pipe, steps = hub.tiny_sd(), steps or 10
+    else:
+        dtype = torch.float16 if _half(fp16, device) else None
+        pipe, steps = hub.load_sd(model_id or hub.SD15_ID, torch_dtype=dtype), steps or 50
+    return DreamDAPrior(pipe, steps=steps, strength=strength if strength is not None else DEFAULTS["strength"],
+                        guidance_scale=guidance_scale if guidance_scale is not None else DEFAULTS["guidance_scale"],
+                        noise_scale=noise_scale if noise_scale is not None else DEFAULTS["noise_scale"],
+                        device=device)
+
+
+register_method(Method("alia", lambda p, d, **kw: _alia_prior(p, d, **kw), False,
+                       "ALIA: captions -> LLM domain descriptions -> SD img2img / InstructPix2Pix edits -> "
+                       "semantic + confidence filters (run through gifkit.alia.run_alia)"))
+register_method(Method("dreamda", lambda p, d, **kw: _dreamda_prior(p, d, **kw), False,
+                       "DreamDA: SD img2img from the seed with Gaussian noise on the U-Net bottleneck at every "
+                       "reverse step (pseudo-labels: `gifkit train --amst`)"))
+
+
+# ----------------------------------------------------------------------------- the mini profile (issue 6)
+# A small conv VAE that gifkit trains itself (gifkit/priors/vae.py) replaces SD, and an ImageNet EfficientNet-Lite0
+# with class prototypes from the small labelled set (gifkit/protoguide.py) replaces CLIP's zero-shot classifier.
+# The guidance settings are GIF-SD's official ones (eps 0.8, one signed step of 0.1, channel-wise noise).
+MINI_METHODS = ("gif-vae", "vae")
+
+
+def _vae_prior(profile: str, device, *, model_id: str | None = None, support=None, rotation: float = 15.0,
+               flip: bool = True, sample: bool = True, temperature: float = 1.0, guide_size: int = 112,
+               logit_scale: float | str = "fit", retrain: bool = False, **_):
+    """The mini VAE prior: untrained tiny VAE + tiny CLIP for ``smoke``; for ``mini`` the cached VAE of the dataset
+    (``model_id``: a dataset name, default the support set's, else fashion-mnist; or a folder with config.json)
+    and the EfficientNet-Lite0 prototype classifier built from ``support`` (the small labelled set)."""
+    from pathlib import Path
+
+    from gifkit.priors.vae import VAEPrior, get_vae, load_vae, tiny_vae
+
+    if profile == "smoke":
+        return VAEPrior(tiny_vae(), rotation=rotation, flip=flip, sample=sample, temperature=temperature,
+                        device=device)
+    if profile != "mini":
+        raise NotImplementedError("the VAE prior is the mini profile's (28 px grey images); use --profile mini")
+    if support is None:
+        raise ValueError("the mini profile's guidance needs the small labelled set (support=dataset) for its "
+                         "class prototypes")
+    name = model_id or getattr(support, "name", None) or "fashion-mnist"
+    vae = load_vae(name)[0] if Path(name).is_dir() else get_vae(name, retrain=retrain)[0]
+
+    def make_classifier(class_names):
+        from gifkit.protoguide import PrototypeClassifier, load_lite0
+
+        return PrototypeClassifier(load_lite0(), support, class_names, image_size=guide_size,
+                                   logit_scale=logit_scale).to(device)
+
+    prior = VAEPrior(vae, rotation=rotation, flip=flip, sample=sample, temperature=temperature, device=device)
+    prior.make_classifier = make_classifier  # build_models asks the prior for its classifier
+    return prior
+
+
+register_method(Method("gif-vae", lambda p, d, **kw: _vae_prior(p, d, **kw), True,
+                       "GIF on the mini profile's VAE prior (28 px), guided by EfficientNet-Lite0 class prototypes "
+                       "(channel-wise noise on the [4, 7, 7] latent; profiles mini and smoke)"))
+register_method(Method("vae", lambda p, d, **kw: _vae_prior(p, d, **kw), False,
+                       "unguided mini VAE prior: posterior samples of the rotated/flipped seed, no perturbation"))

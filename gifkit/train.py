@@ -554,7 +554,13 @@ def cmd_train(args) -> int:
                       kd_temperature=args.kd_temperature, precision=args.precision, long_tail=args.long_tail or None,
                       workers=args.workers, device=args.device, out=args.out, resume=not args.no_resume,
                       progress=not args.no_progress, download=args.download or None)
-    results, agg = train_seeds(cfg, args.seeds)
+    if args.amst:  # DreamDA's Asymmetric Multi-head Self-Training on the --expanded images (gifkit.amst)
+        from gifkit.amst import AMSTConfig, train_amst_seeds
+
+        amst = {"heads": args.amst_heads, "threshold": args.amst_threshold, "warmup_epochs": args.amst_warmup_epochs}
+        results, agg = train_amst_seeds(cfg, args.seeds, AMSTConfig(**{k: v for k, v in amst.items() if v is not None}))
+    else:
+        results, agg = train_seeds(cfg, args.seeds)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
@@ -615,5 +621,10 @@ def add_cli(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu to force the CPU")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--amst", action="store_true", help="DreamDA's Asymmetric Multi-head Self-Training: the --expanded "
+                   "images get pseudo-labels from auxiliary heads (gifkit.amst)")
+    p.add_argument("--amst-heads", type=int, default=None, help="AMST auxiliary heads (default 4)")
+    p.add_argument("--amst-threshold", type=float, default=None, help="AMST pseudo-label confidence (default 0.8)")
+    p.add_argument("--amst-warmup-epochs", type=int, default=None, help="AMST real-only epochs (default 10%%)")
     p.set_defaults(func=cmd_train)
     return p

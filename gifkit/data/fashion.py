@@ -18,8 +18,10 @@ class (default 20 in the mini profile) drawn without replacement from the
 official training set with a generator seeded by ``(seed, name, "subset")``,
 so the same 200 images come out on every machine. ``pool`` is the whole
 official training set (60,000 images, what the mini VAE prior is trained on,
-without labels). ``test`` is the official test set (10,000; ``n_per_class``
-may subsample it for quick checks). Items are ``(PIL RGB 28x28, label)``.
+without labels). ``test`` is the official test set (10,000; ``test_per_class``
+may subsample it for quick checks; ``n_per_class`` applies to ``train`` only,
+so one set of keyword arguments serves both splits). Items are
+``(PIL RGB 28x28, label)``.
 """
 from __future__ import annotations
 
@@ -184,20 +186,21 @@ class IdxDataset(Dataset):
 
 
 def load_idx_dataset(name: str, split: str = "train", root: str | Path | None = None, profile: str = "mini",
-                     n_per_class: int | None = None, seed: int = 0, download: bool = False) -> IdxDataset:
+                     n_per_class: int | None = None, seed: int = 0, download: bool = False,
+                     test_per_class: int | None = None) -> IdxDataset:
     """``train``: ``n_per_class`` per class (default 20) sampled with ``seed``; ``pool``: all 60,000 training
-    images; ``test``: the official test set (all of it unless ``n_per_class``)."""
+    images; ``test``: the official test set (all of it unless ``test_per_class``)."""
     spec = _SPECS[name]
     official = {"train": "train", "pool": "train", "test": "test"}.get(split)
     if official is None:
         raise ValueError(f"{name}: split must be 'train' (small labelled set), 'pool' or 'test', got {split!r}")
     images, labels = load_arrays(name, official, root, download)
-    if split == "train" and n_per_class is None:
-        n_per_class = DEFAULT_N_PER_CLASS
-    if split == "pool" or n_per_class is None:
+    per_class = {"train": n_per_class if n_per_class is not None else DEFAULT_N_PER_CLASS, "pool": None,
+                 "test": test_per_class}[split]
+    if per_class is None:
         idx = np.arange(len(labels))
     else:
-        idx = sample_per_class(labels, int(n_per_class), (seed, name, split, "subset"))
+        idx = sample_per_class(labels, int(per_class), (seed, name, split, "subset"))
     return IdxDataset(images[idx], labels[idx], spec["classes"], idx, name, split)
 
 

