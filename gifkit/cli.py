@@ -139,10 +139,18 @@ def cmd_demo(args) -> int:
     """The main job: the quick mini experiment (Fashion-MNIST, offline, CPU); ``--smoke``: the smoke GIF-SD demo."""
     if not args.smoke:
         from gifkit import mini
+        from gifkit.data.fashion import DataUnavailable, find_files
 
-        return mini.cmd_mini(argparse.Namespace(quick=True, out=args.out, data="fashion-mnist", data_root=None,
-                                                download=False, seeds=None, arms=None, steps=None, n_per_class=None,
-                                                retrain_prior=False, no_progress=False))
+        try:
+            find_files("fashion-mnist", "train"), find_files("fashion-mnist", "test")
+        except DataUnavailable as e:
+            print(f"gifkit demo: the main job (the quick mini experiment) needs Fashion-MNIST.\n{e}\n"
+                  "Running the smoke demo (tiny random models, no data needed) instead.\n")
+            args.smoke, args.out = True, None
+        else:
+            return mini.cmd_mini(argparse.Namespace(quick=True, out=args.out, data="fashion-mnist", data_root=None,
+                                                    download=False, seeds=None, arms=None, steps=None,
+                                                    n_per_class=None, retrain_prior=False, no_progress=False))
     from gifkit.data import load_dataset
     from gifkit.plots import expansion_grid
 

@@ -231,3 +231,19 @@ def test_mini_pipeline_micro(tmp_path, fake_fashion, tiny_vae_dir):
     assert info["guidance_model"]["image_size"] == 32 and len(info["subset_indices"]) == 20
     again = run_mini(cfg)  # resumes: expansions and runs are reused, same numbers
     assert again["runs"]["accuracy"].tolist() == runs["accuracy"].tolist()
+
+
+def test_demo_without_fashion_mnist_says_what_to_do_and_runs_the_smoke_demo(tmp_path, monkeypatch, capsys):
+    import gifkit.data.fashion as fashion
+    from gifkit.cli import main
+
+    def missing(name, split, root=None):
+        raise DataUnavailable(fashion.how_to_get(name))
+
+    monkeypatch.setattr(fashion, "find_files", missing)
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "apt-get install -y dataset-fashion-mnist" in out and "smoke demo" in out
+    assert (tmp_path / "results" / "demo" / "grid.png").is_file()
+    assert len(list((tmp_path / "results" / "demo" / "gif-sd").rglob("*.png"))) > 0
