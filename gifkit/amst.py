@@ -138,10 +138,9 @@ def train_amst(cfg, amst: AMSTConfig | None = None) -> dict:
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader, Subset
 
-    from gifkit.data import load_dataset
     from gifkit.store import ExpandedDataset
     from gifkit.train import (EpochSampler, _config_key, _cosine, _evaluate, _norm, _precision, _result, _sync,
-                              _Transformed, _write_json, create_model, eval_transform, train_transform)
+                              _Transformed, _write_json, create_model, eval_transform, load_splits, train_transform)
 
     amst = amst or AMSTConfig()
     if not cfg.expanded:
@@ -159,12 +158,7 @@ def train_amst(cfg, amst: AMSTConfig | None = None) -> dict:
     set_seed(cfg.seed)
     main = acc.is_main_process
 
-    data_args = dict(root=cfg.data_root, profile=cfg.profile, **({"download": True} if cfg.download else {}),
-                     **cfg.data_kwargs)
-    original, classes = load_dataset(cfg.data, cfg.train_split, **data_args)
-    test_set, test_classes = load_dataset(cfg.data, cfg.test_split, **data_args)
-    if list(test_classes) != list(classes):
-        raise ValueError(f"{cfg.data}: the {cfg.train_split} and {cfg.test_split} splits have different classes")
+    original, test_set, classes = load_splits(cfg)
     backbone = create_model(cfg.arch, 0, cfg.pretrained)
     mean, std = _norm(backbone, cfg.pretrained)
     model = AMSTNet(backbone, backbone.num_features, len(classes), amst.heads)

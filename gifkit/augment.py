@@ -33,7 +33,6 @@ or resuming, and a resumed or sharded run writes the bytes one run writes.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -49,7 +48,7 @@ from tqdm.auto import tqdm
 from gifkit.data.images import BadImage
 from gifkit.imagine import ExpandResult
 from gifkit.rng import derive_seed, np_random
-from gifkit.store import ExpansionStore, atomic_write_bytes
+from gifkit.store import ExpansionRun, seed_path
 
 __all__ = ["AUGMENT_METHODS", "DEFAULT_PARAMS", "augment_one", "cutout", "gridmask", "mixup", "cutmix",
            "expand_augment"]
@@ -63,8 +62,6 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "cutmix": {"alpha": 1.0},
 }
 MIXING = ("mixup", "cutmix")
-RUN_FILE = "run.json"
-SKIPPED_FILE = "skipped.json"
 
 
 def _resolve_params(method: str, params: dict | None) -> dict:
@@ -173,23 +170,6 @@ def augment_one(method: str, image: Image.Image, key: tuple, params: dict,
     raise ValueError(f"augmentation method must be one of {AUGMENT_METHODS}, got {method!r}")
 
 
-def _labels(dataset) -> list[int]:
-    for attr in ("targets", "labels"):
-        v = getattr(dataset, attr, None)
-        if v is not None:
-            return [int(x) for x in np.asarray(v).reshape(len(v), -1)[:, 0]]
-    return [int(dataset[i][1]) for i in range(len(dataset))]
-
-
-def _seed_path(dataset, i: int) -> str:
-    samples = getattr(dataset, "samples", None)
-    return str(samples[i][0]) if samples is not None else str(i)
-
-
-def _read_json(path: Path, default):
-    return json.loads(path.read_text()) if path.is_file() else default
-
-
 def _partner_fn(dataset, labels: list[int], i: int) -> Callable:
     """Draw a partner uniformly among the other items; an unreadable one is replaced by the next draw."""
     n = len(labels)
@@ -225,50 +205,19 @@ def expand_augment(dataset, class_names: Sequence[str], out: str | Path, *, meth
     resizes the copies (bicubic) to a square of that side, else they keep the seed's size.
     """
     params = _resolve_params(method, params)
-    if int(ratio) != ratio or ratio < 1:
-        raise ValueError(f"ratio (K copies per seed) must be an integer >= 1, got {ratio}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    class_names = list(class_names)
-    labels = _labels(dataset)
-    bad = sorted({y for y in labels if not 0 <= y < len(class_names)})
-    if bad:
-        raise ValueError(f"labels {bad[:10]} have no class name (there are {len(class_names)} class names)")
-    n_seeds = len(labels) if limit is None else min(limit, len(labels))
-    if n_seeds == 0:
-        raise ValueError("the dataset has no seed images")
-    index, count = shard
-    out = Path(out)
-    store = ExpansionStore(out, class_names)
-
-    run = json.loads(json.dumps({"method": method, "ratio": int(ratio), "seed": seed, "batch_size": batch_size,
-                                 "output_size": output_size, "params": params, "guidance": None}))
-    old = _read_json(out / RUN_FILE, None)
-    if old is not None and old != run:
-        diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
-        raise ValueError(f"{out} holds a run with other settings ({', '.join(diff)} differ); "
-                         f"use another --out, or the same settings to resume")
-    if barrier is not None:
-        barrier()
-    if old is None and index == 0:
-        atomic_write_bytes(out / RUN_FILE, (json.dumps(run, indent=1, sort_keys=True) + "\n").encode())
-
-    known_skipped = {int(i) for i, _ in _read_json(out / SKIPPED_FILE, [])}
-    parts_dir = out / ".parts"
-    for p in parts_dir.glob("*.skipped.json") if parts_dir.is_dir() else []:
-        known_skipped |= {int(i) for i, _ in json.loads(p.read_text())}
-
-    batches = [list(range(s, min(s + batch_size, n_seeds))) for s in range(0, n_seeds, batch_size)]
-    mine = [b for j, b in enumerate(batches) if j % count == index]
+    settings = {"method": method, "ratio": int(ratio), "seed": seed, "batch_size": batch_size,
+                "output_size": output_size, "params": params, "guidance": None}
+    run = ExpansionRun(out, dataset, class_names, settings, ratio=ratio, batch_size=batch_size, limit=limit,
+                       shard=shard, barrier=barrier)
+    store, labels, (index, count), out = run.store, run.labels, shard, Path(out)
     result = ExpandResult(out=out, timings={"augment": 0.0, "io": 0.0})
     start = time.perf_counter()
-    bar = tqdm(total=sum(len(b) for b in mine) * ratio, unit="img", disable=not progress,
+    bar = tqdm(total=sum(len(b) for b in run.batches) * ratio, unit="img", disable=not progress,
                desc=f"{method} x{ratio}" + (f" [{index + 1}/{count}]" if count > 1 else ""))
-    for seeds in mine:
-        batch_id = f"{seeds[0]:06d}"
-        expected = [store.relpath(labels[i], i, v) for i in seeds if i not in known_skipped for v in range(ratio)]
-        if expected and store.batch_done(batch_id, expected):
-            result.existing += len(expected)
+    for seeds in run.batches:
+        existing = run.done(seeds)
+        if existing:
+            result.existing += existing
             bar.update(len(seeds) * ratio)
             continue
         rows, skipped = [], []
@@ -297,36 +246,16 @@ def expand_augment(dataset, class_names: Sequence[str], out: str | Path, *, meth
                 else:
                     result.existing += 1
                 rows.append({**params, "file_name": rel, "label": int(label), "seed_index": i,
-                             "seed_path": _seed_path(dataset, i), "variant": v, "method": method,
+                             "seed_path": seed_path(dataset, i), "variant": v, "method": method,
                              "random_seed": derive_seed(seed, i, v), "ratio": ratio, **extra})
             result.timings["io"] += time.perf_counter() - t1
             bar.update(ratio)
-        if skipped:
-            parts_dir.mkdir(exist_ok=True)
-            atomic_write_bytes(parts_dir / f"{batch_id}.skipped.json", json.dumps(skipped).encode())
+        run.save_skipped(seeds, skipped)
         if rows:
-            store.write_part(batch_id, rows)
+            store.write_part(run.batch_id(seeds), rows)
         result.skipped += skipped
     bar.close()
     result.seconds = time.perf_counter() - start
 
-    if barrier is not None:
-        barrier()
-    if index == 0:
-        _finalize(store, out)
-    if barrier is not None:
-        barrier()
+    run.finish()
     return result
-
-
-def _finalize(store: ExpansionStore, out: Path) -> None:
-    """Fold per-batch skip lists into skipped.json, then the part files into metadata.csv."""
-    parts = sorted((out / ".parts").glob("*.skipped.json")) if (out / ".parts").is_dir() else []
-    skipped = {int(i): why for i, why in _read_json(out / SKIPPED_FILE, [])}
-    for p in parts:
-        skipped.update({int(i): why for i, why in json.loads(p.read_text())})
-    if skipped:
-        atomic_write_bytes(out / SKIPPED_FILE, (json.dumps(sorted(skipped.items()), indent=1) + "\n").encode())
-    for p in parts:
-        p.unlink()
-    store.finalize()

@@ -184,11 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", default=None, help="default results/mini/quick (--smoke: results/demo)")
     m.add_argument("--smoke", action="store_true", help="the smoke demo: GIF-SD on tiny random models, seconds")
     m.set_defaults(func=cmd_demo)
-    from gifkit import evaluate, mini, train
+    from gifkit import evaluate, finetune, mini, train
 
     train.add_cli(sub)
     evaluate.add_cli(sub)
     mini.add_cli(sub)
+    finetune.add_cli(sub)
     return parser
 
 

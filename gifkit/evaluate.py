@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 __all__ = ["classification_metrics", "shot_groups", "shot_accuracy", "predict", "load_run", "evaluate_run",
            "cifar100c_table", "clip_zero_shot", "FIDUnavailable", "fid_weights_path", "compute_fid",
-           "fid_expanded", "add_cli", "SHOT_THRESHOLDS"]
+           "fid_expanded", "clip_fid_features", "add_cli", "SHOT_THRESHOLDS"]
 
 SHOT_THRESHOLDS = (100, 20)  # many-shot: > 100 train images; few-shot: < 20; medium: 20..100
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -321,6 +321,36 @@ def compute_fid(real: Iterable, fake: Iterable, feature=2048, weights=None,
                           disable=not progress, leave=False):
             metric.update(batch.to(dev), real=flag)
     return float(metric.compute())
+
+
+def clip_fid_features(bundle) -> "torch.nn.Module":
+    """A Frechet-distance feature extractor from a CLIP image encoder (a :func:`gifkit.hub.load_clip` or
+    :func:`gifkit.hub.tiny_clip` bundle), for ``compute_fid(..., feature=f, size=f.size)``.
+
+    Maps uint8 images [N, 3, S, S] (S = ``f.size``, the encoder's input size) to CLIP image embeddings
+    [N, D] (float64; ``f.num_features`` = D), normalised with the encoder's own mean and std. Where the
+    InceptionV3 weights are unavailable (offline, smoke profile) this gives a Frechet distance in CLIP space;
+    its values are not comparable with the paper's Inception FID.
+    """
+    import torch
+
+    visual = bundle.model.visual
+    cfg = visual.preprocess_cfg
+
+    class ClipFIDFeatures(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.clip = bundle.model.eval().requires_grad_(False)
+            self.size = int(visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size)
+            self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1))
+            with torch.no_grad():
+                self.num_features = int(self(torch.zeros(1, 3, self.size, self.size, dtype=torch.uint8)).shape[-1])
+
+        def forward(self, x):  # uint8 [N, 3, S, S] -> [N, D]
+            return self.clip.encode_image((x.float() / 255 - self.mean) / self.std).double()
+
+    return ClipFIDFeatures()
 
 
 def fid_expanded(expanded_root: str | Path, original, **kwargs) -> float:

@@ -16,7 +16,6 @@ run writes.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,12 +32,12 @@ from gifkit.guidance import CIFAR_MEAN, CIFAR_STD, entropy, guidance_terms
 from gifkit.perturb import NOISE_MODES, UPDATE_RULES, LatentOptimizer, init_noise, perturb, project_linf
 from gifkit.priors.base import Job, Prior
 from gifkit.rng import derive_seed, generator
-from gifkit.store import ExpansionStore, atomic_write_bytes
+from gifkit.store import SKIPPED_FILE, ExpansionRun, dataset_labels, seed_path
+
+_labels = dataset_labels  # the name earlier code imported
 
 __all__ = ["GuidanceConfig", "PRESETS", "ExpandResult", "job_noise", "imagine_batch", "expand", "to_pil"]
 
-RUN_FILE = "run.json"
-SKIPPED_FILE = "skipped.json"
 
 
 @dataclass
@@ -232,23 +231,6 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
     return images, rows
 
 
-def _labels(dataset) -> list[int]:
-    for attr in ("targets", "labels"):
-        v = getattr(dataset, attr, None)
-        if v is not None:
-            return [int(x) for x in np.asarray(v).reshape(-1)]
-    return [int(dataset[i][1]) for i in range(len(dataset))]
-
-
-def _seed_path(dataset, i: int) -> str:
-    samples = getattr(dataset, "samples", None)
-    return str(samples[i][0]) if samples is not None else str(i)
-
-
-def _read_json(path: Path, default):
-    return json.loads(path.read_text()) if path.is_file() else default
-
-
 def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier, out: str | Path, *,
            ratio: int, method: str, guidance: GuidanceConfig | None = None, seed: int = 0, batch_size: int = 4,
            limit: int | None = None, output_size: int | None = None, params: dict | None = None,
@@ -263,51 +245,21 @@ def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier,
     ``metadata.csv`` once all shards are done. ``limit`` takes the first seeds
     only and may grow on a later run into the same folder.
     """
-    if int(ratio) != ratio or ratio < 1:
-        raise ValueError(f"ratio (K variants per seed) must be an integer >= 1, got {ratio}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    class_names = list(class_names)
-    labels = _labels(dataset)
-    bad = sorted({y for y in labels if not 0 <= y < len(class_names)})
-    if bad:
-        raise ValueError(f"labels {bad[:10]} have no class name (there are {len(class_names)} class names)")
-    n_seeds = len(labels) if limit is None else min(limit, len(labels))
-    if n_seeds == 0:
-        raise ValueError("the dataset has no seed images")
-    index, count = shard
-    out = Path(out)
-    store = ExpansionStore(out, class_names)
-
     # One output folder holds one run: refuse to mix settings (limit may grow).
-    run = {"method": method, "ratio": int(ratio), "seed": seed, "batch_size": batch_size, "output_size": output_size,
-           "params": params or {}, "guidance": asdict(guidance) if guidance else None}
-    run = json.loads(json.dumps(run))
-    old = _read_json(out / RUN_FILE, None)
-    if old is not None and old != run:
-        diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
-        raise ValueError(f"{out} holds a run with other settings ({', '.join(diff)} differ); "
-                         f"use another --out, or the same settings to resume")
-    if barrier is not None:
-        barrier()  # everyone has compared before shard 0 writes
-    if old is None and index == 0:
-        atomic_write_bytes(out / RUN_FILE, (json.dumps(run, indent=1, sort_keys=True) + "\n").encode())
-
-    known_skipped = {int(i) for i, _ in _read_json(out / SKIPPED_FILE, [])}
-    for p in (out / ".parts").glob("*.skipped.json") if (out / ".parts").is_dir() else []:
-        known_skipped |= {int(i) for i, _ in json.loads(p.read_text())}
-
-    batches = [list(range(s, min(s + batch_size, n_seeds))) for s in range(0, n_seeds, batch_size)]
-    mine = [b for j, b in enumerate(batches) if j % count == index]
+    settings = {"method": method, "ratio": int(ratio), "seed": seed, "batch_size": batch_size,
+                "output_size": output_size, "params": params or {}, "guidance": asdict(guidance) if guidance else None}
+    run = ExpansionRun(out, dataset, class_names, settings, ratio=ratio, batch_size=batch_size, limit=limit,
+                       shard=shard, barrier=barrier)
+    store, class_names, index, count = run.store, run.class_names, *shard
+    out = Path(out)
     result = ExpandResult(out=out)
     start = time.perf_counter()
-    bar = tqdm(total=sum(len(b) for b in mine) * ratio, unit="img", disable=not progress,
+    bar = tqdm(total=sum(len(b) for b in run.batches) * ratio, unit="img", disable=not progress,
                desc=f"{method} x{ratio}" + (f" [{index + 1}/{count}]" if count > 1 else ""))
-    for seeds in mine:
-        batch_id = f"{seeds[0]:06d}"
-        expected = [store.relpath(labels[i], i, v) for i in seeds if i not in known_skipped for v in range(ratio)]
-        if expected and store.batch_done(batch_id, expected):
-            result.existing += len(expected)
+    for seeds in run.batches:
+        existing = run.done(seeds)
+        if existing:
+            result.existing += existing
             bar.update(len(seeds) * ratio)
             continue
         jobs, skipped = [], []
@@ -332,42 +284,21 @@ def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier,
                     result.existing += 1
                 result.flagged += fig["flagged"]
                 rows.append({"file_name": rel, "label": job.label, "seed_index": job.index,
-                             "seed_path": _seed_path(dataset, job.index), "variant": job.variant, "method": method,
+                             "seed_path": seed_path(dataset, job.index), "variant": job.variant, "method": method,
                              "random_seed": derive_seed(*job.key), "ratio": ratio, **(params or {}),
                              **({"eps": guidance.eps, "noise": guidance.noise, "update": guidance.update,
                                  "opt_steps": guidance.opt_steps, "step_size": guidance.step_size,
                                  "w_inf": guidance.w_inf, "w_div": guidance.w_div} if guidance else {}),
                              **fig})
-            if skipped:
-                (out / ".parts").mkdir(exist_ok=True)
-                atomic_write_bytes(out / ".parts" / f"{batch_id}.skipped.json", json.dumps(skipped).encode())
-            store.write_part(batch_id, rows)
+            run.save_skipped(seeds, skipped)
+            store.write_part(run.batch_id(seeds), rows)
             result.timings["io"] += time.perf_counter() - t
-        elif skipped:
-            (out / ".parts").mkdir(exist_ok=True)
-            atomic_write_bytes(out / ".parts" / f"{batch_id}.skipped.json", json.dumps(skipped).encode())
+        else:
+            run.save_skipped(seeds, skipped)
         result.skipped += skipped
         bar.update(len(seeds) * ratio)
     bar.close()
     result.seconds = time.perf_counter() - start
 
-    if barrier is not None:
-        barrier()
-    if index == 0:
-        _finalize(store, out)
-    if barrier is not None:
-        barrier()
+    run.finish()
     return result
-
-
-def _finalize(store: ExpansionStore, out: Path) -> None:
-    """Fold per-batch skip lists into skipped.json, then the part files into metadata.csv."""
-    parts = sorted((out / ".parts").glob("*.skipped.json")) if (out / ".parts").is_dir() else []
-    skipped = {int(i): why for i, why in _read_json(out / SKIPPED_FILE, [])}
-    for p in parts:
-        skipped.update({int(i): why for i, why in json.loads(p.read_text())})
-    if skipped:
-        atomic_write_bytes(out / SKIPPED_FILE, (json.dumps(sorted(skipped.items()), indent=1) + "\n").encode())
-    for p in parts:
-        p.unlink()
-    store.finalize()

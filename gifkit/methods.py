@@ -65,6 +65,19 @@ register_method(Method("gif-sd", lambda p, d, **kw: _sd_prior(p, d, **kw), True,
 register_method(Method("sd", lambda p, d, **kw: _sd_prior(p, d, **{"prompts": "class", **kw}), False,
                        "unguided SD img2img baseline ('a photo of a {class}' prompts, no perturbation)"))
 
+
+def _tuned_sd_prior(profile: str, device, **kw):
+    from gifkit.finetune import tuned_sd_prior  # prior tuning (Table 9): `gifkit finetune` writes the folder
+
+    return tuned_sd_prior(profile, device, **kw)
+
+
+register_method(Method("gif-sd-tuned", lambda p, d, **kw: _tuned_sd_prior(p, d, **kw), True,
+                       "GIF-SD on a prior-tuned SD (model_id: a `gifkit finetune` folder; Table 9)"))
+register_method(Method("sd-tuned", lambda p, d, **kw: _tuned_sd_prior(p, d, **{"prompts": "class", **kw}), False,
+                       "unguided SD img2img on a prior-tuned SD (model_id: a `gifkit finetune` folder)"))
+
+
 PRIOR_METHODS = METHODS  # the generative ones; augmentation baselines live in gifkit.augment
 
 

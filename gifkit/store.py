@@ -46,11 +46,14 @@ __all__ = [
     "FIXED_COLUMNS", "METADATA", "CLASSES", "PARTS",
     "safe_dirname", "atomic_write_bytes", "atomic_save_image",
     "ExpansionStore", "read_metadata", "read_classes", "ExpandedDataset",
+    "RUN_FILE", "SKIPPED_FILE", "dataset_labels", "seed_path", "ExpansionRun",
 ]
 
 METADATA = "metadata.csv"
 CLASSES = "classes.json"
 PARTS = ".parts"
+RUN_FILE = "run.json"  # the settings of the run a folder holds
+SKIPPED_FILE = "skipped.json"  # [[seed index, reason], ...] of unreadable seeds
 FIXED_COLUMNS = ("file_name", "label", "class_name", "seed_index", "seed_path", "variant", "method")
 _REQUIRED = ("file_name", "label", "seed_index", "variant")
 _TEXT_COLUMNS = ("file_name", "class_name", "seed_path", "method", "prompt")
@@ -367,8 +370,8 @@ class ExpansionStore:
                               f"re-run the expansion to complete them", stacklevel=3)
 
 
-def _dataset_targets(dataset: Dataset) -> list[int]:
-    """Integer labels of a dataset, from ``targets``/``labels``/``_labels`` or by iterating."""
+def dataset_labels(dataset: Dataset) -> list[int]:
+    """Integer labels of a dataset, from ``targets``/``labels``/``_labels`` (medmnist's [N, 1] too) or by iterating."""
     for attr in ("targets", "labels", "_labels"):
         values = getattr(dataset, attr, None)
         if values is not None:
@@ -377,9 +380,106 @@ def _dataset_targets(dataset: Dataset) -> list[int]:
                 arr = arr.reshape(arr.shape[0], -1)[:, 0]
             return [int(v) for v in arr]
     if isinstance(dataset, Subset):
-        base = _dataset_targets(dataset.dataset)
+        base = dataset_labels(dataset.dataset)
         return [base[int(i)] for i in dataset.indices]
     return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
+
+def seed_path(dataset: Dataset, index: int) -> str:
+    """What metadata's ``seed_path`` records for seed ``index``: its file for a folder dataset, else the index."""
+    samples = getattr(dataset, "samples", None)
+    return str(samples[index][0]) if samples is not None else str(index)
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+class ExpansionRun:
+    """The protocol every expansion method follows in a store folder (GIF priors, augmentations, ALIA, ...).
+
+    * one folder holds one run: ``run.json`` records ``settings``; a later run with other settings is refused
+      (``limit`` may grow, so it is not a setting);
+    * seeds ``0 .. n-1`` (``n = min(limit, len(dataset))``) are cut into batches of ``batch_size``; batch ``j``
+      belongs to shard ``j % count`` of ``shard=(index, count)``: :attr:`batches` are this process's;
+    * a batch is the unit of resume (:meth:`done`) and of skip lists (:meth:`save_skipped`);
+    * :meth:`finish` lets shard 0 fold the skip lists into ``skipped.json`` and the parts into ``metadata.csv``
+      once every shard is done (``barrier``: e.g. accelerate's ``wait_for_everyone``).
+    """
+
+    def __init__(self, out: str | os.PathLike, dataset: Dataset, class_names: Sequence[str], settings: dict, *,
+                 ratio: int, batch_size: int, limit: int | None = None, shard: tuple[int, int] = (0, 1),
+                 barrier: Any = None):
+        if int(ratio) != ratio or ratio < 1:
+            raise ValueError(f"ratio (K images per seed) must be an integer >= 1, got {ratio}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.class_names = list(class_names)
+        self.labels = dataset_labels(dataset)
+        bad = sorted({y for y in self.labels if not 0 <= y < len(self.class_names)})
+        if bad:
+            raise ValueError(f"labels {bad[:10]} have no class name (there are {len(self.class_names)} class names)")
+        n_seeds = len(self.labels) if limit is None else min(limit, len(self.labels))
+        if n_seeds == 0:
+            raise ValueError("the dataset has no seed images")
+        self.out, self.ratio, self.index, self.count = Path(out), int(ratio), *shard
+        self.barrier = barrier
+        self.store = ExpansionStore(self.out, self.class_names)
+        settings = json.loads(json.dumps(settings))
+        old = _read_json(self.out / RUN_FILE, None)
+        if old is not None and old != settings:
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise ValueError(f"{self.out} holds a run with other settings ({', '.join(diff)} differ); "
+                             f"use another --out, or the same settings to resume")
+        self._sync()  # everyone has compared before shard 0 writes
+        if old is None and self.index == 0:
+            atomic_write_bytes(self.out / RUN_FILE, (json.dumps(settings, indent=1, sort_keys=True) + "\n").encode())
+        self.known_skipped = {int(i) for i, _ in _read_json(self.out / SKIPPED_FILE, [])}
+        for p in self._skip_parts():
+            self.known_skipped |= {int(i) for i, _ in json.loads(p.read_text())}
+        batches = [list(range(s, min(s + batch_size, n_seeds))) for s in range(0, n_seeds, batch_size)]
+        self.batches = [b for j, b in enumerate(batches) if j % self.count == self.index]
+
+    def _sync(self) -> None:
+        if self.barrier is not None:
+            self.barrier()
+
+    def _skip_parts(self) -> list[Path]:
+        parts = self.out / PARTS
+        return sorted(parts.glob("*.skipped.json")) if parts.is_dir() else []
+
+    @staticmethod
+    def batch_id(seeds: Sequence[int]) -> str:
+        return f"{seeds[0]:06d}"
+
+    def done(self, seeds: Sequence[int]) -> int:
+        """The number of images of the batch already complete on disk (0 when it must be (re)done)."""
+        expected = [self.store.relpath(self.labels[i], i, v) for i in seeds if i not in self.known_skipped
+                    for v in range(self.ratio)]
+        return len(expected) if expected and self.store.batch_done(self.batch_id(seeds), expected) else 0
+
+    def save_skipped(self, seeds: Sequence[int], skipped: Sequence[tuple[int, str]]) -> None:
+        if skipped:
+            (self.out / PARTS).mkdir(exist_ok=True)
+            atomic_write_bytes(self.out / PARTS / f"{self.batch_id(seeds)}.skipped.json",
+                               json.dumps(list(skipped)).encode())
+
+    def finish(self) -> None:
+        """Shard 0, after every shard: skip lists into ``skipped.json``, the parts into ``metadata.csv``."""
+        self._sync()
+        if self.index == 0:
+            parts = self._skip_parts()
+            skipped = {int(i): why for i, why in _read_json(self.out / SKIPPED_FILE, [])}
+            for p in parts:
+                skipped.update({int(i): why for i, why in json.loads(p.read_text())})
+            if skipped:
+                atomic_write_bytes(self.out / SKIPPED_FILE,
+                                   (json.dumps(sorted(skipped.items()), indent=1) + "\n").encode())
+            for p in parts:
+                p.unlink()
+            self.store.finalize()
+        self._sync()
 
 
 class ExpandedDataset(Dataset):
@@ -444,7 +544,7 @@ class ExpandedDataset(Dataset):
     def targets(self) -> list[int]:
         """Hard int labels of all items (original first)."""
         if self._targets is None:
-            self._targets = _dataset_targets(self.original) + list(self._labels)
+            self._targets = dataset_labels(self.original) + list(self._labels)
         return self._targets
 
     def __len__(self) -> int:

@@ -46,8 +46,8 @@ from gifkit.evaluate import _Transformed, classification_metrics, shot_accuracy
 # torch, torchvision, timm and accelerate are imported inside the functions that use them,
 # so that building the `gifkit` command line stays instant.
 
-__all__ = ["TrainConfig", "PRESETS", "ARCHS", "make_config", "create_model", "train_transform", "eval_transform",
-           "balanced_softmax_loss", "kd_loss", "train", "train_seeds", "aggregate", "parse_kv", "add_cli"]
+__all__ = ["TrainConfig", "PRESETS", "ARCHS", "make_config", "load_splits", "create_model", "train_transform",
+           "eval_transform", "balanced_softmax_loss", "kd_loss", "train", "train_seeds", "aggregate", "parse_kv", "add_cli"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -277,6 +277,23 @@ def _teacher(cfg: TrainConfig, classes: list[str], device):
 # ----------------------------------------------------------------------------- the loop
 
 
+def load_splits(cfg: TrainConfig) -> tuple:
+    """``(original training set, test set, class names)`` of ``cfg.data``, checked to share their classes and to
+    be different splits."""
+    from gifkit.data import load_dataset
+
+    data_args = dict(root=cfg.data_root, profile=cfg.profile, **({"download": True} if cfg.download else {}),
+                     **cfg.data_kwargs)
+    original, classes = load_dataset(cfg.data, cfg.train_split, **data_args)
+    test_set, test_classes = load_dataset(cfg.data, cfg.test_split, **data_args)
+    if list(test_classes) != list(classes):
+        raise ValueError(f"{cfg.data}: the {cfg.train_split} and {cfg.test_split} splits have different classes")
+    if getattr(original, "samples", None) is not None and getattr(test_set, "samples", None) == original.samples:
+        raise ValueError(f"{cfg.data}: the {cfg.test_split!r} split is the {cfg.train_split!r} split (a folder "
+                         f"without <root>/{cfg.test_split}/?); give a separate test split")
+    return original, test_set, list(classes)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train and evaluate one run; returns (and writes to ``cfg.out``) the result dict."""
     import torch
@@ -285,7 +302,6 @@ def train(cfg: TrainConfig) -> dict:
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
 
-    from gifkit.data import load_dataset
     from gifkit.store import ExpandedDataset
 
     out = Path(cfg.out) if cfg.out else None
@@ -298,15 +314,7 @@ def train(cfg: TrainConfig) -> dict:
     set_seed(cfg.seed)
     main = acc.is_main_process
 
-    data_args = dict(root=cfg.data_root, profile=cfg.profile, **({"download": True} if cfg.download else {}),
-                     **cfg.data_kwargs)
-    original, classes = load_dataset(cfg.data, cfg.train_split, **data_args)
-    test_set, test_classes = load_dataset(cfg.data, cfg.test_split, **data_args)
-    if list(test_classes) != list(classes):
-        raise ValueError(f"{cfg.data}: the {cfg.train_split} and {cfg.test_split} splits have different classes")
-    if getattr(original, "samples", None) is not None and getattr(test_set, "samples", None) == original.samples:
-        raise ValueError(f"{cfg.data}: the {cfg.test_split!r} split is the {cfg.train_split!r} split (a folder "
-                         f"without <root>/{cfg.test_split}/?); give a separate test split")
+    original, test_set, classes = load_splits(cfg)
     model = create_model(cfg.arch, len(classes), cfg.pretrained)
     mean, std = _norm(model, cfg.pretrained)
     train_set = ExpandedDataset(original, cfg.expanded, transform=train_transform(cfg, mean, std),

@@ -17,3 +17,21 @@ def tmp_out(tmp_path):
     """A fresh output folder."""
     out = tmp_path / "out"
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run much faster on one thread when the 2 cores are shared (no OpenMP spinning); a module
+    opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    """``(dataset, class_names)`` of the built-in synthetic smoke set."""
+    from gifkit.data import load_dataset
+
+    return load_dataset("smoke")

@@ -16,23 +16,11 @@ from gifkit.alia import (ALIAPrior, FilterClassifier, check_descriptions, clean_
                          confident_thresholds, filter_expansion, load_descriptions, parse_descriptions, run_alia,
                          sample_captions, semantic_filter)
 from gifkit.cli import main
-from gifkit.data import load_dataset
 from gifkit.priors.base import Job
 from gifkit.store import ExpandedDataset, ExpansionStore, read_metadata
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run much faster on one thread when the 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def smoke():
-    return load_dataset("smoke")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _jobs(ds, names, seeds, k, seed=0):

@@ -9,7 +9,6 @@ import torch
 from gifkit import hub
 from gifkit.amst import AMSTConfig, AMSTNet, amst_loss, label_synthetic, load_amst, pseudo_labels, train_amst
 from gifkit.cli import main
-from gifkit.data import load_dataset
 from gifkit.dreamda import BottleneckNoise, DreamDAPrior
 from gifkit.imagine import expand
 from gifkit.methods import build_models
@@ -21,19 +20,7 @@ from gifkit.train import make_config
 STEPS = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run much faster on one thread when the 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def smoke():
-    ds, names = load_dataset("smoke")
-    return ds, names
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

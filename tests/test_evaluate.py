@@ -15,12 +15,7 @@ from gifkit.data.paper import longtail_counts
 from gifkit.train import create_model, make_config, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_classification_metrics_by_hand():
@@ -147,3 +142,16 @@ def test_fid_offline_without_weights_fails_fast_and_clearly(tmp_path, monkeypatc
 
 def test_evaluate_needs_a_mode():
     assert main(["evaluate"]) == 2
+
+
+def test_clip_fid_features_is_zero_on_identical_sets_and_positive_otherwise():
+    pytest.importorskip("torchmetrics")
+    from gifkit import hub
+
+    f = ev.clip_fid_features(hub.tiny_clip(embed_dim=8))
+    assert (f.size, f.num_features) == (32, 8)
+    ds, _ = load_dataset("smoke", "train", n_per_class=4)
+    images = [ds[i][0] for i in range(len(ds))]
+    assert abs(ev.compute_fid(images, images, feature=f, device="cpu", size=f.size)) < 1e-3
+    flipped = [im.transpose(0).rotate(90) for im in images]
+    assert ev.compute_fid(images, flipped, feature=f, device="cpu", size=f.size) > 1e-3

@@ -14,13 +14,7 @@ from gifkit.data import load_dataset
 from gifkit.train import ARCHS, balanced_softmax_loss, kd_loss, make_config, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train ~100x faster on one thread when the 2 cores are shared (no OpenMP spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smoke_cfg(tmp_path, name="run", n=4, **kw):

@@ -30,6 +30,7 @@ unguided baseline ("vae") decodes ``f`` as it is; GIF ("gif-vae") perturbs it
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -49,6 +50,7 @@ __all__ = ["VAEConfig", "ConvVAE", "VAEPrior", "train_vae", "save_vae", "load_va
            "tiny_vae", "WEIGHTS", "CONFIG"]
 
 WEIGHTS = "model.safetensors"
+_print = functools.partial(print, flush=True)  # progress lines show up at once when stdout is a file
 CONFIG = "config.json"
 
 
@@ -148,7 +150,7 @@ def _sha256(path: Path) -> str:
 
 
 def train_vae(images: np.ndarray | torch.Tensor, config: VAEConfig, progress: bool = True,
-              log=print) -> tuple[ConvVAE, dict]:
+              log=_print) -> tuple[ConvVAE, dict]:
     """Train a :class:`ConvVAE` on ``images`` (uint8 [N, H, W] or float [N, 1, H, W] in [0, 1]); returns (model, stats)."""
     x = torch.as_tensor(np.asarray(images))
     if x.dtype == torch.uint8:
@@ -239,7 +241,7 @@ def load_vae(folder: str | Path) -> tuple[ConvVAE, dict]:
 
 
 def get_vae(dataset: str = "fashion-mnist", *, retrain: bool = False, data_root: str | Path | None = None,
-            cache_root: str | Path | None = None, progress: bool = True, log=print,
+            cache_root: str | Path | None = None, progress: bool = True, log=_print,
             **config) -> tuple[ConvVAE, dict]:
     """The cached VAE of ``dataset``, trained first when missing, stale (other settings) or ``retrain``."""
     cfg = VAEConfig(dataset=dataset, **config)
