@@ -161,6 +161,9 @@ def create_model(arch: str, num_classes: int, pretrained: bool = False) -> "torc
     """``timm.create_model`` by alias (resnet50, resnext50, wideresnet50, mobilenetv2, tiny) or any timm name."""
     import timm
 
+    from gifkit.mininet import register_arch
+
+    register_arch()  # the mini profile's mini_resnet18
     name = ARCHS.get(arch, arch)
     if not timm.is_model(name):
         raise ValueError(f"unknown architecture {arch!r}: use {sorted(ARCHS)} or a timm model name")

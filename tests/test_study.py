@@ -1,0 +1,129 @@
+"""gifkit.study: one dispatch for every expansion method, the dataset x method x seed grid, and its summary."""
+import json
+import math
+
+import pandas as pd
+import pytest
+
+import gifkit.train
+from gifkit.data import load_dataset
+from gifkit.store import read_metadata
+from gifkit.study import expand_method, method_spec, run_grid, summarize
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train in milliseconds on one thread; two threads on a busy 2-core CPU take seconds."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_expand_method_dispatches_augmentations_and_priors(tmp_path):
+    res = expand_method("smoke", "cutout", tmp_path / "cut", ratio=2, limit=3)
+    meta = read_metadata(tmp_path / "cut")
+    assert res.written == 6 and len(meta) == 6 and set(meta["method"]) == {"cutout"}
+    ds, classes = load_dataset("smoke", "train")
+    res = expand_method(None, "gif-sd", tmp_path / "gif", ratio=2, limit=2, dataset=ds, class_names=classes,
+                        guidance={"w_div": 0.0, "eps": 0.5}, model_kwargs={"strength": 0.5, "steps": 2},
+                        device="cpu")
+    run = json.loads((tmp_path / "gif" / "run.json").read_text())
+    assert res.written == 4 and run["method"] == "gif-sd"
+    assert run["guidance"]["w_div"] == 0.0 and run["guidance"]["eps"] == 0.5 and run["params"]["strength"] == 0.5
+    again = expand_method(None, "gif-sd", tmp_path / "gif", ratio=2, limit=2, dataset=ds, class_names=classes,
+                          guidance={"w_div": 0.0, "eps": 0.5}, model_kwargs={"strength": 0.5, "steps": 2},
+                          device="cpu")
+    assert again.written == 0 and again.existing == 4  # resumes
+
+
+def test_guidance_overrides_apply_like_build_models(tmp_path):
+    from dataclasses import asdict
+
+    from gifkit.methods import build_models
+
+    classes = load_dataset("smoke", "train")[1]
+    want = asdict(build_models("gif-mae", "smoke", classes, device="cpu", guidance={"noise": "pixel"})[2])
+    expand_method("smoke", "gif-mae", tmp_path / "a", ratio=1, limit=1, device="cpu", guidance={"noise": "pixel"})
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["guidance"] == want  # eps 5 of GIF-MAE kept
+    expand_method("smoke", "mae", tmp_path / "b", ratio=1, limit=1, device="cpu", guidance={"w_div": 0.0})
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["guidance"]["opt_steps"] == 0  # still unguided
+
+
+def test_expand_method_rejects_what_it_cannot_run(tmp_path):
+    with pytest.raises(ValueError, match="unknown method"):
+        expand_method("smoke", "nope", tmp_path)
+    with pytest.raises(ValueError, match="no expansion"):
+        expand_method("smoke", "original", tmp_path)
+    with pytest.raises(ValueError, match="no guidance"):
+        expand_method("smoke", "mixup", tmp_path, guidance={"eps": 1.0})
+    with pytest.raises(ValueError, match="ratio"):
+        expand_method("smoke", "cutout", tmp_path, ratio=0)
+
+
+def test_method_spec():
+    assert method_spec("gif-sd") == ("gif-sd", "gif-sd", {})
+    assert method_spec(("inf", "gif-sd", {"guidance": {"w_div": 0}})) == ("inf", "gif-sd", {"guidance": {"w_div": 0}})
+    with pytest.raises(ValueError, match="unknown option"):
+        method_spec(("x", "gif-sd", {"w_div": 0}))
+    with pytest.raises(ValueError):
+        method_spec(3)
+
+
+def test_run_grid_rows_ablation_equal_steps_and_resume(tmp_path, monkeypatch):
+    methods = ["original", "cutout", ("gif-sd-inf", "gif-sd", {"guidance": {"w_div": 0.0}})]
+    expand = {"device": "cpu", "model_kwargs": {"steps": 2}}  # the priors' only: cutout would reject `steps`
+    df = run_grid("smoke", methods, out=tmp_path, seeds=(0, 1), limit=4, ratio=2, expand=expand)
+    for col in ["dataset", "method", "seed", "accuracy", "accuracy_macro", "n_train", "expand_seconds",
+                "train_seconds", "run_dir", "expanded_dir"]:
+        assert col in df.columns
+    assert len(df) == 6 and df["method"].tolist() == ["original"] * 2 + ["cutout"] * 2 + ["gif-sd-inf"] * 2
+    assert df["seed"].tolist() == [0, 1] * 3 and set(df["dataset"]) == {"smoke"}
+    assert df.set_index("method")["n_train"].to_dict() == {"original": 16, "cutout": 24, "gif-sd-inf": 24}
+    assert df["total_steps"].nunique() == 1  # every cell trains the same number of update steps
+    assert df["accuracy"].between(0, 100).all() and df["expanded_dir"].isna().sum() == 2
+    abl = df[df["method"] == "gif-sd-inf"].iloc[0]
+    run = json.loads((tmp_path / "smoke" / "gif-sd-inf" / "seed_0" / "expanded" / "run.json").read_text())
+    assert abl["base_method"] == "gif-sd" and run["guidance"]["w_div"] == 0.0 and run["seed"] == 0
+    assert len(read_metadata(abl["expanded_dir"])) == 8 and run["params"]["steps"] == 2
+    assert df["run_dir"][0] == str(tmp_path / "smoke" / "original_as0.5x" / "seed_0" / "run")  # 4 x 2 / 16 seeds
+
+    def boom(cfg):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(gifkit.train, "train", boom)
+    again = run_grid("smoke", methods, out=tmp_path, seeds=(0, 1), limit=4, ratio=2, expand=expand)
+    pd.testing.assert_frame_equal(again, df)
+    with pytest.raises(AssertionError, match="trained again"):  # other training settings: the cell reruns
+        run_grid("smoke", ["original"], out=tmp_path, seeds=(0,), ratio=2, limit=4, train={"lr": 0.01})
+
+
+def test_run_grid_trains_other_archs_on_the_same_expansion(tmp_path):
+    a = run_grid("smoke", ["cutout"], out=tmp_path, seeds=(0,), limit=2, ratio=1)
+    images = sorted((tmp_path / "smoke" / "cutout" / "seed_0" / "expanded").glob("*/*.png"))
+    mtimes = [f.stat().st_mtime_ns for f in images]
+    b = run_grid("smoke", ["cutout"], out=tmp_path, seeds=(0,), limit=2, ratio=1, train={"arch": "test_efficientnet"})
+    assert b["arch"][0] == "test_efficientnet" and a["arch"][0] == "test_resnet"
+    assert b["expanded_dir"][0] == a["expanded_dir"][0] and b["expand_seconds"][0] == a["expand_seconds"][0]
+    assert b["run_dir"][0].endswith("seed_0/run_arch=test_efficientnet") and a["run_dir"][0].endswith("seed_0/run")
+    assert len(images) == 2 and [f.stat().st_mtime_ns for f in images] == mtimes  # not expanded again
+
+
+def test_run_grid_is_deterministic(tmp_path):
+    a = run_grid("smoke", ["original", "gridmask"], out=tmp_path / "a", seeds=(3,), limit=2, ratio=1)
+    b = run_grid("smoke", ["original", "gridmask"], out=tmp_path / "b", seeds=(3,), limit=2, ratio=1)
+    assert a["accuracy"].tolist() == b["accuracy"].tolist()
+
+
+def test_summarize_mean_sample_std_and_n():
+    df = pd.DataFrame({"dataset": ["d"] * 4 + ["e"], "method": ["a", "a", "a", "b", "a"],
+                       "accuracy": [10.0, 20.0, 30.0, 50.0, 7.0]})
+    s = summarize(df)
+    assert s[["dataset", "method"]].values.tolist() == [["d", "a"], ["d", "b"], ["e", "a"]]
+    assert s["mean"].tolist() == [20.0, 50.0, 7.0]
+    assert math.isclose(s["std"][0], 10.0)  # sqrt(((-10)^2 + 0 + 10^2) / (3 - 1))
+    assert s["std"][1] == 0.0 and s["std"][2] == 0.0 and s["n"].tolist() == [3, 1, 1]
+    one = summarize(df, by="method", value="accuracy")
+    assert one["mean"].tolist() == [16.75, 50.0] and math.isclose(one["std"][0], (((10 - 16.75) ** 2 + (20 - 16.75) ** 2 + (30 - 16.75) ** 2 + (7 - 16.75) ** 2) / 3) ** 0.5)
