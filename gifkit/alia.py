@@ -52,7 +52,7 @@ from PIL import Image
 from gifkit.priors.base import Job, Latents
 from gifkit.priors.sd import SDPrior
 from gifkit.rng import generator, py_random
-from gifkit.store import ExpansionStore, atomic_write_bytes, read_metadata
+from gifkit.store import atomic_write_bytes, read_metadata, write_subset
 
 __all__ = [
     "EDITORS", "FILTERS", "TEMPLATES", "NEGATIVE_PROMPTS", "MAX_DESCRIPTIONS", "SUMMARY_PROMPT",
@@ -443,7 +443,6 @@ def _dataset_probs(clf: FilterClassifier, dataset, batch_size: int = 64) -> tupl
     return torch.cat(probs).numpy(), np.asarray(labels)
 
 
-_STORE_NAME = re.compile(r"\d{6}_\d{3}\.png")  # ExpansionStore.relpath's file names
 DECISION_COLUMNS = ("semantic_keep", "semantic_winner", "semantic_p_class", "conf_pred", "conf",
                     "conf_threshold", "conf_decision", "alia_filter", "kept")
 
@@ -508,24 +507,8 @@ def filter_expansion(candidates: str | Path, out: str | Path, *, original=None, 
     dec["kept"] = ((dec["semantic_keep"].astype(int) == 1) & dec["conf_decision"].isin(["keep", "off"])).astype(int)
     table = pd.concat([meta, dec[list(DECISION_COLUMNS)]], axis=1)
 
-    store = ExpansionStore(out, class_names)
     kept = table[table["kept"] == 1]
-    keep_files = set(kept["file_name"])
-    for d in set(store.dirnames):  # images of an earlier filtering that are no longer kept
-        folder = out / d
-        if folder.is_dir():
-            for f in folder.glob("*.png"):
-                if _STORE_NAME.fullmatch(f.name) and f"{d}/{f.name}" not in keep_files:
-                    f.unlink()
-    for rel in kept["file_name"]:
-        if not store.exists(rel):
-            dst = store.path(rel)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(dst, (candidates / rel).read_bytes())
-    (out / "metadata.csv").unlink(missing_ok=True)  # rebuilt from the kept rows only
-    store.write_part("alia", [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-                              for r in kept.to_dict("records")])
-    store.finalize()
+    write_subset(candidates, kept, out, class_names, part="alia")
     atomic_write_bytes(out / FILTER_CSV, table.to_csv(index=False, lineterminator="\n",
                                                       float_format="%.6g").encode())
     summary = {"filter": filter, "candidates": str(candidates), "n_candidates": n, "n_kept": int(len(kept)),

@@ -53,7 +53,7 @@ from torchvision.transforms.v2 import functional as TF
 from gifkit.data import register
 from gifkit.guidance import diversity, entropy, informativeness
 from gifkit.rng import np_random
-from gifkit.store import ExpansionStore, atomic_write_bytes, read_classes, read_metadata
+from gifkit.store import atomic_write_bytes, read_metadata, write_subset
 
 __all__ = ["CRITERIA", "MODES", "CandidateScores", "score_candidates", "select_candidates", "write_selection",
            "expansion_counts", "SelectiveResult", "selective_augmentation", "longtail_subset", "LongTailSubset",
@@ -261,28 +261,7 @@ def write_selection(candidates: str | Path, selected: pd.DataFrame, out: str | P
 
     A re-run with another selection removes the images no longer selected. Returns ``out``.
     """
-    candidates, out = Path(candidates), Path(out)
-    if candidates.resolve() == out.resolve():
-        raise ValueError("write_selection writes a new store: out must differ from candidates")
-    store = ExpansionStore(out, read_classes(candidates))
-    keep = set(selected["file_name"])
-    for d in set(store.dirnames):
-        folder = out / d
-        for f in folder.glob("*.png") if folder.is_dir() else []:
-            if f"{d}/{f.name}" not in keep:
-                f.unlink()
-    for rel in selected["file_name"]:
-        if not store.exists(rel):
-            dst = store.path(rel)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(dst, (candidates / rel).read_bytes())
-    (out / "metadata.csv").unlink(missing_ok=True)
-    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-            for r in selected.to_dict("records")]
-    if rows:
-        store.write_part("selection", rows)
-    store.finalize()
-    return out
+    return write_subset(candidates, selected, out, part="selection")
 
 
 @dataclass

@@ -46,7 +46,7 @@ __all__ = [
     "FIXED_COLUMNS", "METADATA", "CLASSES", "PARTS",
     "safe_dirname", "atomic_write_bytes", "atomic_save_image",
     "ExpansionStore", "read_metadata", "read_classes", "ExpandedDataset",
-    "RUN_FILE", "SKIPPED_FILE", "dataset_labels", "seed_path", "ExpansionRun",
+    "RUN_FILE", "SKIPPED_FILE", "dataset_labels", "seed_path", "ExpansionRun", "write_subset",
 ]
 
 METADATA = "metadata.csv"
@@ -368,6 +368,38 @@ class ExpansionStore:
             if names:
                 warnings.warn(f"{self.root}: {len(names)} {what} in {METADATA}, e.g. {sorted(names)[:3]}; "
                               f"re-run the expansion to complete them", stacklevel=3)
+
+
+_STORE_FILE = re.compile(r"\d{6}_\d{3}\.png")  # the file names ExpansionStore.relpath makes
+
+
+def write_subset(source: str | os.PathLike, rows: pd.DataFrame, out: str | os.PathLike,
+                 class_names: Sequence[str] | None = None, part: str = "subset") -> Path:
+    """Write the images of ``rows`` (metadata rows of the store ``source``, extra columns welcome) as the store
+    ``out``: images copied byte for byte, ``metadata.csv`` rebuilt from ``rows`` only. A re-run with other rows
+    removes the store images no longer listed (what filters and selections of a candidates store need)."""
+    source, out = Path(source), Path(out)
+    if source.resolve() == out.resolve():
+        raise ValueError(f"write_subset writes a new store: out must differ from {source}")
+    store = ExpansionStore(out, class_names if class_names is not None else read_classes(source))
+    keep = set(rows["file_name"])
+    for d in set(store.dirnames):
+        folder = out / d
+        for f in folder.glob("*.png") if folder.is_dir() else []:
+            if _STORE_FILE.fullmatch(f.name) and f"{d}/{f.name}" not in keep:
+                f.unlink()
+    for rel in rows["file_name"]:
+        if not store.exists(rel):
+            dst = store.path(rel)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(dst, (source / rel).read_bytes())
+    (out / METADATA).unlink(missing_ok=True)
+    records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+               for r in rows.to_dict("records")]
+    if records:
+        store.write_part(part, records)
+    store.finalize()
+    return out
 
 
 def dataset_labels(dataset: Dataset) -> list[int]:
