@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "FeatureClassifier",
     "CLIP_MEAN",
     "CLIP_STD",
     "zero_shot_probs",
@@ -259,7 +260,31 @@ def clip_preprocess(
     return (images - mean_t) / std_t
 
 
-class ZeroShotClassifier(torch.nn.Module):
+class FeatureClassifier(torch.nn.Module):
+    """What GIF's guidance needs from a classifier: subclasses define ``image_features(images01)`` (L2-normalised
+    features [N, D], differentiable w.r.t. the images), the buffer ``text_features`` [C, D] (one unit vector per
+    class) and ``logit_scale``; this base turns them into ``p = softmax(logit_scale * u @ W^T)``."""
+
+    text_features: torch.Tensor
+    logit_scale: float
+
+    def image_features(self, images01: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def probs_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """``softmax(logit_scale * normalize(features) @ W^T)`` ``[N, C]`` (e.g. GIF-DALLE's embeddings)."""
+        return zero_shot_probs(features.float(), self.text_features, self.logit_scale)
+
+    def probs(self, images01: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[N, C]`` of images in ``[0, 1]`` ``[N, 3, H, W]``."""
+        return self.probs_from_features(self.image_features(images01))
+
+    def forward(self, images01: torch.Tensor) -> torch.Tensor:
+        """Same as ``probs``."""
+        return self.probs(images01)
+
+
+class ZeroShotClassifier(FeatureClassifier):
     """A frozen open_clip model turned into a differentiable zero-shot classifier.
 
     ``w_j = normalize(mean_t normalize(T(template_t(c_j))))`` (the usual template
@@ -346,15 +371,3 @@ class ZeroShotClassifier(torch.nn.Module):
         pixels = clip_preprocess(images01, self.image_size, self.mean, self.std)  # [N, 3, s, s]
         feats = self.model.encode_image(pixels.to(device=param.device, dtype=param.dtype))  # [N, D]
         return F.normalize(feats.float(), dim=-1)
-
-    def probs_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        """``softmax(logit_scale * normalize(features) @ W^T)`` ``[N, C]`` (e.g. GIF-DALLE's embeddings)."""
-        return zero_shot_probs(features.float(), self.text_features, self.logit_scale)
-
-    def probs(self, images01: torch.Tensor) -> torch.Tensor:
-        """Zero-shot probabilities ``[N, C]`` of images in ``[0, 1]`` ``[N, 3, H, W]``."""
-        return self.probs_from_features(self.image_features(images01))
-
-    def forward(self, images01: torch.Tensor) -> torch.Tensor:
-        """Same as ``probs``."""
-        return self.probs(images01)

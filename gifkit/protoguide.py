@@ -18,7 +18,7 @@ scale minimising the leave-one-out negative log-likelihood of the labelled set
 (each image scored against prototypes computed without it), so the
 probabilities mean roughly what they say on this data; a number (e.g. CLIP's
 100) fixes it. The labelled set is the only supervision; test images are
-never used. The classifier exposes the duck-typed methods of
+never used. The classifier is a :class:`gifkit.guidance.FeatureClassifier`, like
 :class:`gifkit.guidance.ZeroShotClassifier` (``image_features``,
 ``probs_from_features``, ``probs``, ``text_features``), so the same S_inf /
 S_div code (:func:`gifkit.guidance.guidance_terms`) scores the variants.
@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from gifkit.guidance import zero_shot_probs
+from gifkit.guidance import FeatureClassifier
 
 __all__ = ["PACKAGE", "lite0_weights_path", "map_lite0_keys", "load_lite0", "tiny_lite0", "PrototypeClassifier",
            "fit_logit_scale"]
@@ -121,7 +121,7 @@ def fit_logit_scale(u: torch.Tensor, labels: torch.Tensor, n_classes: int,
     return grid[int(torch.tensor(nll).argmin())]
 
 
-class PrototypeClassifier(torch.nn.Module):
+class PrototypeClassifier(FeatureClassifier):
     """Frozen ImageNet backbone + class prototypes from a small labelled set (see the module docstring).
 
     ``support``: a dataset of ``(PIL image, label)`` (the small labelled set).
@@ -192,17 +192,6 @@ class PrototypeClassifier(torch.nn.Module):
     def image_features(self, images01: torch.Tensor) -> torch.Tensor:
         """``normalize(phi(x) - mu)``: L2-normalised float32 features [N, D] (differentiable w.r.t. the images)."""
         return F.normalize(self._raw(images01) - self.mean_feature.to(images01.device), dim=-1)
-
-    def probs_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        """``softmax(s * normalize(features) @ W^T)`` [N, C]."""
-        return zero_shot_probs(features.float(), self.text_features, self.logit_scale)
-
-    def probs(self, images01: torch.Tensor) -> torch.Tensor:
-        """Class probabilities [N, C] of images in [0, 1] [N, 3, H, W]."""
-        return self.probs_from_features(self.image_features(images01))
-
-    def forward(self, images01: torch.Tensor) -> torch.Tensor:
-        return self.probs(images01)
 
     def describe(self) -> dict:
         """What this classifier is, for logs and results files."""
