@@ -140,7 +140,8 @@ def train_amst(cfg, amst: AMSTConfig | None = None) -> dict:
 
     from gifkit.store import ExpandedDataset
     from gifkit.train import (EpochSampler, _config_key, _cosine, _evaluate, _norm, _precision, _result, _sync,
-                              _Transformed, _write_json, create_model, eval_transform, load_splits, train_transform)
+                              _Transformed, _write_json, create_model, eval_transform, load_splits, save_checkpoint,
+                              train_transform)
 
     amst = amst or AMSTConfig()
     if not cfg.expanded:
@@ -265,11 +266,7 @@ def train_amst(cfg, amst: AMSTConfig | None = None) -> dict:
             tqdm.write(f"AMST epoch {epoch + 1}/{cfg.epochs}: loss {h['train_loss']:.4f}, test micro "
                        f"{h['test_accuracy_micro']:.2f} %, pseudo-labelled {h['pseudo_labelled']:.2f} of "
                        f"{n_syn} synthetic")
-        if ckpt is not None:
-            acc.save_state(str(ckpt))
-            if main:
-                _write_json(ckpt / "state.json", {"epoch": epoch + 1, "history": history, "config": key})
-            acc.wait_for_everyone()
+        save_checkpoint(acc, ckpt, {"epoch": epoch + 1, "history": history, "config": key})
 
     if start_epoch >= cfg.epochs:
         metrics = _evaluate(model, test_loader, acc, classes)

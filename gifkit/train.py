@@ -280,6 +280,17 @@ def _teacher(cfg: TrainConfig, classes: list[str], device):
 # ----------------------------------------------------------------------------- the loop
 
 
+def save_checkpoint(acc, ckpt: Path | None, state: dict) -> None:
+    """End of an epoch: accelerate's state into ``ckpt`` and, from the main process, ``state.json`` (epoch,
+    history, config) beside it, then wait for every process. ``ckpt=None``: no checkpoints."""
+    if ckpt is None:
+        return
+    acc.save_state(str(ckpt))
+    if acc.is_main_process:
+        _write_json(ckpt / "state.json", state)
+    acc.wait_for_everyone()
+
+
 def load_splits(cfg: TrainConfig) -> tuple:
     """``(original training set, test set, class names)`` of ``cfg.data``, checked to share their classes and to
     be different splits."""
@@ -409,12 +420,7 @@ def train(cfg: TrainConfig) -> dict:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, test micro "
                        f"{metrics['accuracy_micro']:.2f} % / macro {metrics['accuracy_macro']:.2f} %, "
                        f"{record['train_images_per_s']:.1f} img/s")
-        if ckpt is not None:
-            acc.save_state(str(ckpt))
-            if main:
-                _write_json(ckpt / "state.json", {"epoch": epoch + 1, "history": history,
-                                                  "config": _config_key(cfg)})
-            acc.wait_for_everyone()
+        save_checkpoint(acc, ckpt, {"epoch": epoch + 1, "history": history, "config": _config_key(cfg)})
 
     if start_epoch >= cfg.epochs:  # resumed after the last epoch
         metrics = _evaluate(model, test_loader, acc, classes)
