@@ -4,16 +4,21 @@
     python -m gifkit.notebooks --profile smoke --in-place # refresh the committed smoke outputs
 
 Each notebook's ``parameters`` cell gets ``profile`` and ``out_dir``; a failure
-names the notebook and the cell, and the remaining notebooks still run.
+names the notebook and the cell, and the remaining notebooks still run. A notebook
+whose metadata lists the profiles it supports (``metadata.gifkit.profiles``, e.g.
+``["smoke", "paper"]`` for a study the mini profile has no models for) is skipped,
+with a line saying so, under any other profile.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("smoke", "mini", "paper")
 
 
 def notebooks(folder: Path = ROOT / "notebooks", only: list[str] | None = None) -> list[Path]:
@@ -22,9 +27,15 @@ def notebooks(folder: Path = ROOT / "notebooks", only: list[str] | None = None) 
     return [p for p in found if not only or any(o in p.stem for o in only)]
 
 
+def supported_profiles(path: Path) -> list[str]:
+    """The profiles a notebook declares in ``metadata.gifkit.profiles`` (all three when it declares none)."""
+    meta = json.loads(Path(path).read_text()).get("metadata", {})
+    return list(meta.get("gifkit", {}).get("profiles", PROFILES))
+
+
 def run(profile: str = "smoke", out: Path | None = None, only: list[str] | None = None, in_place: bool = False,
-        kernel: str = "python3") -> list[tuple[str, str]]:
-    """Execute the notebooks; returns ``[(name, error)]`` for the ones that failed."""
+        kernel: str = "python3", folder: Path = ROOT / "notebooks") -> list[tuple[str, str]]:
+    """Execute the notebooks; returns ``[(name, error)]`` for the ones that failed (skipped ones are not)."""
     import papermill as pm
 
     if in_place and profile != "smoke":
@@ -32,7 +43,11 @@ def run(profile: str = "smoke", out: Path | None = None, only: list[str] | None 
     out = out or ROOT / "results" / profile
     out.mkdir(parents=True, exist_ok=True)
     failures = []
-    for nb in notebooks(only=only):
+    for nb in notebooks(folder, only=only):
+        if profile not in supported_profiles(nb):
+            print(f"skip  {nb.name}: written for the {' and '.join(supported_profiles(nb))} profile(s), "
+                  f"not {profile}")
+            continue
         target = nb if in_place else out / nb.name
         params = {} if in_place else {"profile": profile, "out_dir": str(out / nb.stem)}  # in place: defaults
         t = time.perf_counter()
@@ -51,7 +66,7 @@ def run(profile: str = "smoke", out: Path | None = None, only: list[str] | None 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="smoke", choices=["smoke", "mini", "paper"])
+    p.add_argument("--profile", default="smoke", choices=list(PROFILES))
     p.add_argument("--out", type=Path, default=None, help="default: results/<profile>")
     p.add_argument("--only", nargs="*", help="run notebooks whose name contains one of these")
     p.add_argument("--in-place", action="store_true", help="write outputs into notebooks/ (committed smoke outputs)")
