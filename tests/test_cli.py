@@ -25,6 +25,20 @@ def test_doctor_lists_versions_device_and_checkpoints(capsys):
     text = capsys.readouterr().out
     assert "torch" in text and "device: " in text and "offline mode (HF_HUB_OFFLINE): on" in text
     assert "CompVis/stable-diffusion-v1-4" in text and "facebook/vit-mae-large" in text
+    assert "mini profile:" in text and "Fashion-MNIST idx files" in text and "VAE prior" in text
+
+
+def test_doctor_says_how_to_get_missing_mini_data(capsys, monkeypatch, tmp_path):
+    import gifkit.data.fashion as fashion
+
+    def missing(name, split, root=None):
+        raise fashion.DataUnavailable(fashion.how_to_get(name))
+
+    monkeypatch.setattr(fashion, "find_files", missing)
+    monkeypatch.setattr("platformdirs.user_cache_dir", lambda *a, **k: str(tmp_path))
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    assert "apt-get install -y dataset-fashion-mnist" in text and "not trained yet" in text
 
 
 def _messy_folder(root: Path) -> Path:
