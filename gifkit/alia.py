@@ -52,7 +52,7 @@ from PIL import Image
 from gifkit.priors.base import Job, Latents
 from gifkit.priors.sd import SDPrior
 from gifkit.rng import generator, py_random
-from gifkit.store import atomic_write_bytes, read_metadata, write_subset
+from gifkit.store import atomic_write_bytes, read_metadata, write_json, write_subset
 
 __all__ = [
     "EDITORS", "FILTERS", "TEMPLATES", "NEGATIVE_PROMPTS", "MAX_DESCRIPTIONS", "SUMMARY_PROMPT",
@@ -88,10 +88,6 @@ Descriptions:
 """
 ALIA_JSON, FILTER_CSV, CAPTIONS_CSV, DESCRIPTIONS_JSON = "alia.json", "alia_filter.csv", "captions.csv", \
     "descriptions.json"
-
-
-def _write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode())
 
 
 # ----------------------------------------------------------------------------- (a) captions
@@ -520,7 +516,7 @@ def filter_expansion(candidates: str | Path, out: str | Path, *, original=None, 
                {c: (None if np.isnan(t) else float(t)) for c, t in zip(class_names, thresholds)}}
     info = json.loads((out / ALIA_JSON).read_text()) if (out / ALIA_JSON).is_file() else {}
     info["filtering"] = summary
-    _write_json(out / ALIA_JSON, info)
+    write_json(out / ALIA_JSON, info)
     return table
 
 
@@ -596,7 +592,7 @@ def _summarised(captions: list[str], work: Path, profile: str, llm_id: str | Non
     del bundle
     _free(device)
     info = {"source": f"llm:{key}", "seed": seed, "n_captions": len(captions), **res}
-    _write_json(path, info)
+    write_json(path, info)
     return info
 
 
@@ -691,7 +687,7 @@ def run_alia(data: str, out: str | Path, *, profile: str = "smoke", split: str =
                    if info["source"].startswith("llm") else {}),
                 "filter_classifier": str(run) if run is not None else None}
         old = json.loads((out / ALIA_JSON).read_text()) if (out / ALIA_JSON).is_file() else {}
-        _write_json(out / ALIA_JSON, {**old, **meta})
+        write_json(out / ALIA_JSON, {**old, **meta})
         decisions = filter_expansion(candidates, out, original=dataset, filter=filter, clip_model=clf.model,
                                      clip_tokenizer=open_clip.get_tokenizer("ViT-B-32"), classifier=classifier)
     seconds["filter"] = time.perf_counter() - t

@@ -44,7 +44,7 @@ from torch.utils.data import Dataset, Subset
 
 __all__ = [
     "FIXED_COLUMNS", "METADATA", "CLASSES", "PARTS",
-    "safe_dirname", "atomic_write_bytes", "atomic_save_image",
+    "safe_dirname", "atomic_write_bytes", "atomic_save_image", "write_json",
     "ExpansionStore", "read_metadata", "read_classes", "ExpandedDataset",
     "RUN_FILE", "SKIPPED_FILE", "dataset_labels", "seed_path", "ExpansionRun", "write_subset",
 ]
@@ -104,6 +104,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """``obj`` as indented JSON (non-JSON values through ``str``), written atomically; parent folders made."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False, default=str) + "\n").encode())
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -170,7 +170,7 @@ def train_config(dataset: str, profile: str, seed: int, out, expanded=None, **ov
     expanded = [str(expanded)] if expanded else []
     common = dict(seed=int(seed), out=str(out), expanded=expanded, progress=False)
     if profile == "mini":
-        from gifkit import mini, mininet  # noqa: F401  (importing mininet registers mini_resnet18 with timm)
+        from gifkit import mini
 
         cfg = mini.train_config(mini.MiniConfig(dataset=dataset, progress=False), int(seed), None, Path(out))
         fields = {f.name for f in dataclasses.fields(cfg)}
@@ -192,10 +192,9 @@ def _key_of(cfg) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
-    tmp.replace(path)
+    from gifkit.store import write_json
+
+    write_json(path, obj)
 
 
 def _fmt(v) -> str:

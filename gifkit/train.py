@@ -265,8 +265,9 @@ def _config_key(cfg: TrainConfig) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    from gifkit.store import atomic_write_bytes
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode())
+    from gifkit.store import write_json
+
+    write_json(path, obj)
 
 
 def _teacher(cfg: TrainConfig, classes: list[str], device):
