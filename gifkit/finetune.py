@@ -154,12 +154,6 @@ def instance_prompts(labels: Sequence[int], class_names: Sequence[str], template
     return [" ".join(template.format(domain=domain, class_name=class_names[y]).split()) for y in labels]
 
 
-def _labels(dataset) -> list[int]:
-    from gifkit.store import dataset_labels
-
-    return dataset_labels(dataset)
-
-
 def load_base_pipe(cfg: FinetuneConfig, device=None):
     """The pipeline :func:`finetune_sd` starts from: ``tiny_sd()`` (smoke) or ``load_sd(model_id)`` with the VAE
     replaced by ``vae_id`` when set; on ``device`` (default: ``cfg.device``, else the best device)."""
@@ -246,8 +240,10 @@ def denoising_loss(pipe, dataset, class_names: Sequence[str], *, prompt: str = "
     noise drawn from ``seed``: a deterministic figure to compare a model before and after tuning."""
     import torch
 
+    from gifkit.store import dataset_labels
+
     with torch.no_grad():
-        labels = _labels(dataset)
+        labels = dataset_labels(dataset)
         n = len(labels) if limit is None else min(limit, len(labels))
         scheduler = _train_scheduler(pipe)
         resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
@@ -337,7 +333,9 @@ def finetune_sd(dataset, class_names: Sequence[str], out: str | Path, config: Fi
             pipe = hub.load_sd(str(out), device=device)
         return FinetuneResult(out, info["losses"], info["seconds"], True, pipe)
 
-    labels = _labels(dataset)
+    from gifkit.store import dataset_labels
+
+    labels = dataset_labels(dataset)
     n = len(labels) if cfg.limit is None else min(cfg.limit, len(labels))
     if n == 0:
         raise ValueError("the dataset has no images to fine-tune on")

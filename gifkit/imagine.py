@@ -32,9 +32,7 @@ from gifkit.guidance import CIFAR_MEAN, CIFAR_STD, entropy, guidance_terms
 from gifkit.perturb import NOISE_MODES, UPDATE_RULES, LatentOptimizer, init_noise, perturb, project_linf
 from gifkit.priors.base import Job, Prior
 from gifkit.rng import derive_seed, generator
-from gifkit.store import SKIPPED_FILE, ExpansionRun, dataset_labels, seed_path
-
-_labels = dataset_labels  # the name earlier code imported
+from gifkit.store import SKIPPED_FILE, ExpansionRun, seed_path
 
 __all__ = ["GuidanceConfig", "PRESETS", "ExpandResult", "job_noise", "imagine_batch", "expand", "to_pil"]
 
