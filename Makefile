@@ -35,11 +35,11 @@ test: $(STAMP)
 
 # make notebooks PROFILE=smoke|mini|paper: executed notebooks, CSV and PNG under results/<profile>/
 notebooks: $(STAMP)
-	$(PY) -m gifkit.notebooks --profile $(PROFILE)
+	$(PY) -m gifkit.experiments.notebooks --profile $(PROFILE)
 
 # Re-execute the notebooks on the smoke profile and store their outputs in notebooks/ (committed).
 notebooks-refresh: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m gifkit.notebooks --profile smoke --in-place
+	HF_HUB_OFFLINE=1 $(PY) -m gifkit.experiments.notebooks --profile smoke --in-place
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,6 +1,6 @@
 """Table 6 on this machine: seconds per created image and the time for 10,000 images, per expansion method.
 
-Each method expands the first ``--seeds`` seeds ``--ratio`` times through :func:`gifkit.study.expand_method`
+Each method expands the first ``--seeds`` seeds ``--ratio`` times through :func:`gifkit.experiments.study.expand_method`
 into a temporary folder; the figure is ``ExpandResult.seconds_per_image`` (the expansion loop, without model
 loading). The paper's numbers (V100s) are printed beside. Not a test: it prints figures.
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from gifkit.paper import load_table
-from gifkit.study import expand_method
+from gifkit.experiments.paper import load_table
+from gifkit.experiments.study import expand_method
 
 PAPER_NAMES = {"cutout": "Cutout", "gridmask": "GridMask", "randaugment": "RandAugment", "gif-mae": "GIF-MAE",
                "gif-sd": "GIF-SD"}

@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from gifkit import hub
+from gifkit.models import tiny
 from gifkit.data import load_dataset
-from gifkit.guidance import ZeroShotClassifier
-from gifkit.imagine import GuidanceConfig, expand
+from gifkit.models.guides import ZeroShotClassifier
+from gifkit.core.imagine import GuidanceConfig, expand
 from gifkit.priors.sd import SDPrior
 
 
@@ -32,9 +32,9 @@ def row(name, r):
 
 def smoke(args):
     ds, names = load_dataset("smoke", n_per_class=max(1, args.seeds // 4))
-    clip = hub.tiny_clip()
+    clip = tiny.tiny_clip()
     clf = ZeroShotClassifier(clip.model, clip.tokenizer, names)
-    prior = SDPrior(hub.tiny_sd(), steps=args.steps, strength=0.9, guidance_scale=5.0)
+    prior = SDPrior(tiny.tiny_sd(), steps=args.steps, strength=0.9, guidance_scale=5.0)
     print(f"smoke profile, CPU threads {torch.get_num_threads()}, {len(ds)} seeds x {args.ratio}, {args.steps} DDIM steps")
     for guided in (False, True):
         for bs in (1, 4, 16):
@@ -57,10 +57,10 @@ def full_size(args):
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                         layers_per_block=2)
     text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-                                        num_hidden_layers=12, vocab_size=hub.CLIP_VOCAB_SIZE, projection_dim=768))
+                                        num_hidden_layers=12, vocab_size=tiny.CLIP_VOCAB_SIZE, projection_dim=768))
     sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                           set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text, tokenizer=hub.clip_tokenizer(), unet=unet,
+    pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text, tokenizer=tiny.clip_tokenizer(), unet=unet,
                                           scheduler=sched, safety_checker=None, feature_extractor=None,
                                           requires_safety_checker=False).to(dev, torch.float16)
     pipe.set_progress_bar_config(disable=True)

@@ -27,14 +27,14 @@ def bare_loop(args, dataset, transform) -> list[float]:
     import timm
     from torch.utils.data import DataLoader
 
-    from gifkit.evaluate import _Transformed
+    from gifkit.train.data import Transformed
 
     cuda = torch.cuda.is_available() and args.device != "cpu"
     device = torch.device("cuda" if cuda else "cpu")
     torch.manual_seed(0)
     model = timm.create_model(args.arch, num_classes=len(dataset.classes)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    loader = DataLoader(_Transformed(dataset, transform), batch_size=args.batch_size, shuffle=True,
+    loader = DataLoader(Transformed(dataset, transform), batch_size=args.batch_size, shuffle=True,
                         num_workers=args.workers, pin_memory=cuda, persistent_workers=args.workers > 0, drop_last=True)
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler(enabled=cuda and dtype == torch.float16)
@@ -60,8 +60,9 @@ def bare_loop(args, dataset, transform) -> list[float]:
 
 
 def gifkit_loop(args, out: str) -> list[float]:
-    """Images/s per epoch of :func:`gifkit.train.train` (from its result's history)."""
-    from gifkit.train import make_config, train
+    """Images/s per epoch of :func:`gifkit.train.loop.train` (from its result's history)."""
+    from gifkit.train.config import make_config
+    from gifkit.train.loop import train
 
     cfg = make_config("paper", data=args.data, data_kwargs={"n_per_class": args.n_per_class}, arch=args.arch,
                       image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs, lr=0.01,
@@ -88,7 +89,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from gifkit.data import load_dataset
-    from gifkit.train import IMAGENET_MEAN, IMAGENET_STD, make_config, train_transform
+    from gifkit.train.config import make_config
+    from gifkit.train.data import IMAGENET_MEAN, IMAGENET_STD, train_transform
 
     dataset, _ = load_dataset(args.data, "train", n_per_class=args.n_per_class)
     transform = train_transform(make_config("paper", data=args.data, image_size=args.image_size),

@@ -11,13 +11,18 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from gifkit import alia, hub
-from gifkit.alia import (ALIAPrior, FilterClassifier, check_descriptions, clean_captions, confidence_decisions,
-                         confident_thresholds, filter_expansion, load_descriptions, parse_descriptions, run_alia,
-                         sample_captions, semantic_filter)
+from gifkit.config import MODEL_IDS
+from gifkit.models import hub, tiny
+from gifkit.experiments import alia
+from gifkit.experiments.alia import clean_captions, load_descriptions, parse_descriptions, run_alia, sample_captions
+from gifkit.experiments.alia_filters import (confidence_decisions, confident_thresholds, filter_expansion,
+                                             semantic_filter)
+from gifkit.priors.alia import ALIAPrior, check_descriptions, descriptions_digest
+from gifkit.train.runs import TrainedRun
 from gifkit.cli import main
-from gifkit.priors.base import Job
-from gifkit.store import ExpandedDataset, ExpansionStore, read_metadata
+from gifkit.core.prior import Job
+from gifkit.io.datasets import ExpandedDataset
+from gifkit.io.store import ExpansionStore, read_metadata
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -34,18 +39,18 @@ def test_tiny_models_are_the_real_classes_and_loaders_fail_clearly_offline():
     from diffusers import StableDiffusionInstructPix2PixPipeline
     from transformers import BertTokenizer, BlipForConditionalGeneration, BlipProcessor, GPT2LMHeadModel
 
-    cap = hub.tiny_blip()
+    cap = tiny.tiny_blip()
     assert isinstance(cap.model, BlipForConditionalGeneration) and isinstance(cap.processor, BlipProcessor)
     tok = cap.processor.tokenizer
     assert isinstance(tok, BertTokenizer) and tok.bos_token == "[DEC]"
     assert len(tok) == cap.model.config.text_config.vocab_size == len(tok.get_vocab())
     assert tok.tokenize("a dog in the snow") == ["a", "dog", "in", "the", "snow"]
-    lm = hub.tiny_text_generator()
-    assert isinstance(lm.model, GPT2LMHeadModel) and len(lm.tokenizer) == hub.CLIP_VOCAB_SIZE
-    ip2p = hub.tiny_instruct_pix2pix()
+    lm = tiny.tiny_text_generator()
+    assert isinstance(lm.model, GPT2LMHeadModel) and len(lm.tokenizer) == tiny.CLIP_VOCAB_SIZE
+    ip2p = tiny.tiny_instruct_pix2pix()
     assert isinstance(ip2p, StableDiffusionInstructPix2PixPipeline) and ip2p.unet.config.in_channels == 8
-    for load, ident in ((hub.load_blip, hub.BLIP_ID), (hub.load_text_generator, hub.TEXT_GENERATION_ID),
-                        (hub.load_instruct_pix2pix, hub.INSTRUCT_PIX2PIX_ID)):
+    for load, ident in ((hub.load_blip, MODEL_IDS["blip"]), (hub.load_text_generator, MODEL_IDS["llm"]),
+                        (hub.load_instruct_pix2pix, MODEL_IDS["ip2p"])):
         with pytest.raises(hub.ModelUnavailable, match=ident.split("/")[1]):
             load(ident + "-not-cached")
 
@@ -55,7 +60,7 @@ def test_tiny_models_are_the_real_classes_and_loaders_fail_clearly_offline():
 
 def test_captions_are_deterministic_and_cleaned(smoke):
     ds, _ = smoke
-    cap = hub.tiny_blip()
+    cap = tiny.tiny_blip()
     c1 = alia.caption_images(ds, cap, indices=[0, 1, 2], batch_size=2, max_new_tokens=6)
     assert len(c1) == 3 and all(isinstance(c, str) and c for c in c1)
     assert c1 == alia.caption_images(ds, cap, indices=[0, 1, 2], batch_size=3, max_new_tokens=6)
@@ -87,7 +92,7 @@ def test_descriptions_are_parsed_checked_and_loaded(tmp_path):
 
 
 def test_summarize_with_the_tiny_text_generator_is_deterministic():
-    lm = hub.tiny_text_generator()
+    lm = tiny.tiny_text_generator()
     caps = ["a red circle on a dark background", "a green square", "a blue triangle in the dark"]
     a = alia.summarize_captions(caps, lm, max_new_tokens=30)
     b = alia.summarize_captions(caps, lm, max_new_tokens=30)
@@ -101,7 +106,7 @@ def test_summarize_with_the_tiny_text_generator_is_deterministic():
 def test_prior_prompts_cycle_descriptions_and_are_deterministic(smoke):
     ds, names = smoke
     descs = ["in the snow", "at night", "on a beach"]
-    prior = ALIAPrior(hub.tiny_sd(), descs, steps=4)
+    prior = ALIAPrior(tiny.tiny_sd(), descs, steps=4)
     jobs = _jobs(ds, names, [0, 1, 2], 3)
     for s in range(3):  # K <= D: every seed gets each description once
         assert {prior.description(j) for j in jobs[3 * s:3 * s + 3]} == set(descs)
@@ -110,15 +115,15 @@ def test_prior_prompts_cycle_descriptions_and_are_deterministic(smoke):
     assert f.shape == (2, 4, 16, 16)
     assert torch.allclose(prior.prepare(jobs[1:2]).f, f[1:], atol=1e-4)
     assert prior.params["strength"] == 0.6 and prior.params["guidance_scale"] == 7.5
-    assert prior.params["descriptions_sha"] == alia.descriptions_digest(descs)
-    ip = ALIAPrior(hub.tiny_instruct_pix2pix(), descs, editor="instruct", steps=3)
+    assert prior.params["descriptions_sha"] == descriptions_digest(descs)
+    ip = ALIAPrior(tiny.tiny_instruct_pix2pix(), descs, editor="instruct", steps=3)
     lat = ip.prepare(jobs[:2])
     assert lat.f.shape == (2, 4, 16, 16) and lat.prompts[0].startswith(f"put the {names[0]} ")
     assert ip.params["image_guidance_scale"] == 1.2 and "strength" not in ip.params
     with pytest.raises(ValueError, match="does not match"):
-        ALIAPrior(hub.tiny_sd(), descs, editor="instruct")
+        ALIAPrior(tiny.tiny_sd(), descs, editor="instruct")
     with pytest.raises(ValueError, match="template"):
-        ALIAPrior(hub.tiny_sd(), descs, template="a photo of a {class}")
+        ALIAPrior(tiny.tiny_sd(), descs, template="a photo of a {class}")
 
 
 # ----------------------------------------------------------------------------- (d), (e) with controlled models
@@ -210,7 +215,7 @@ def test_filter_expansion_keeps_and_records_decisions(tmp_path):
     cand, out = tmp_path / "cand", tmp_path / "out"
     _candidates(cand)
     to01 = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
-    clf = FilterClassifier(RedBlue(), to01, ["red", "blue"])
+    clf = TrainedRun(RedBlue(), {}, to01, ["red", "blue"])
     original = ListDataset([(Image.new("RGB", (16, 16), (204, 0, 51)), 0),
                             (Image.new("RGB", (16, 16), (51, 0, 204)), 1)])
     clip = FakeClip()

@@ -7,11 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from gifkit.augment import AUGMENT_METHODS, DEFAULT_PARAMS, augment_one, cutmix, cutout, expand_augment, gridmask, mixup
+from gifkit.methods.augment import AUGMENT_METHODS, DEFAULT_PARAMS, augment_one, cutmix, cutout, expand_augment, gridmask, mixup
 from gifkit.cli import main
 from gifkit.data import load_dataset
-from gifkit.rng import np_random
-from gifkit.store import ExpandedDataset, read_classes, read_metadata
+from gifkit.core.rng import np_random
+from gifkit.io.datasets import ExpandedDataset
+from gifkit.io.store import read_classes, read_metadata
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gifkit.data import BadImage, ImageFolderDataset, available_datasets, load_dataset, open_rgb, to_rgb
+from gifkit.data import ImageFolderDataset, available_datasets, load_dataset
+from gifkit.io.images import BadImage, open_rgb, to_rgb
 
 
 def test_smoke_dataset_is_deterministic_and_labelled():

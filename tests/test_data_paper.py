@@ -8,8 +8,10 @@ from PIL import Image
 from scipy.io import savemat
 
 from gifkit.data import load_dataset
-from gifkit.data import paper
-from gifkit.data.paper import DatasetMissing
+from gifkit.core.rng import derive_seed
+from gifkit.data import cifar
+from gifkit.data.longtail import longtail_counts
+from gifkit.data.base import DatasetMissing
 
 
 def jpg(path, value=0, size=(8, 6)):
@@ -30,19 +32,19 @@ def write_cifar100(root, per_class_train=6, per_class_test=2, n_classes=100):
         data[:, 0] = np.arange(len(labels)) % 256  # the first red pixel identifies the row
         with open(base / name, "wb") as fh:
             pickle.dump({"data": data, "fine_labels": labels, "filenames": [f"{i}.png" for i in range(len(labels))]}, fh)
-    names = [n.replace(" ", "_") for n in paper.CIFAR100_CLASSES]
+    names = [n.replace(" ", "_") for n in cifar.CIFAR100_CLASSES]
     with open(base / "meta", "wb") as fh:
         pickle.dump({"fine_label_names": names, "coarse_label_names": ["x"] * 20}, fh)
     return root
 
 
 def test_cifar100_class_names_are_the_official_sorted_list():
-    assert len(paper.CIFAR100_CLASSES) == 100 == len(set(paper.CIFAR100_CLASSES))
-    assert paper.CIFAR100_CLASSES == sorted(paper.CIFAR100_CLASSES)
+    assert len(cifar.CIFAR100_CLASSES) == 100 == len(set(cifar.CIFAR100_CLASSES))
+    assert cifar.CIFAR100_CLASSES == sorted(cifar.CIFAR100_CLASSES)
 
 
 def test_cifar100_and_subset(tmp_path):
-    recorded_before = paper.INDEX_FILE.exists()
+    recorded_before = cifar.INDEX_FILE.exists()
     root = write_cifar100(tmp_path)
     full, classes = load_dataset("cifar100", "train", root=root)
     assert len(full) == 600 and classes[1] == "aquarium fish"
@@ -61,26 +63,26 @@ def test_cifar100_and_subset(tmp_path):
     with pytest.raises(ValueError, match="only 6 images"):
         load_dataset("cifar100s", "train", root=root)  # 100 per class needs the real data
     # only the official train file (by MD5) is recorded as the repository's index list
-    assert paper.INDEX_FILE.exists() == recorded_before
-    assert not (root / "cifar-100-python" / paper.INDEX_FILE.name).exists()
+    assert cifar.INDEX_FILE.exists() == recorded_before
+    assert not (root / "cifar-100-python" / cifar.INDEX_FILE.name).exists()
 
 
 def test_cifar100s_indices_definition():
     labels = [i % 3 for i in range(30)]
-    idx = paper.cifar100s_indices(labels, per_class=4, seed=0)
+    idx = cifar.cifar100s_indices(labels, per_class=4, seed=0)
     assert idx == sorted(idx) and len(idx) == 12
-    by_hash = {c: sorted((paper.derive_seed(0, "cifar100s", str(i)), i) for i in range(30) if labels[i] == c)[:4]
+    by_hash = {c: sorted((derive_seed(0, "cifar100s", str(i)), i) for i in range(30) if labels[i] == c)[:4]
                for c in range(3)}
     assert sorted(i for v in by_hash.values() for _, i in v) == idx
 
 
 def test_longtail_counts_and_ldam_selection(tmp_path):
-    counts = paper.longtail_counts(500, 100, 100)
+    counts = longtail_counts(500, 100, 100)
     assert counts[0] == 500 and counts[-1] == 5 and sum(counts) == 10847
     assert all(a >= b for a, b in zip(counts, counts[1:]))
     root = write_cifar100(tmp_path, per_class_train=10)
     train, _ = load_dataset("cifar100lt", "train", root=root, imbalance_ratio=10)
-    expect = paper.longtail_counts(10, 100, 10)
+    expect = longtail_counts(10, 100, 10)
     assert np.bincount(train.targets, minlength=100).tolist() == expect == train.class_counts
     # exactly LDAM-DRW's IMBALANCECIFAR100.gen_imbalanced_data
     labels = np.asarray(load_dataset("cifar100", "train", root=root)[0].targets)
@@ -114,7 +116,7 @@ def test_cifar100c(tmp_path):
         load_dataset("cifar100c", "speckle-3", root=tmp_path)
     with pytest.raises(DatasetMissing, match="snow.npy"):
         load_dataset("cifar100c", "snow-1", root=tmp_path)
-    assert len(paper.CORRUPTIONS) == 15
+    assert len(cifar.CORRUPTIONS) == 15
 
 
 # ----------------------------------------------------------------------------- folder datasets

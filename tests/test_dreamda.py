@@ -6,16 +6,18 @@ import pandas as pd
 import pytest
 import torch
 
-from gifkit import hub
-from gifkit.amst import AMSTConfig, AMSTNet, amst_loss, label_synthetic, load_amst, pseudo_labels, train_amst
+from gifkit.models import tiny
+from gifkit.models.classifiers import AMSTNet
+from gifkit.train.amst import AMSTConfig, amst_loss, label_synthetic, pseudo_labels, train_amst
+from gifkit.train.runs import load_run
 from gifkit.cli import main
-from gifkit.dreamda import BottleneckNoise, DreamDAPrior
-from gifkit.imagine import expand
+from gifkit.priors.dreamda import BottleneckNoise, DreamDAPrior
+from gifkit.core.imagine import expand
 from gifkit.methods import build_models
-from gifkit.priors.base import Job
-from gifkit.rng import generator
-from gifkit.store import read_metadata
-from gifkit.train import make_config
+from gifkit.core.prior import Job
+from gifkit.core.rng import generator
+from gifkit.io.store import read_metadata
+from gifkit.train.config import make_config
 
 STEPS = 5
 
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def prior():
-    return DreamDAPrior(hub.tiny_sd(), steps=STEPS, strength=0.8, guidance_scale=7.5, noise_scale=3.0)
+    return DreamDAPrior(tiny.tiny_sd(), steps=STEPS, strength=0.8, guidance_scale=7.5, noise_scale=3.0)
 
 
 def _jobs(ds, names, seeds, k, seed=0):
@@ -33,7 +35,7 @@ def _jobs(ds, names, seeds, k, seed=0):
 
 
 def test_hook_perturbs_the_mid_block_output_and_is_removed():
-    unet = hub.tiny_sd().unet
+    unet = tiny.tiny_sd().unet
     x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     x = torch.cat([x[:1], x[:1]])  # two copies of one job, as with classifier-free guidance
     text = torch.zeros(2, 77, 32)
@@ -150,8 +152,8 @@ def test_train_amst_on_a_dreamda_expansion(smoke, prior, tmp_path):
     assert h[1]["pseudo_labelled"] == 1.0  # one head always agrees with itself, and threshold 0
     assert 0 <= res["final"]["accuracy_micro"] <= 100
     assert res["total_steps"] == 2 * ((16 + 8) // 16)  # as many steps as `gifkit train` on original + expansion
-    net, tf, classes = load_amst(tmp_path / "amst")
-    assert isinstance(net, AMSTNet) and len(net.aux) == 1 and classes == names
+    trained = load_run(tmp_path / "amst")
+    assert isinstance(trained.model, AMSTNet) and len(trained.model.aux) == 1 and trained.classes == names
     table = label_synthetic(tmp_path / "amst", exp)
     assert len(table) == 8 and set(table.columns) >= {"pseudo_label", "aux_agree", "label", "main_pred"}
     assert json.loads((tmp_path / "amst" / "result.json").read_text())["amst"]["threshold"] == 0.0

@@ -7,12 +7,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gifkit import evaluate as ev
-from gifkit.augment import expand_augment
 from gifkit.cli import main
 from gifkit.data import load_dataset
-from gifkit.data.paper import longtail_counts
-from gifkit.train import create_model, make_config, train
+from gifkit.data.longtail import longtail_counts
+from gifkit.methods.augment import expand_augment
+from gifkit.models.classifiers import create_model
+from gifkit.train import evaluate as ev
+from gifkit.train import metrics
+from gifkit.train.config import make_config
+from gifkit.train.loop import train
+from gifkit.train.runs import load_run
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_classification_metrics_by_hand():
     labels = [0, 0, 0, 0, 1, 1, 2]
     preds = [0, 0, 0, 1, 1, 0, 2]
-    m = ev.classification_metrics(preds, labels, ["a", "b", "c", "d"])
+    m = metrics.classification_metrics(preds, labels, ["a", "b", "c", "d"])
     assert m["accuracy_micro"] == pytest.approx(100 * 5 / 7)
     assert m["per_class_accuracy"] == {"a": 75.0, "b": 50.0, "c": 100.0, "d": None}
     assert m["accuracy_macro"] == pytest.approx((75 + 50 + 100) / 3)  # "d" has no test images
@@ -29,13 +33,13 @@ def test_classification_metrics_by_hand():
 
 
 def test_long_tail_group_boundaries():
-    g = ev.shot_groups([101, 100, 20, 19, 500, 5])
+    g = metrics.shot_groups([101, 100, 20, 19, 500, 5])
     assert g == {"many": [0, 4], "medium": [1, 2], "few": [3, 5]}
     counts = longtail_counts(500, 100, 100)  # CIFAR100-LT, ratio 100
-    g = ev.shot_groups(counts)
+    g = metrics.shot_groups(counts)
     assert [len(g[k]) for k in ("many", "medium", "few")] == [35, 35, 30]
     assert counts[34] == 102 and counts[35] == 98 and counts[69] == 20 and counts[70] == 19
-    acc = ev.shot_accuracy([90.0, 80.0, 70.0, None, 50.0, 10.0], [101, 100, 20, 19, 500, 5])
+    acc = metrics.shot_accuracy([90.0, 80.0, 70.0, None, 50.0, 10.0], [101, 100, 20, 19, 500, 5])
     assert (acc["many"], acc["medium"], acc["few"]) == (70.0, 75.0, 10.0)
     assert acc["n_classes"] == {"many": 2, "medium": 2, "few": 2}
 
@@ -60,7 +64,7 @@ def test_evaluate_json_of_a_trained_run(run_dir, tmp_path):
     assert len(r["per_class_accuracy"]) == 4
     assert r["shot_accuracy"]["n_classes"] == {"many": 0, "medium": 0, "few": 4}  # 8 train images per class
     with pytest.raises(FileNotFoundError, match="result.json"):
-        ev.load_run(tmp_path)
+        load_run(tmp_path)
 
 
 def fake_run(root, num_classes, image_size=32):
@@ -68,10 +72,11 @@ def fake_run(root, num_classes, image_size=32):
     root.mkdir(parents=True)
     model = create_model("test_resnet", num_classes)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "model.safetensors"))
-    result = {"model": {"arch": "test_resnet", "num_classes": num_classes, "image_size": image_size,
-                        "mean": [0.5] * 3, "std": [0.25] * 3},
+    result = {"model": {"arch": "test_resnet", "timm_name": "test_resnet", "num_classes": num_classes,
+                        "image_size": image_size, "mean": [0.5] * 3, "std": [0.25] * 3},
               "config": {"data": "cifar100s", "data_root": None, "data_kwargs": {}},
-              "dataset": {"train_class_counts_original": [1] * num_classes}}
+              "dataset": {"train_class_counts_original": [1] * num_classes,
+                          "classes": [str(c) for c in range(num_classes)]}}
     (root / "result.json").write_text(json.dumps(result))
     return root
 
@@ -146,9 +151,9 @@ def test_evaluate_needs_a_mode():
 
 def test_clip_fid_features_is_zero_on_identical_sets_and_positive_otherwise():
     pytest.importorskip("torchmetrics")
-    from gifkit import hub
+    from gifkit.models import tiny
 
-    f = ev.clip_fid_features(hub.tiny_clip(embed_dim=8))
+    f = ev.clip_fid_features(tiny.tiny_clip(embed_dim=8))
     assert (f.size, f.num_features) == (32, 8)
     ds, _ = load_dataset("smoke", "train", n_per_class=4)
     images = [ds[i][0] for i in range(len(ds))]

@@ -1,14 +1,16 @@
-"""Prior tuning (gifkit.finetune): DreamBooth-style fine-tuning of the tiny SD, its folder, its CLI."""
+"""Prior tuning (gifkit.train.finetune): DreamBooth-style fine-tuning of the tiny SD, its folder, its CLI."""
 import argparse
 import json
 
 import pytest
 import torch
 
-from gifkit import hub
+from gifkit.models import hub, tiny
 from gifkit.data import load_dataset
-from gifkit.finetune import (FinetuneConfig, add_cli, build_tuned_models, denoising_loss, finetune_sd,
-                             instance_prompts, make_finetune_config)
+from gifkit.cli.finetune import add_parser
+from gifkit.methods import build_models
+from gifkit.train.finetune import (FinetuneConfig, denoising_loss, finetune_sd, instance_prompts,
+                                   make_finetune_config)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def tuned(smoke, tmp_path_factory):
 
 def test_loss_decreases_and_only_the_unet_changes(smoke, tuned):
     ds, classes = smoke
-    fresh = hub.tiny_sd()
+    fresh = tiny.tiny_sd()
     before = denoising_loss(fresh, ds, classes, n_timesteps=4)
     after = denoising_loss(tuned.pipe, ds, classes, n_timesteps=4)
     assert after < 0.8 * before
@@ -66,21 +68,20 @@ def test_saved_folder_loads_back_and_is_reused(smoke, tuned):
 
 
 def test_tuned_models_expand_with_the_tuned_unet(smoke, tuned, tmp_path):
-    from gifkit.imagine import expand
+    from gifkit.core.imagine import expand
 
     ds, classes = smoke
-    prior, clf, g, params = build_tuned_models(tuned.out, "gif-sd", "smoke", classes, preset="pathmnist",
-                                               device="cpu", steps=2)
+    prior, clf, g, params = build_models("gif-sd-tuned", "smoke", classes, preset="pathmnist", device="cpu", steps=2,
+                                         model_id=str(tuned.out))
     assert _same(prior.pipe.unet, tuned.pipe.unet)
-    assert prior.domain == "Colon pathological image of" and params["model_id"] == str(tuned.out)
+    assert prior.domain == "Colon pathological image of" and g is not None
     r = expand(ds, classes, prior, clf, tmp_path / "x", ratio=1, method="gif-sd", guidance=g, params=params,
                limit=1, progress=False)
     assert r.written == 1
 
 
 def test_registered_tuned_method_runs_through_the_study(smoke, tuned, tmp_path):
-    from gifkit.methods import build_models
-    from gifkit.study import expand_method
+    from gifkit.experiments.study import expand_method
 
     ds, classes = smoke
     r = expand_method("smoke", "gif-sd-tuned", tmp_path / "y", ratio=1, limit=1, dataset=ds, class_names=classes,
@@ -94,7 +95,7 @@ def test_text_encoder_and_prior_preservation(smoke, tmp_path):
     ds, classes = smoke
     r = finetune_sd(ds, classes, tmp_path / "pp", _cfg(steps=2, batch_size=2, train_text_encoder=True,
                                                        prior_preservation=True, num_class_images=2, class_steps=2))
-    fresh = hub.tiny_sd()
+    fresh = tiny.tiny_sd()
     assert not _same(r.pipe.text_encoder, fresh.text_encoder) and _same(r.pipe.vae, fresh.vae)
     assert len(list((tmp_path / "pp.work" / "class_images").glob("*.png"))) == 2
 
@@ -112,7 +113,7 @@ def test_prompts_and_presets():
 
 def test_cli(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["finetune", "--data", "smoke", "--profile", "smoke", "--steps", "2", "--device",
                               "cpu", "--out", str(tmp_path / "t"), "--no-progress"])
     assert args.func(args) == 0

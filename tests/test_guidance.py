@@ -5,11 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gifkit.guidance import (
+from gifkit.core.guidance import (
     CLIP_MEAN,
     CLIP_STD,
     GuidanceTerms,
-    ZeroShotClassifier,
     clip_preprocess,
     diversity,
     entropy,
@@ -18,6 +17,7 @@ from gifkit.guidance import (
     informativeness,
     zero_shot_probs,
 )
+from gifkit.models.guides import ZeroShotClassifier
 
 # --- zero_shot_probs ---------------------------------------------------------
 

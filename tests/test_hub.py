@@ -4,14 +4,14 @@ import time
 import pytest
 import torch
 
-from gifkit import hub
+from gifkit.models import hub, tiny
 
 
 def test_clip_tokenizer_has_real_vocab_and_matches_open_clip():
     import open_clip
 
-    tok = hub.clip_tokenizer()
-    assert len(tok) == hub.CLIP_VOCAB_SIZE
+    tok = tiny.clip_tokenizer()
+    assert len(tok) == tiny.CLIP_VOCAB_SIZE
     text = "an oil painting of a colorful fox"
     ids = tok(text).input_ids
     ref = open_clip.get_tokenizer("ViT-B-32")([text])[0]
@@ -20,24 +20,24 @@ def test_clip_tokenizer_has_real_vocab_and_matches_open_clip():
 
 
 def test_tiny_clip_shapes_and_determinism():
-    b = hub.tiny_clip(seed=0)
+    b = tiny.tiny_clip(seed=0)
     img = torch.rand(2, 3, 32, 32)
     assert b.model.encode_image(img).shape == (2, 32)
     tokens = b.tokenizer(["a cat", "a dog", "a fox"])
     assert tokens.shape == (3, 77)
     assert b.model.encode_text(tokens).shape == (3, 32)
-    b2 = hub.tiny_clip(seed=0)
+    b2 = tiny.tiny_clip(seed=0)
     assert torch.equal(b.model.encode_image(img), b2.model.encode_image(img))
-    assert not torch.equal(b.model.encode_image(img), hub.tiny_clip(seed=1).model.encode_image(img))
+    assert not torch.equal(b.model.encode_image(img), tiny.tiny_clip(seed=1).model.encode_image(img))
 
 
 def test_tiny_sd_unet_step_and_vae_round_trip():
     from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
 
-    pipe = hub.tiny_sd()
+    pipe = tiny.tiny_sd()
     assert isinstance(pipe, StableDiffusionImg2ImgPipeline)
     assert isinstance(pipe.unet, UNet2DConditionModel) and isinstance(pipe.vae, AutoencoderKL)
-    assert len(pipe.tokenizer) == hub.CLIP_VOCAB_SIZE
+    assert len(pipe.tokenizer) == tiny.CLIP_VOCAB_SIZE
     ids = pipe.tokenizer(["a photo of a cat"], padding="max_length", max_length=77, return_tensors="pt").input_ids
     cond = pipe.text_encoder(ids)[0]  # [1, 77, 32]
     latent = torch.randn(1, 4, 16, 16)
@@ -54,7 +54,7 @@ def test_tiny_sd_unet_step_and_vae_round_trip():
 def test_tiny_mae_reconstruction_without_masking():
     from transformers import ViTMAEForPreTraining
 
-    mae = hub.tiny_mae()
+    mae = tiny.tiny_mae()
     assert isinstance(mae, ViTMAEForPreTraining)
     out = mae(pixel_values=torch.rand(2, 3, 32, 32))
     assert out.logits.shape == (2, 16, 8 * 8 * 3)  # 16 patches of 8x8x3
@@ -65,7 +65,7 @@ def test_tiny_unclip_generates_64px():
     from diffusers import UnCLIPImageVariationPipeline
     from PIL import Image
 
-    pipe = hub.tiny_unclip()
+    pipe = tiny.tiny_unclip()
     assert isinstance(pipe, UnCLIPImageVariationPipeline)
     out = pipe(image=[Image.new("RGB", (32, 32), (200, 30, 30))], decoder_num_inference_steps=2,
                super_res_num_inference_steps=2, output_type="pt",

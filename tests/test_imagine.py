@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import gifkit.imagine as imagine
-from gifkit import hub
+import gifkit.core.imagine as imagine
+from gifkit.models import tiny
 from gifkit.data import load_dataset
-from gifkit.guidance import ZeroShotClassifier
-from gifkit.imagine import GuidanceConfig, expand, imagine_batch
-from gifkit.priors.base import Job
+from gifkit.models.guides import ZeroShotClassifier
+from gifkit.core.imagine import GuidanceConfig, expand, imagine_batch
+from gifkit.core.prior import Job
 from gifkit.priors.sd import DOMAINS, SDPrior, make_prompt
 
 STEPS = 4
@@ -22,9 +22,9 @@ STEPS = 4
 @pytest.fixture(scope="module")
 def models():
     ds, names = load_dataset("smoke")
-    clip = hub.tiny_clip()
+    clip = tiny.tiny_clip()
     clf = ZeroShotClassifier(clip.model, clip.tokenizer, names)
-    prior = SDPrior(hub.tiny_sd(), steps=STEPS, strength=0.9, guidance_scale=5.0)
+    prior = SDPrior(tiny.tiny_sd(), steps=STEPS, strength=0.9, guidance_scale=5.0)
     return ds, names, prior, clf
 
 
@@ -170,7 +170,7 @@ def test_resume_after_crash_equals_one_run(models, tmp_path, monkeypatch):
     ds, names, prior, clf = models
     _run(ds, names, prior, clf, tmp_path / "full")
 
-    from gifkit.store import ExpansionStore
+    from gifkit.io.store import ExpansionStore
 
     calls = {"n": 0}
     real_write_part = ExpansionStore.write_part
@@ -243,7 +243,7 @@ def test_official_clip_norm_quirk_changes_seed_and_generated_preprocessing(model
     monkeypatch.setattr(clf, "image_features", spy)
     jobs = _jobs(ds, names, [0], 2)
     imagine_batch(prior, clf, jobs, 2, GuidanceConfig(official_clip_norm=True, opt_steps=2, update="adam", lr=0.1))
-    from gifkit.guidance import CIFAR_MEAN, CLIP_MEAN
+    from gifkit.core.guidance import CIFAR_MEAN, CLIP_MEAN
 
     assert seen[0][0] == CIFAR_MEAN  # the seed
     assert [s[0] for s in seen[1:3]] == [(0.0, 0.0, 0.0)] * 2 and all(s[2] for s in seen[1:3])  # two guided passes

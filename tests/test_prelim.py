@@ -1,4 +1,4 @@
-"""gifkit.prelim: selective augmentation expansion (Fig. 2a), sample-wise vs sample-agnostic selection (App. B.1),
+"""gifkit.experiments.prelim: selective augmentation expansion (Fig. 2a), sample-wise vs sample-agnostic selection (App. B.1),
 the long-tailed smoke data and the CIFAR-100-C stand-in."""
 import numpy as np
 import pandas as pd
@@ -7,11 +7,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from gifkit import prelim
+from gifkit.experiments import prelim
+from gifkit.data.longtail import longtail_subset
 from gifkit.data import load_dataset
-from gifkit.data.paper import read_cifar100c
-from gifkit.guidance import zero_shot_probs
-from gifkit.store import ExpandedDataset, ExpansionStore, read_metadata
+from gifkit.data.cifar import read_cifar100c
+from gifkit.core.guidance import zero_shot_probs
+from gifkit.io.datasets import ExpandedDataset
+from gifkit.io.store import ExpansionStore, read_metadata
 
 CLASSES = ["red", "green", "blue"]
 
@@ -149,10 +151,10 @@ def test_smoke_lt_is_long_tailed_with_cifar100lt_groups():
     assert [ds[i][1] for i in range(3)] == ds.targets[:3]
     test, _ = load_dataset("smoke-lt", "test")
     assert test.class_counts == counts and len(test) == 16 * 4
-    from gifkit.evaluate import shot_groups
+    from gifkit.train.metrics import shot_groups
     assert {k: len(v) for k, v in shot_groups(counts).items()} == {"many": 1, "medium": 1, "few": 2}
     with pytest.raises(ValueError, match="balanced"):
-        prelim.longtail_subset(ds)
+        longtail_subset(ds)
 
 
 def test_fake_cifar100c_has_the_official_layout_and_grows_with_severity(tmp_path):

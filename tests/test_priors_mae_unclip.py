@@ -1,4 +1,4 @@
-"""GIF-MAE and GIF-DALLE priors (issue 4) with tiny models on the CPU: shapes, patch
+"""GIF-MAE and GIF-DALLE priors with tiny models on the CPU: shapes, patch
 order, norm_pix_loss, gradients, projection, the embedding-only guidance path,
 the 64 px decoder output, determinism and the CLI end to end."""
 import filecmp
@@ -7,18 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
-import gifkit.imagine as imagine
-from gifkit import hub
+from gifkit.models import tiny
 from gifkit.cli import main
 from gifkit.data import load_dataset
-from gifkit.guidance import ZeroShotClassifier, guidance_terms
-from gifkit.imagine import GuidanceConfig, imagine_batch
+from gifkit.core.guidance import guidance_terms
+from gifkit.models.guides import ZeroShotClassifier
+from gifkit.core.imagine import GuidanceConfig, imagine_batch
 from gifkit.methods import METHODS, build_models
-from gifkit.perturb import init_noise, perturb
-from gifkit.priors.base import Job
+from gifkit.core.perturb import init_noise, perturb
+from gifkit.core.prior import Job
 from gifkit.priors.mae import MAEPrior
-from gifkit.priors.unclip import TransformersCLIPZeroShot, UnCLIPPrior
-from gifkit.rng import generator
+from gifkit.models.guides import TransformersCLIPZeroShot
+from gifkit.priors.unclip import UnCLIPPrior
+from gifkit.core.rng import generator
+from gifkit.io.images import to_tensor01
 
 DECODER_STEPS = 2
 
@@ -31,14 +33,14 @@ def data():
 @pytest.fixture(scope="module")
 def mae(data):
     _, names = data
-    clip = hub.tiny_clip()
-    return MAEPrior(hub.tiny_mae(), device="cpu"), ZeroShotClassifier(clip.model, clip.tokenizer, names)
+    clip = tiny.tiny_clip()
+    return MAEPrior(tiny.tiny_mae(), device="cpu"), ZeroShotClassifier(clip.model, clip.tokenizer, names)
 
 
 @pytest.fixture(scope="module")
 def unclip(data):
     _, names = data
-    prior = UnCLIPPrior(hub.tiny_unclip(), decoder_steps=DECODER_STEPS, super_res_steps=2, device="cpu")
+    prior = UnCLIPPrior(tiny.tiny_unclip(), decoder_steps=DECODER_STEPS, super_res_steps=2, device="cpu")
     return prior, prior.make_classifier(names)
 
 
@@ -115,7 +117,7 @@ def test_mae_patch_order_matches_the_models_own_forward(data, mae):
 
 
 def test_mae_norm_pix_loss_is_undone_with_the_seeds_patch_statistics(data):
-    model = hub.tiny_mae()
+    model = tiny.tiny_mae()
     model.config.norm_pix_loss = True  # as facebook/vit-mae-large
     prior = MAEPrior(model, device="cpu")
     jobs = _jobs(data, [0, 3], 1)
@@ -135,7 +137,7 @@ def test_mae_norm_pix_loss_is_undone_with_the_seeds_patch_statistics(data):
 def test_mae_rejects_masking_and_bad_latents(mae):
     prior, _ = mae
     with pytest.raises(ValueError, match="mask_ratio"):
-        model = hub.tiny_mae()
+        model = tiny.tiny_mae()
         model.config.mask_ratio = 0.75
         MAEPrior(model)
     with pytest.raises(ValueError, match="CLS"):
@@ -195,7 +197,7 @@ def test_unclip_latent_is_the_pipelines_clip_embedding(data, unclip):
         ref = pipe._encode_image([j.image for j in jobs], torch.device("cpu"), 1)  # the pipeline's own path
     assert torch.allclose(f, ref, atol=1e-6)
     # the classifier is the same CLIP: the features of the seed image agree with normalize(f)
-    p_img = clf.probs(torch.cat([imagine._to_tensor01(j.image) for j in jobs[::2]]))
+    p_img = clf.probs(torch.cat([to_tensor01(j.image)[None] for j in jobs[::2]]))
     p_emb = clf.probs_from_features(prior.guidance_features(f[::2], clf))
     assert torch.allclose(p_img, p_emb, atol=0.05)
 
@@ -248,7 +250,7 @@ def test_unclip_guidance_uses_the_embedding_and_never_decodes(data, unclip, monk
 
 def test_unclip_default_output_is_the_decoders_and_matches_the_pipeline(data, monkeypatch):
     """Default: the decoder's images (32 px tiny / 64 px Karlo), the decoder stage of the pipeline itself."""
-    pipe = hub.tiny_unclip()
+    pipe = tiny.tiny_unclip()
     prior = UnCLIPPrior(pipe, decoder_steps=DECODER_STEPS, super_res_steps=2, device="cpu")
     jobs = _jobs(data, [0], 2)
     f = prior.prepare(jobs).f

@@ -1,4 +1,4 @@
-"""Behaviour of the on-disk expansion store (gifkit.store)."""
+"""Behaviour of the on-disk expansion store (gifkit.io.store)."""
 import json
 import os
 
@@ -8,8 +8,10 @@ import torchvision
 from PIL import Image
 from torch.utils.data import Dataset
 
-from gifkit import store as st
-from gifkit.store import ExpandedDataset, ExpansionStore, safe_dirname
+from gifkit.io import files
+from gifkit.io import store as st
+from gifkit.io.datasets import ExpandedDataset
+from gifkit.io.store import ExpansionStore, safe_dirname
 
 CLASSES = ["cat", "dog/wolf", "1"]
 pytestmark = pytest.mark.filterwarnings("error::UserWarning")
@@ -63,20 +65,20 @@ def test_colliding_folder_names_rejected(tmp_out):
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     target = tmp_path / "f.bin"
-    st.atomic_write_bytes(target, b"one")
-    st.atomic_write_bytes(target, b"two", fsync=True)
+    files.atomic_write_bytes(target, b"one")
+    files.atomic_write_bytes(target, b"two", fsync=True)
     assert target.read_bytes() == b"two"
     with pytest.raises(TypeError):
-        st.atomic_write_bytes(target, "not bytes")  # fails mid-write
+        files.atomic_write_bytes(target, "not bytes")  # fails mid-write
     assert target.read_bytes() == b"two"
     assert files_under(tmp_path) == ["f.bin"]
 
 
 def test_png_bytes_deterministic(tmp_path):
-    st.atomic_save_image(tmp_path / "a.png", img(5))
-    st.atomic_save_image(tmp_path / "b.png", img(5))
+    files.atomic_save_image(tmp_path / "a.png", img(5))
+    files.atomic_save_image(tmp_path / "b.png", img(5))
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
-    assert (tmp_path / "a.png").read_bytes() != st.png_bytes(img(6))
+    assert (tmp_path / "a.png").read_bytes() != files.png_bytes(img(6))
     assert Image.open(tmp_path / "a.png").tobytes() == img(5).tobytes()
 
 

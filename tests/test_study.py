@@ -1,14 +1,14 @@
-"""gifkit.study: one dispatch for every expansion method, the dataset x method x seed grid, and its summary."""
+"""gifkit.experiments.study: one dispatch for every expansion method, the dataset x method x seed grid, and its summary."""
 import json
 import math
 
 import pandas as pd
 import pytest
 
-import gifkit.train
+import gifkit.train.loop
 from gifkit.data import load_dataset
-from gifkit.store import read_metadata
-from gifkit.study import expand_method, method_spec, run_grid, summarize
+from gifkit.io.store import read_metadata
+from gifkit.experiments.study import expand_method, method_spec, run_grid, summarize
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +93,7 @@ def test_run_grid_rows_ablation_equal_steps_and_resume(tmp_path, monkeypatch):
     def boom(cfg):
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr(gifkit.train, "train", boom)
+    monkeypatch.setattr(gifkit.train.loop, "train", boom)
     again = run_grid("smoke", methods, out=tmp_path, seeds=(0, 1), limit=4, ratio=2, expand=expand)
     pd.testing.assert_frame_equal(again, df)
     with pytest.raises(AssertionError, match="trained again"):  # other training settings: the cell reruns

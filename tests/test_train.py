@@ -7,11 +7,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gifkit import train as tr
-from gifkit.augment import expand_augment
 from gifkit.cli import main
+from gifkit.config import ARCHS
 from gifkit.data import load_dataset
-from gifkit.train import ARCHS, balanced_softmax_loss, kd_loss, make_config, train
+from gifkit.methods.augment import expand_augment
+from gifkit.models.classifiers import create_model
+from gifkit.train import data as tdata
+from gifkit.train import loop as tr_loop
+from gifkit.train.config import make_config, parse_kv
+from gifkit.train.losses import balanced_softmax_loss, kd_loss
+from gifkit.train.loop import Supervised, train
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,16 +45,16 @@ def test_presets_and_overrides():
     assert ARCHS["resnext50"] == "resnext50_32x4d" and ARCHS["wideresnet50"] == "wide_resnet50_2"
     assert ARCHS["mobilenetv2"] == "mobilenetv2_100"
     with pytest.raises(ValueError, match="unknown architecture"):
-        tr.create_model("resnet9000", 3)
-    assert tr.parse_kv(["a=1", "b=0.5", "c=true", "d=x"]) == {"a": 1, "b": 0.5, "c": True, "d": "x"}
+        create_model("resnet9000", 3)
+    assert parse_kv(["a=1", "b=0.5", "c=true", "d=x"]) == {"a": 1, "b": 0.5, "c": True, "d": "x"}
 
 
 def test_transforms_resize_bicubic_and_normalise():
     from PIL import Image
     cfg = make_config("paper", data="smoke")
-    x = tr.train_transform(cfg, tr.IMAGENET_MEAN, tr.IMAGENET_STD)(Image.new("RGB", (37, 20), (128, 128, 128)))
+    x = tdata.train_transform(cfg, tdata.IMAGENET_MEAN, tdata.IMAGENET_STD)(Image.new("RGB", (37, 20), (128, 128, 128)))
     assert x.shape == (3, 224, 224) and x.dtype == torch.float32
-    y = tr.eval_transform(224, tr.IMAGENET_MEAN, tr.IMAGENET_STD)(Image.new("RGB", (37, 20), (255, 0, 0)))
+    y = tdata.eval_transform(224, tdata.IMAGENET_MEAN, tdata.IMAGENET_STD)(Image.new("RGB", (37, 20), (255, 0, 0)))
     assert y.shape == (3, 224, 224) and abs(float(y[0].mean()) - (1 - 0.485) / 0.229) < 1e-3
 
 
@@ -104,7 +109,7 @@ def test_one_epoch_on_smoke_data_beats_chance(smoke_run):
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     whole = train(smoke_cfg(tmp_path, "whole", epochs=2, batch_size=8))
     calls = {"n": 0}
-    real = tr._evaluate
+    real = tr_loop._evaluate
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -113,10 +118,10 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
         return real(*a, **k)
 
     cfg = smoke_cfg(tmp_path, "cut", epochs=2, batch_size=8)
-    monkeypatch.setattr(tr, "_evaluate", flaky)
+    monkeypatch.setattr(tr_loop, "_evaluate", flaky)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
-    monkeypatch.setattr(tr, "_evaluate", real)
+    monkeypatch.setattr(tr_loop, "_evaluate", real)
     resumed = train(cfg)
     a = load_file(str(tmp_path / "whole" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "model.safetensors"))
@@ -139,7 +144,40 @@ def test_expanded_soft_labels_balanced_softmax_equal_steps(tmp_path):
     assert r2["total_steps"] == 48 // 8 and r2["dataset"]["n_train_total"] == 16
 
 
-def test_kd_from_clip_zero_shot(tmp_path):
+def test_kd_objective_mixes_cross_entropy_and_distillation_on_the_same_batch():
+    """The KD loss of a batch is (1 - alpha) CE + alpha KD(teacher), hence differs from plain cross-entropy."""
+    import torch.nn.functional as F
+    from types import SimpleNamespace
+
+    from gifkit.models.guides import zero_shot_classifier
+
+    ds, classes = load_dataset("smoke", "train", n_per_class=2)
+    mean, std = tdata.IMAGENET_MEAN, tdata.IMAGENET_STD
+    cfg_ce = make_config("smoke", data="smoke")
+    cfg_kd = make_config("smoke", data="smoke", kd="clip", kd_alpha=0.5, kd_temperature=4.0)
+    x = torch.stack([tdata.eval_transform(32, mean, std)(ds[i][0]) for i in range(len(ds))])
+    y = torch.tensor(ds.targets)
+    model = create_model("test_resnet", len(classes)).eval()
+    acc = SimpleNamespace(device=torch.device("cpu"))
+    losses = {}
+    for name, cfg in (("ce", cfg_ce), ("kd", cfg_kd)):
+        obj = Supervised()
+        obj.setup(cfg, acc, classes, ds, mean, std)
+        with torch.no_grad():
+            losses[name], n = obj.loss(model, [iter([(x, y)])], 0)
+        assert n == len(ds)
+    with torch.no_grad():
+        logits = model(x)
+        ce = F.cross_entropy(logits, y)
+        teacher = zero_shot_classifier("smoke", classes)
+        p_t = teacher.probs((x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)).clamp(0, 1))
+        kd = kd_loss(logits, p_t, 4.0)
+    torch.testing.assert_close(losses["ce"], ce)
+    torch.testing.assert_close(losses["kd"], 0.5 * ce + 0.5 * kd)
+    assert float(kd) > 1e-4 and abs(float(losses["kd"] - losses["ce"])) > 1e-4
+
+
+def test_kd_run_trains(tmp_path):
     r = train(smoke_cfg(tmp_path, kd="clip", kd_alpha=0.5, batch_size=8))
     assert r["config"]["kd"] == "clip" and np.isfinite(r["history"][0]["train_loss"])
 

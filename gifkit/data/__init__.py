@@ -1,68 +1,38 @@
-"""Dataset registry: ``load_dataset(name, split, root=None, profile=...) -> (dataset, class_names)``.
+"""Datasets by name: ``load_dataset(name, split, root=None, profile=...) -> (dataset, class_names)``.
 
-Every dataset yields ``(PIL RGB image, int label)`` and has ``.targets``.
-Built in: ``smoke`` (tiny synthetic shapes, no download) and any image folder
-path (``<root>/<class>/<image>``, or ``<root>/<split>/<class>/<image>``).
-Further datasets register themselves with :func:`register`.
+Every dataset yields ``(PIL RGB image, int label)`` and has ``.targets``. The built-in names are registered
+here, all at once, from :data:`BUILTIN`; any image-folder path (``<root>/<class>/<image>``, or
+``<root>/<split>/<class>/<image>``) is accepted as well, and :func:`register` adds a loader of your own.
+The loader modules never import each other: what they share lives in :mod:`gifkit.data.base` and
+:mod:`gifkit.data.longtail`.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
-
-from torch.utils.data import Dataset
-
+from gifkit.data import cifar, fashion, folder, manifest, medmnist, natural, synthetic
+from gifkit.data.base import ArrayDataset, DatasetMissing, FileListDataset
 from gifkit.data.folder import ImageFolderDataset
-from gifkit.data.images import BadImage, open_rgb, to_rgb
+from gifkit.data.registry import available_datasets, load_dataset, register, registered
 from gifkit.data.synthetic import SyntheticShapes
 
-__all__ = ["load_dataset", "register", "available_datasets", "ImageFolderDataset", "SyntheticShapes",
-           "BadImage", "open_rgb", "to_rgb", "PROFILES"]
+__all__ = ["load_dataset", "register", "registered", "available_datasets", "BUILTIN", "ImageFolderDataset",
+           "SyntheticShapes", "FileListDataset", "ArrayDataset", "DatasetMissing"]
 
-PROFILES = ("smoke", "mini", "paper")
-Loader = Callable[..., "tuple[Dataset, list[str]]"]
-_REGISTRY: dict[str, Loader] = {}
-
-
-def register(name: str) -> Callable[[Loader], Loader]:
-    """Decorator: ``@register("cifar100s") def load(split, root, profile, **kw) -> (dataset, class_names)``."""
-
-    def deco(fn: Loader) -> Loader:
-        _REGISTRY[name.lower()] = fn
-        return fn
-
-    return deco
-
-
-def available_datasets() -> list[str]:
-    """Registered dataset names (an image-folder path is always accepted too)."""
-    return sorted(_REGISTRY)
-
-
-def load_dataset(name: str, split: str = "train", root: str | Path | None = None, profile: str = "smoke",
-                 **kwargs) -> tuple[Dataset, list[str]]:
-    """Load a dataset split by registered name or folder path; returns ``(dataset, class_names)``."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    key = str(name).lower()
-    if key in _REGISTRY:
-        return _REGISTRY[key](split=split, root=root, profile=profile, **kwargs)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        sub = path / split
-        ds = ImageFolderDataset(sub if sub.is_dir() else path, **kwargs)
-        return ds, ds.classes
-    raise ValueError(f"unknown dataset {name!r}: not a registered name ({', '.join(available_datasets())}) "
-                     f"nor an existing folder of <class>/<image> files")
-
-
-@register("smoke")
-def _smoke(split: str, root=None, profile: str = "smoke", **kwargs):
-    ds = SyntheticShapes(split=split, **kwargs)
-    return ds, ds.classes
-
-
-from gifkit.data import paper as _paper  # noqa: E402,F401  (registers the paper's datasets, manifest, imagefolder)
-
-
-from gifkit.data import fashion as _fashion  # noqa: E402,F401  (registers "fashion-mnist" and "mnist")
+BUILTIN = {
+    # smoke profile: tiny synthetic shapes (no files)
+    "smoke": synthetic.load_smoke, "smoke-lt": synthetic.load_smoke_lt,
+    # mini profile: the official idx files
+    "fashion-mnist": fashion.load_fashion_mnist, "mnist": fashion.load_mnist,
+    # the paper's datasets with the paper's splits
+    "cifar100": cifar.load_cifar100, "cifar100s": cifar.load_cifar100s, "cifar100lt": cifar.load_cifar100lt,
+    "cifar100c": cifar.load_cifar100c,
+    "caltech101": natural.load_caltech101, "cars": natural.load_cars, "stanford_cars": natural.load_cars,
+    "flowers102": natural.load_flowers102, "flowers": natural.load_flowers102,
+    "flowers102-official": natural.load_flowers102_official, "dtd": natural.load_dtd,
+    "pets": natural.load_pets, "oxford_pets": natural.load_pets, "pets-official": natural.load_pets_official,
+    "pathmnist": medmnist.load_pathmnist, "breastmnist": medmnist.load_breastmnist,
+    "organsmnist": medmnist.load_organsmnist,
+    # a user's data
+    "imagefolder": folder.load_imagefolder, "manifest": manifest.load_manifest,
+}
+for _name, _loader in BUILTIN.items():
+    register(_name, _loader)

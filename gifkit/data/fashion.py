@@ -33,11 +33,12 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from gifkit.data import register
-from gifkit.rng import np_random
+from gifkit.core.rng import np_random
+from gifkit.errors import UserError
 
 __all__ = ["FASHION_CLASSES", "MNIST_CLASSES", "IdxDataset", "read_idx", "find_files", "load_arrays",
-           "DataUnavailable", "DEFAULT_N_PER_CLASS", "APT_PACKAGE", "how_to_get"]
+           "DataUnavailable", "DEFAULT_N_PER_CLASS", "APT_PACKAGE", "how_to_get", "load_fashion_mnist",
+           "load_mnist", "load_idx_dataset", "sample_per_class", "cache_root"]
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
@@ -54,7 +55,7 @@ _SPECS = {
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-class DataUnavailable(FileNotFoundError):
+class DataUnavailable(UserError, FileNotFoundError):
     """The dataset's files were found nowhere; the message says how to get them."""
 
 
@@ -204,13 +205,11 @@ def load_idx_dataset(name: str, split: str = "train", root: str | Path | None = 
     return IdxDataset(images[idx], labels[idx], spec["classes"], idx, name, split)
 
 
-@register("fashion-mnist")
-def _fashion(split: str = "train", root=None, profile: str = "mini", **kwargs):
+def load_fashion_mnist(split: str = "train", root=None, profile: str = "mini", **kwargs):
     ds = load_idx_dataset("fashion-mnist", split, root, profile, **kwargs)
     return ds, ds.classes
 
 
-@register("mnist")
-def _mnist(split: str = "train", root=None, profile: str = "mini", **kwargs):
+def load_mnist(split: str = "train", root=None, profile: str = "mini", **kwargs):
     ds = load_idx_dataset("mnist", split, root, profile, **kwargs)
     return ds, ds.classes

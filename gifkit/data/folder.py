@@ -3,7 +3,7 @@
 Like torchvision's ``ImageFolder`` but: every image is returned as 8-bit RGB
 whatever its mode (grey, RGBA, palette, 16-bit); empty class folders are kept
 (so labels stay stable) and listed in ``empty_classes``; unreadable files raise
-:class:`gifkit.data.images.BadImage` at access time, which the expansion loop
+:class:`gifkit.io.images.BadImage` at access time, which the expansion loop
 catches, skips and reports.
 """
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from gifkit.data.images import IMAGE_EXTENSIONS, open_rgb
+__all__ = ["ImageFolderDataset", "load_imagefolder"]
+
+from gifkit.io.images import IMAGE_EXTENSIONS, open_rgb
 
 
 class ImageFolderDataset(Dataset):
@@ -50,3 +52,12 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, i: int):
         path, label = self.samples[i]
         return open_rgb(path), label
+
+
+def load_imagefolder(split: str = "train", root=None, profile: str = "paper", **_):
+    """Any ``<root>/<class>/<image>`` folder, or ``<root>/<split>/<class>/<image>`` if that exists."""
+    if root is None:
+        raise ValueError("dataset 'imagefolder' needs root=<folder> (CLI --data-root), or pass the folder as the name")
+    path = Path(root).expanduser()
+    ds = ImageFolderDataset(path / split if (path / split).is_dir() else path)
+    return ds, ds.classes

@@ -5,7 +5,7 @@ Columns: ``path`` (absolute, or relative to the CSV's folder) and ``label``
 it when present; without it every row belongs to every split). Class names:
 integer labels 0..max -> ``"0"``, ``"1"``, ...; names -> sorted unique names,
 unless a ``classes.json`` (list of names in label order) lies beside the CSV.
-Unreadable images raise :class:`gifkit.data.BadImage` at access time, like the
+Unreadable images raise :class:`gifkit.io.images.BadImage` at access time, like the
 image-folder loader.
 """
 from __future__ import annotations
@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gifkit.data import register
-from gifkit.data.paper import FileListDataset
+from gifkit.data.base import FileListDataset
 
 __all__ = ["ManifestDataset", "load_manifest"]
 
@@ -61,7 +60,6 @@ class ManifestDataset(FileListDataset):
         self.csv = csv
 
 
-@register("manifest")
 def load_manifest(split: str = "train", root=None, profile: str = "paper", **_):
     """The manifest at ``root`` (a CSV file; CLI ``--data manifest --data-root list.csv``)."""
     if root is None:

@@ -1,4 +1,4 @@
-"""A tiny deterministic synthetic dataset for the smoke profile.
+"""Tiny deterministic synthetic datasets for the smoke profile: ``smoke`` and its long-tailed ``smoke-lt``.
 
 Four classes of coloured shapes on a noisy background ("red circle",
 "green square", "blue triangle", "yellow cross"), 32 x 32 px. Every image is
@@ -11,7 +11,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
-from gifkit.rng import np_random
+from gifkit.core.rng import np_random
+from gifkit.data.longtail import longtail_counts, longtail_subset
+
+__all__ = ["CLASSES", "draw_shape", "SyntheticShapes", "load_smoke", "load_smoke_lt"]
 
 CLASSES = ["red circle", "green square", "blue triangle", "yellow cross"]
 _COLOURS = [(220, 40, 40), (40, 180, 60), (50, 80, 220), (230, 210, 40)]
@@ -57,3 +60,25 @@ class SyntheticShapes(Dataset):
     def __getitem__(self, i: int):
         label = self.targets[i]
         return draw_shape(label, np_random(self.seed, self.split, i), self.size), label
+
+
+def load_smoke(split: str = "train", root=None, profile: str = "smoke", **kwargs):
+    """The smoke set: :class:`SyntheticShapes` (``n_per_class``, ``size``, ``seed`` as keyword arguments)."""
+    ds = SyntheticShapes(split=split, **kwargs)
+    return ds, ds.classes
+
+
+def load_smoke_lt(split: str = "train", root=None, profile: str = "smoke", n_max: int = 120,
+                  imbalance_ratio: float = 30, test_per_class: int = 16, **_):
+    """Long-tailed smoke data: ``train`` = :func:`longtail_subset` of ``n_max`` synthetic images per class
+    (default ratio 30: 120, 38, 12, 4 images, i.e. one many-, one medium- and two few-shot classes by the
+    CIFAR100-LT thresholds); ``test`` = the balanced smoke test set. Both carry the train ``class_counts``."""
+    if split == "train":
+        ds = longtail_subset(SyntheticShapes("train", n_per_class=n_max), imbalance_ratio)
+    elif split == "test":
+        ds = SyntheticShapes("test", n_per_class=test_per_class)
+        ds.class_counts = longtail_counts(n_max, len(ds.classes), imbalance_ratio)
+    else:
+        raise ValueError(f"smoke-lt: split must be 'train' or 'test', got {split!r}")
+    return ds, ds.classes
+

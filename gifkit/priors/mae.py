@@ -1,5 +1,5 @@
 """GIF-MAE: the masked-autoencoder prior (paper §4 "Implementing GIF with different
-prior models", App. B.2 and App. D.3; DESIGN.md §1.4).
+prior models", App. B.2 and App. D.3; docs/design.md §1.7).
 
 The official code never released GIF-MAE; this module implements the paper's
 description:
@@ -42,11 +42,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 
-from gifkit.priors.base import Job, Latents, Prior
+from gifkit.core.prior import Job, Latents, Prior
+from gifkit.io.images import stack01
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MAELatents", "MAEPrior"]
 
@@ -70,7 +70,7 @@ class MAELatents(Latents):
 class MAEPrior(Prior):
     """A transformers ``ViTMAEForPreTraining`` with masking ratio 0 as a GIF prior.
 
-    Works with :func:`gifkit.hub.load_mae` and :func:`gifkit.hub.tiny_mae`.
+    Works with :func:`gifkit.models.hub.load_mae` and :func:`gifkit.models.tiny.tiny_mae`.
     f has shape [N, 1 + L, D] (CLS + L = (S / P)^2 patch tokens, encoder width
     D); images come out at the model's image size S.
     """
@@ -83,7 +83,7 @@ class MAEPrior(Prior):
         cfg = model.config
         if float(cfg.mask_ratio) != 0.0:
             raise ValueError(f"MAEPrior needs an MAE with mask_ratio=0 (all patches kept), got {cfg.mask_ratio}; "
-                             f"load it with gifkit.hub.load_mae or from_pretrained(..., mask_ratio=0.0)")
+                             f"load it with gifkit.models.hub.load_mae or from_pretrained(..., mask_ratio=0.0)")
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f"mean and std need 3 values, got {mean}, {std}")
         self.model = model.eval().requires_grad_(False)
@@ -110,10 +110,7 @@ class MAEPrior(Prior):
 
     def pixels(self, images: list[Image.Image]) -> torch.Tensor:
         """Seeds -> the MAE's input: bicubic resize to S x S, ImageNet-normalised, [N, 3, S, S] float32 (CPU)."""
-        s = self.resolution
-        arr = np.stack([np.asarray(im.convert("RGB").resize((s, s), Image.Resampling.BICUBIC), dtype=np.float32)
-                        for im in images])  # [N, S, S, 3]
-        x = torch.from_numpy(arr).permute(0, 3, 1, 2) / 255.0  # [N, 3, S, S] in [0, 1]
+        x = stack01(images, self.resolution)  # [N, 3, S, S] in [0, 1]
         return (x - self.mean) / self.std
 
     def _identity_noise(self, n: int) -> torch.Tensor:

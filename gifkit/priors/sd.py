@@ -1,4 +1,4 @@
-"""GIF-SD: the Stable Diffusion img2img prior (paper App. D.2, DESIGN.md §1.3-1.4).
+"""GIF-SD: the Stable Diffusion img2img prior (paper App. D.2; docs/design.md §1.7 and §3).
 
 For each (seed, variant) job:
   1. the seed is resized to the prior's resolution (bicubic) and randomly
@@ -15,17 +15,12 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-from gifkit.priors.base import Job, Latents, Prior
-from gifkit.rng import derive_seed, generator, py_random
+from gifkit.core.prior import Job, Latents, Prior
+from gifkit.core.rng import derive_seed, generator, py_random
 
 DOMAINS = ["an image of", "a real-world photo of", "a cartoon image of", "an oil painting of", "a sketch of"]
 ADJECTIVES = ["", "colorful", "stylized", "high-contrast", "low-contrast", "posterized", "solarized",
               "sheared", "bright", "dark"]
-MEDICAL_DOMAINS = {
-    "pathmnist": "Colon pathological image of",
-    "organsmnist": "Abdominal CT image of",
-    "breastmnist": "Ultrasound image of",
-}
 PROMPT_MODES = ("designed", "class")
 
 
@@ -50,7 +45,7 @@ def make_prompt(class_name: str, key: tuple, mode: str = "designed", domain: str
 class SDPrior(Prior):
     """Stable Diffusion img2img through a diffusers ``StableDiffusionImg2ImgPipeline``.
 
-    Works with :func:`gifkit.hub.load_sd` and :func:`gifkit.hub.tiny_sd`.
+    Works with :func:`gifkit.models.hub.load_sd` and :func:`gifkit.models.tiny.tiny_sd`.
     The latent f has shape [N, 4, R/8, R/8] (R/2 for the tiny VAE) and lives in
     the VAE's *scaled* latent space, as the U-Net sees it.
     """

@@ -1,5 +1,5 @@
 """GIF-DALLE: the unCLIP (DALL-E2) prior on the CLIP image-embedding space
-(paper §4 "Overall pipeline", Algorithm 1 and App. D.1; DESIGN.md §1.4).
+(paper §4 "Overall pipeline", Algorithm 1 and App. D.1; docs/design.md §1.7).
 
 The official code never released GIF-DALLE, and the paper's DALL-E2 (trained
 on LAION-400M) is not public; this module implements the paper's description
@@ -10,7 +10,7 @@ on the open stand-in, Karlo's unCLIP image-variation pipeline (diffusers
      (``image_encoder(feature_extractor(seed)).image_embeds``, unnormalised);
   2. the guided loop perturbs f (Eq. 1) and scores the perturbed embedding
      *directly*: the zero-shot classifier is the text side of the *same* CLIP
-     (:class:`TransformersCLIPZeroShot`), so no image is decoded for guidance
+     (:class:`gifkit.models.guides.TransformersCLIPZeroShot`), so no image is decoded for guidance
      (:meth:`UnCLIPPrior.guidance_features` returns ``normalize(f')``);
   3. the projected final embedding conditions the unCLIP decoder, which
      generates the image (``image_embeddings=`` of the pipeline, one seeded
@@ -46,82 +46,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from gifkit.guidance import DEFAULT_TEMPLATES, clip_preprocess, zero_shot_probs
-from gifkit.priors.base import Job, Latents, Prior
-from gifkit.rng import generator
+from gifkit.core.prior import Job, Latents, Prior
+from gifkit.core.rng import generator
+from gifkit.models.guides import TransformersCLIPZeroShot
 
-__all__ = ["TransformersCLIPZeroShot", "UnCLIPPrior"]
-
-
-class TransformersCLIPZeroShot(torch.nn.Module):
-    """CLIP zero-shot classifier built from transformers CLIP parts (e.g. an unCLIP pipeline's).
-
-    Same duck-typed interface as :class:`gifkit.guidance.ZeroShotClassifier`:
-    ``text_features`` [C, E] = normalize(mean over templates of normalize(T("This is a photo of a {c}"))),
-    ``image_features(x)`` = normalize(I(clip_preprocess(x))) [N, E] (differentiable),
-    ``probs_from_features(u)`` = softmax(100 * normalize(u) @ W^T) [N, C] (DESIGN §1 item 3).
-    """
-
-    def __init__(self, text_encoder, tokenizer, image_encoder, class_names: Sequence[str], *,
-                 image_size: int, mean: Sequence[float], std: Sequence[float],
-                 templates: Sequence[str] = DEFAULT_TEMPLATES, logit_scale: float = 100.0):
-        super().__init__()
-        if isinstance(class_names, str):
-            raise ValueError("TransformersCLIPZeroShot: class_names must be a list of names, not one string")
-        class_names = [str(c) for c in class_names]
-        if not class_names:
-            raise ValueError("TransformersCLIPZeroShot: class_names is empty")
-        templates = (templates,) if isinstance(templates, str) else tuple(templates)
-        if not templates or any("{}" not in t for t in templates):
-            raise ValueError(f"TransformersCLIPZeroShot: templates need a '{{}}' for the class name, got {templates}")
-        self.image_encoder = image_encoder.eval().requires_grad_(False)
-        self.class_names, self.templates, self.logit_scale = class_names, templates, float(logit_scale)
-        self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
-        text_encoder.eval().requires_grad_(False)
-        device = next(text_encoder.parameters()).device
-        with torch.no_grad():
-            per_template = []
-            for t in templates:
-                tokens = tokenizer([t.format(c) for c in class_names], padding="max_length", truncation=True,
-                                   max_length=tokenizer.model_max_length, return_tensors="pt")
-                emb = text_encoder(tokens.input_ids.to(device)).text_embeds  # [C, E]
-                per_template.append(F.normalize(emb.float(), dim=-1))
-            text = F.normalize(torch.stack(per_template).mean(dim=0), dim=-1)  # [C, E]
-        self.register_buffer("text_features", text)
-
-    @classmethod
-    def from_pipeline(cls, pipe, class_names: Sequence[str], **kwargs) -> "TransformersCLIPZeroShot":
-        """The classifier of an unCLIP pipeline's own CLIP (text_encoder + tokenizer + image_encoder)."""
-        fe = pipe.feature_extractor
-        crop = fe.crop_size
-        size = crop if isinstance(crop, int) else crop["height"]  # dict or transformers SizeDict
-        return cls(pipe.text_encoder, pipe.tokenizer, pipe.image_encoder, class_names, image_size=size,
-                   mean=fe.image_mean, std=fe.image_std, **kwargs)
-
-    def train(self, mode: bool = True) -> "TransformersCLIPZeroShot":
-        """Keep the wrapped CLIP in eval mode whatever the caller asks."""
-        super().train(mode)
-        self.image_encoder.eval()
-        return self
-
-    def image_features(self, images01: torch.Tensor) -> torch.Tensor:
-        """normalize(I(preprocess(x))): L2-normalised float32 image embeddings [N, E] of images in [0, 1]."""
-        param = next(self.image_encoder.parameters())
-        pixels = clip_preprocess(images01, self.image_size, self.mean, self.std)  # [N, 3, s, s]
-        emb = self.image_encoder(pixel_values=pixels.to(device=param.device, dtype=param.dtype)).image_embeds
-        return F.normalize(emb.float(), dim=-1)  # [N, E]
-
-    def probs_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        """softmax(logit_scale * normalize(features) @ W^T) [N, C]."""
-        return zero_shot_probs(features.float(), self.text_features.to(features.device), self.logit_scale)
-
-    def probs(self, images01: torch.Tensor) -> torch.Tensor:
-        """Zero-shot probabilities [N, C] of images in [0, 1] [N, 3, H, W]."""
-        return self.probs_from_features(self.image_features(images01))
-
-    def forward(self, images01: torch.Tensor) -> torch.Tensor:
-        """Same as ``probs``."""
-        return self.probs(images01)
+__all__ = ["UnCLIPPrior"]
 
 
 class _DecoderDone(Exception):
@@ -162,7 +91,7 @@ def _stop_after_decoder(pipe):
 
 
 class UnCLIPPrior(Prior):
-    """An unCLIP image-variation pipeline (Karlo; :func:`gifkit.hub.load_unclip` / :func:`gifkit.hub.tiny_unclip`).
+    """An unCLIP image-variation pipeline (Karlo; :func:`gifkit.models.hub.load_unclip` / :func:`gifkit.models.tiny.tiny_unclip`).
 
     f: CLIP image embeddings [N, E]. Output: the decoder's r px images (64 for
     Karlo, 32 for the tiny pipeline), or the super-resolution output with

@@ -26,13 +26,12 @@ flipped with a generator seeded by the job's key (SD's seed transform), then
 encoded; ``f`` is a *posterior sample* ``mu + sigma * n`` (``n`` drawn from the
 job's key), the VAE's counterpart of SD img2img's stochastic denoising. The
 unguided baseline ("vae") decodes ``f`` as it is; GIF ("gif-vae") perturbs it
-(Eq. 1) under the guidance of :mod:`gifkit.protoguide`.
+(Eq. 1) under the guidance of :mod:`gifkit.models.protoguide`.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -43,8 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from gifkit.priors.base import Job, Latents, Prior
-from gifkit.rng import derive_seed, generator
+from gifkit.core.prior import Job, Latents, Prior
+from gifkit.core.rng import derive_seed, generator
+from gifkit.io.files import atomic_write_bytes, read_json, write_json
+from gifkit.io.runs import matching_record
 
 __all__ = ["VAEConfig", "ConvVAE", "VAEPrior", "train_vae", "save_vae", "load_vae", "get_vae", "cache_dir",
            "tiny_vae", "WEIGHTS", "CONFIG"]
@@ -206,17 +207,14 @@ def train_vae(images: np.ndarray | torch.Tensor, config: VAEConfig, progress: bo
 
 def save_vae(model: ConvVAE, config: VAEConfig, stats: dict, folder: str | Path) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (settings, stats, sha256) atomically into ``folder``."""
-    from safetensors.torch import save_file
-
-    from gifkit.store import atomic_write_bytes
+    from safetensors.torch import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{WEIGHTS}.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(folder / WEIGHTS)
-    meta = {"config": asdict(config), "stats": stats, "sha256": _sha256(folder / WEIGHTS), "weights": WEIGHTS}
-    atomic_write_bytes(folder / CONFIG, (json.dumps(meta, indent=1) + "\n").encode())
+    data = save({k: v.contiguous() for k, v in model.state_dict().items()})
+    atomic_write_bytes(folder / WEIGHTS, data)
+    meta = {"config": asdict(config), "stats": stats, "sha256": hashlib.sha256(data).hexdigest(), "weights": WEIGHTS}
+    write_json(folder / CONFIG, meta)
     return folder
 
 
@@ -228,7 +226,7 @@ def load_vae(folder: str | Path) -> tuple[ConvVAE, dict]:
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise FileNotFoundError(f"no trained mini VAE in {folder}: run `gifkit mini-prior` (about 2-5 minutes on "
                                 f"2 CPU cores) to train it")
-    meta = json.loads((folder / CONFIG).read_text())
+    meta = read_json(folder / CONFIG, what="the mini VAE prior's record")
     digest = _sha256(folder / WEIGHTS)
     if digest != meta.get("sha256"):
         raise ValueError(f"{folder / WEIGHTS} does not match the sha256 in {folder / CONFIG} "
@@ -249,7 +247,7 @@ def get_vae(dataset: str = "fashion-mnist", *, retrain: bool = False, data_root:
     if not retrain:
         try:
             model, meta = load_vae(folder)
-            if meta["config"] == json.loads(json.dumps(asdict(cfg))):
+            if matching_record(folder / CONFIG, asdict(cfg), key="config", on_mismatch="ignore") is not None:
                 return model, meta
             log(f"the cached VAE in {folder} was trained with other settings: retraining")
         except FileNotFoundError:

@@ -1,0 +1,149 @@
+"""Every setting gifkit ships with, in one place, each table under a name that says what it is.
+
+* :data:`PROFILES`: what each profile (``smoke``, ``mini``, ``paper``) builds: tiny random models or real
+  checkpoints, sampler steps, training and fine-tuning presets (:func:`get_profile` validates a name);
+* :data:`MODEL_IDS` and :data:`GUIDANCE_CLIP`: the checkpoints of the paper profile (hub ids; every loader
+  also takes a local folder);
+* :data:`GIF_SD_PRESETS`: the official GIF-SD settings per dataset (CFG scale, strength, eps, the paper's
+  expansion ratio, the medical modality of the prompt) and :data:`PRESET_OF`, the preset of a dataset name;
+* :data:`TRAIN_PRESETS`, :data:`PAPER_LR`, :data:`MACRO_DATASETS`: the classifier training protocols;
+* :data:`FINETUNE_PRESETS`: prior tuning (DreamBooth-style SD fine-tuning);
+* :data:`PAPER_DATASET`, :data:`PAPER_METHOD`: the names the paper's tables use for gifkit's datasets and methods.
+
+This module imports nothing from gifkit: every other layer may read it. Where each number comes from is
+said beside it and in ``docs/design.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "GIF_SD_PRESETS",
+           "PRESET_OF", "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
+           "PAPER_DATASET", "PAPER_METHOD"]
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a profile builds. ``tiny``: tiny randomly initialised models of the real classes (no checkpoint);
+    ``sd_steps``: DDIM steps of the SD img2img priors; ``unclip_steps``: (decoder, super-resolution) steps of
+    the unCLIP prior; ``train_preset`` / ``finetune_preset``: entries of :data:`TRAIN_PRESETS` /
+    :data:`FINETUNE_PRESETS`; ``methods``: the expansion methods it can run (``None``: every method but the
+    ``mini``-only ones); ``half_on_cuda``: real checkpoints in float16 on a CUDA device."""
+
+    name: str
+    summary: str
+    tiny: bool
+    sd_steps: int
+    unclip_steps: tuple[int, int]
+    train_preset: str
+    finetune_preset: str | None
+    methods: tuple[str, ...] | None = None
+    half_on_cuda: bool = True
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in [
+    Profile("smoke", "tiny random models of the real classes and built-in synthetic data; seconds; what CI runs",
+            tiny=True, sd_steps=10, unclip_steps=(4, 2), train_preset="smoke", finetune_preset="smoke"),
+    Profile("mini", "real Fashion-MNIST, a small VAE prior gifkit trains itself and an ImageNet EfficientNet-Lite0 "
+                    "guide; offline on a 2-core CPU; minutes",
+            tiny=False, sd_steps=50, unclip_steps=(100, 7), train_preset="mini", finetune_preset=None,
+            methods=("gif-vae", "vae"), half_on_cuda=False),
+    Profile("paper", "the real checkpoints (SD v1-4, CLIP ViT-B/32, MAE ViT-L/16, Karlo unCLIP) and datasets; GPU",
+            tiny=False, sd_steps=50, unclip_steps=(100, 7), train_preset="paper", finetune_preset="paper"),
+]}
+PROFILE_NAMES = tuple(PROFILES)
+
+
+def get_profile(name: str) -> Profile:
+    """The :class:`Profile` called ``name``; a clear error for an unknown one."""
+    try:
+        return PROFILES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None
+
+
+# ----------------------------------------------------------------------------- checkpoints of the paper profile
+
+MODEL_IDS: dict[str, str] = {
+    "sd": "CompVis/stable-diffusion-v1-4",  # GIF-SD (the official code's prior)
+    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",  # ALIA's img2img editor and DreamDA's base model
+    "sd_vae": "stabilityai/sd-vae-ft-mse",  # the VAE of the paper's prior tuning (medical sets)
+    "mae": "facebook/vit-mae-large",  # GIF-MAE
+    "unclip": "kakaobrain/karlo-v1-alpha-image-variations",  # GIF-DALLE's open stand-in for DALL-E2
+    "blip": "Salesforce/blip-image-captioning-large",  # ALIA step (a): captions
+    "llm": "Qwen/Qwen2.5-1.5B-Instruct",  # ALIA step (b): an open instruction-tuned LM (ALIA used GPT-4 / Vicuna)
+    "ip2p": "timbrooks/instruct-pix2pix",  # ALIA's InstructPix2Pix editor
+}
+GUIDANCE_CLIP = ("ViT-B-32", "openai")  # open_clip (architecture, pretrained tag) of GIF's zero-shot guidance
+
+
+# ----------------------------------------------------------------------------- GIF-SD per-dataset presets
+
+DEFAULT_RATIO = 5  # K, images per seed, when neither the caller nor a preset sets it
+# The official GIF-SD settings per dataset (the official run scripts); ratio = the paper's Table 1 ratio;
+# domain = the medical modality that replaces the designed prompts' domain.
+GIF_SD_PRESETS: dict[str, dict] = {
+    "cifar100s": dict(guidance_scale=50, strength=0.9, eps=0.8, ratio=5),
+    "caltech101": dict(guidance_scale=5, strength=0.9, eps=4.0, ratio=20),
+    "cars": dict(guidance_scale=50, strength=0.9, eps=0.8, ratio=20),
+    "dtd": dict(guidance_scale=50, strength=0.5, eps=0.8, ratio=20),
+    "flowers": dict(guidance_scale=8, strength=0.5, eps=0.8, ratio=20),
+    "pets": dict(guidance_scale=50, strength=0.7, eps=0.8, ratio=30),
+    "organsmnist": dict(guidance_scale=5, strength=0.4, eps=0.5, ratio=5, domain="Abdominal CT image of"),
+    "pathmnist": dict(guidance_scale=5, strength=0.9, eps=0.1, ratio=5, domain="Colon pathological image of"),
+    "breastmnist": dict(guidance_scale=5, strength=0.9, eps=0.1, ratio=5, domain="Ultrasound image of"),
+}
+# the GIF-SD preset of a dataset name (run_grid uses it under the paper profile when none is given)
+PRESET_OF: dict[str, str] = {
+    "cifar100s": "cifar100s", "caltech101": "caltech101", "cars": "cars", "stanford_cars": "cars", "dtd": "dtd",
+    "flowers": "flowers", "flowers102": "flowers", "flowers102-official": "flowers", "pets": "pets",
+    "oxford_pets": "pets", "pets-official": "pets", "organsmnist": "organsmnist", "pathmnist": "pathmnist",
+    "breastmnist": "breastmnist"}
+
+
+# ----------------------------------------------------------------------------- classifier training
+
+# paper: the paper's protocol (App. D.4): ResNet-50 from scratch, 100 epochs, SGD momentum 0.9, weight decay
+#   1e-4, cosine decay of lr 0.01 (PAPER_LR per dataset), 224 px, rotation 15 degrees and flips;
+# smoke: timm's tiny test_resnet at 32 px for 2 epochs (seconds on a CPU);
+# mini: the mini experiment's classifier: ResNet-18 adapted to 28 px (mini_resnet18), 300 SGD steps on a CPU.
+TRAIN_PRESETS: dict[str, dict] = {
+    "paper": dict(arch="resnet50", epochs=100, batch_size=128, lr=0.01, momentum=0.9, weight_decay=1e-4,
+                  image_size=224, rotation=15.0, hflip=True, workers=8),
+    "smoke": dict(arch="test_resnet", epochs=2, batch_size=16, lr=0.05, momentum=0.9, weight_decay=1e-4,
+                  image_size=32, rotation=15.0, hflip=True, workers=0),
+    "mini": dict(arch="mini_resnet18", epochs=2, steps=300, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4,
+                 image_size=28, rotation=15.0, hflip=True, workers=0, precision="no", device="cpu"),
+}
+PAPER_LR = {"cifar100s": 0.1, "organsmnist": 0.1}  # App. D.4
+# architecture aliases of `gifkit train --arch` -> timm model names (any other timm name works too);
+# resnext50 / wideresnet50 / mobilenetv2: the paper's Table 4; mini_resnet18: gifkit.models.mininet
+ARCHS = {"resnet50": "resnet50", "resnext50": "resnext50_32x4d", "wideresnet50": "wide_resnet50_2",
+         "wide_resnet50": "wide_resnet50_2", "mobilenetv2": "mobilenetv2_100", "tiny": "test_resnet",
+         "mini_resnet18": "mini_resnet18"}
+MACRO_DATASETS = ("pathmnist", "breastmnist", "organsmnist")  # the paper reports macro accuracy on these
+
+
+# ----------------------------------------------------------------------------- prior tuning
+
+# smoke: tiny random SD, a few steps at a large learning rate (the random U-Net has far to go);
+# paper: the official medical setting (SD v1-4 with sd-vae-ft-mse, lr 2e-6, 400 steps, text encoder trained).
+# The batch size of the official runs is not stated: 1 is diffusers' DreamBooth example's.
+FINETUNE_PRESETS: dict[str, dict] = {
+    "smoke": dict(steps=20, lr=1e-3, batch_size=4),
+    "paper": dict(steps=400, lr=2e-6, batch_size=1, train_text_encoder=True, vae_id=MODEL_IDS["sd_vae"]),
+}
+
+
+# ----------------------------------------------------------------------------- names in the paper's tables
+
+PAPER_DATASET = {"caltech101": "Caltech101", "cars": "Cars", "stanford_cars": "Cars", "flowers": "Flowers",
+                 "flowers102": "Flowers", "dtd": "DTD", "cifar100s": "CIFAR100-S", "pets": "Pets",
+                 "oxford_pets": "Pets", "pathmnist": "PathMNIST", "breastmnist": "BreastMNIST",
+                 "organsmnist": "OrganSMNIST"}
+PAPER_METHOD = {"original": "Original", "cutout": "Cutout", "gridmask": "GridMask", "randaugment": "RandAugment",
+                "mixup": "Mixup", "cutmix": "CutMix", "mae": "MAE (unguided)", "dalle": "DALL-E2 (unguided)",
+                "sd": "SD (unguided)", "gif-mae": "GIF-MAE", "gif-dalle": "GIF-DALLE", "gif-sd": "GIF-SD"}

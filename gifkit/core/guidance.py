@@ -1,0 +1,312 @@
+"""CLIP guidance: zero-shot probabilities, the two GIF criteria and the score.
+
+A CLIP zero-shot classifier scores each perturbed variant (docs/design.md §1.3-1.5):
+
+    w_j = normalize(T("This is a photo of a {c_j}")),  u = normalize(I(x))
+    p   = softmax(100 * u @ W^T)                       (fixed logit scale 100)
+
+Class-maintained informativeness, with y_hat = argmax p_seed (CLIP's own
+prediction on the seed, not the dataset label):
+
+    S_inf = mean_k p'_k[y_hat] + mean_k ( H(p'_k) - H(p_seed) )         (Eq. 5)
+
+Sample diversity over the K L2-normalised features v_k of one seed's variants,
+with a softmax over the feature dimension (temperature 1):
+
+    S_div = (1/K) sum_k KL( softmax(mean_k v_k) || softmax(v_k) )       (Eq. 6)
+
+and the score maximised w.r.t. the perturbation is S = S_inf + S_div.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "FeatureClassifier",
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "zero_shot_probs",
+    "entropy",
+    "informativeness",
+    "diversity",
+    "GuidanceTerms",
+    "guidance_terms",
+    "gif_score",
+    "clip_preprocess",
+    "square_size",
+    "DEFAULT_TEMPLATES",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CIFAR_MEAN = (0.5071, 0.4865, 0.4409)  # what the official code normalised seeds with
+CIFAR_STD = (0.2673, 0.2564, 0.2762)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+DEFAULT_TEMPLATES = ("This is a photo of a {}",)
+
+
+def zero_shot_probs(
+    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: float = 100.0
+) -> torch.Tensor:
+    """Zero-shot class probabilities ``p = softmax(s * u @ w^T)`` (docs/design.md §1.3).
+
+    ``u = image_features / |image_features|`` ``[N, D]``, ``w = text_features /
+    |text_features|`` ``[C, D]``, ``s = logit_scale`` (100 in GIF, not CLIP's
+    learned scale). Returns ``[N, C]``; each row sums to 1.
+    """
+    if text_features.ndim != 2:
+        raise ValueError(f"zero_shot_probs: text_features must be [C, D], got {tuple(text_features.shape)}")
+    if image_features.shape[-1] != text_features.shape[-1]:
+        raise ValueError(
+            f"zero_shot_probs: feature dims differ: image {tuple(image_features.shape)}, "
+            f"text {tuple(text_features.shape)}"
+        )
+    u = F.normalize(image_features, dim=-1)  # [N, D]
+    w = F.normalize(text_features, dim=-1).to(u.dtype)  # [C, D]
+    return torch.softmax(logit_scale * u @ w.T, dim=-1)  # [N, C]
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy ``H(p) = -sum_c p_c log p_c`` over the last dim (Eq. 5).
+
+    Uses ``0 log 0 = 0``: entries that are exactly 0 (e.g. a softmax that
+    underflowed) contribute 0 to the value and 0 to the gradient, so neither is
+    NaN. ``[..., C] -> [...]``.
+    """
+    positive = p > 0
+    safe = torch.where(positive, p, torch.ones_like(p))  # log(1) = 0 where p == 0
+    terms = torch.where(positive, -p * torch.log(safe), torch.zeros_like(p))  # [..., C]
+    return terms.sum(dim=-1)
+
+
+def _check_probs(p_seed: torch.Tensor, p_var: torch.Tensor) -> torch.Tensor:
+    """Validate shapes; return ``p_seed`` as ``[C]``."""
+    if p_var.ndim != 2:
+        raise ValueError(f"informativeness: p_var must be [K, C], got {tuple(p_var.shape)}")
+    if p_seed.ndim == 2 and p_seed.shape[0] == 1:
+        p_seed = p_seed[0]
+    if p_seed.ndim != 1:
+        raise ValueError(f"informativeness: p_seed must be [C] or [1, C], got {tuple(p_seed.shape)}")
+    if p_seed.shape[0] != p_var.shape[1]:
+        raise ValueError(
+            f"informativeness: p_seed has {p_seed.shape[0]} classes but p_var has {p_var.shape[1]}"
+        )
+    return p_seed
+
+
+def _informativeness_parts(
+    p_seed: torch.Tensor, p_var: torch.Tensor, y_hat: int | None
+) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(S_inf, y_hat, p'[:, y_hat] [K], H(p') [K], H(p_seed) [])`` of Eq. 5."""
+    p_seed = _check_probs(p_seed, p_var)  # [C]
+    n_classes = p_var.shape[1]
+    if y_hat is None:
+        y_hat = int(torch.argmax(p_seed))
+    elif not 0 <= int(y_hat) < n_classes:
+        raise ValueError(f"informativeness: y_hat={y_hat} outside [0, {n_classes})")
+    y_hat = int(y_hat)
+    p_yhat = p_var[:, y_hat]  # [K]
+    h_var = entropy(p_var)  # [K]
+    h_seed = entropy(p_seed)  # []
+    s_inf = p_yhat.mean() + (h_var - h_seed).mean()
+    return s_inf, y_hat, p_yhat, h_var, h_seed
+
+
+def informativeness(p_seed: torch.Tensor, p_var: torch.Tensor, y_hat: int | None = None) -> torch.Tensor:
+    """Class-maintained informativeness ``S_inf`` (Eq. 5), a scalar.
+
+    ``S_inf = (1/K) sum_k p'_k[y_hat] + (1/K) sum_k ( H(p'_k) - H(p_seed) )``
+
+    The first term keeps the variants in the seed's class, the second rewards
+    variants that are less certain (more informative) than the seed.
+    ``p_seed``: ``[C]`` or ``[1, C]``, ``p_var``: ``[K, C]``; ``y_hat`` defaults
+    to ``argmax p_seed`` (CLIP's prediction on the seed, as in the official
+    code); pass it to override (e.g. with the dataset label).
+    """
+    return _informativeness_parts(p_seed, p_var, y_hat)[0]
+
+
+def diversity(features: torch.Tensor) -> torch.Tensor:
+    """Sample diversity ``S_div`` (Eq. 6) of one seed's ``K`` variants, a scalar.
+
+    With ``q_k = softmax(v_k)`` and ``q_bar = softmax((1/K) sum_k v_k)`` (softmax
+    over the feature dim ``D``, temperature 1, the mean *not* detached):
+
+        S_div = (1/K) sum_k sum_d q_bar[d] ( log q_bar[d] - log q_k[d] )
+
+    i.e. ``KLDivLoss(reduction="batchmean", log_target=True)(log q_k, log q_bar)``.
+    ``features``: ``[K, D]``, passed as given (the caller passes L2-normalised
+    CLIP features). Exactly 0 for ``K = 1``.
+    """
+    if features.ndim != 2 or features.shape[0] < 1:
+        raise ValueError(f"diversity: features must be [K, D] with K >= 1, got {tuple(features.shape)}")
+    log_q = torch.log_softmax(features, dim=-1)  # [K, D]
+    log_q_bar = torch.log_softmax(features.mean(dim=0, keepdim=True), dim=-1)  # [1, D]
+    kl = (log_q_bar.exp() * (log_q_bar - log_q)).sum(dim=-1)  # [K]
+    return kl.mean()
+
+
+@dataclass
+class GuidanceTerms:
+    """The GIF score and the figures recorded with each variant.
+
+    ``score`` (scalar tensor, with graph) ``= w_inf * S_inf + w_div * S_div``;
+    everything else is detached: ``s_inf``, ``s_div`` and the seed figures are
+    floats, the per-variant figures are CPU tensors ``[K]``.
+    """
+
+    score: torch.Tensor
+    s_inf: float
+    s_div: float
+    y_hat: int
+    p_yhat_seed: float  # p_seed[y_hat]
+    entropy_seed: float  # H(p_seed)
+    p_yhat_var: torch.Tensor  # [K] p'_k[y_hat]
+    entropy_var: torch.Tensor  # [K] H(p'_k)
+
+
+def guidance_terms(
+    p_seed: torch.Tensor,
+    p_var: torch.Tensor,
+    features: torch.Tensor,
+    w_inf: float = 1.0,
+    w_div: float = 1.0,
+    y_hat: int | None = None,
+) -> GuidanceTerms:
+    """The GIF score ``S = w_inf * S_inf + w_div * S_div`` (Eqs. 5, 6) and its parts.
+
+    ``p_seed`` ``[C]`` or ``[1, C]``, ``p_var`` ``[K, C]``, ``features`` ``[K, D]``
+    (L2-normalised CLIP features of the same K variants). The official GIF uses
+    ``w_inf = w_div = 1``.
+    """
+    if features.ndim == 2 and p_var.ndim == 2 and features.shape[0] != p_var.shape[0]:
+        raise ValueError(
+            f"guidance_terms: {p_var.shape[0]} variant probabilities but {features.shape[0]} feature rows"
+        )
+    s_inf, y_hat, p_yhat, h_var, h_seed = _informativeness_parts(p_seed, p_var, y_hat)
+    s_div = diversity(features)
+    p_seed_1d = _check_probs(p_seed, p_var)
+    return GuidanceTerms(
+        score=w_inf * s_inf + w_div * s_div,
+        s_inf=float(s_inf.detach()),
+        s_div=float(s_div.detach()),
+        y_hat=y_hat,
+        p_yhat_seed=float(p_seed_1d[y_hat].detach()),
+        entropy_seed=float(h_seed.detach()),
+        p_yhat_var=p_yhat.detach().float().cpu(),
+        entropy_var=h_var.detach().float().cpu(),
+    )
+
+
+def gif_score(
+    p_seed: torch.Tensor,
+    p_var: torch.Tensor,
+    features: torch.Tensor,
+    w_inf: float = 1.0,
+    w_div: float = 1.0,
+    y_hat: int | None = None,
+) -> torch.Tensor:
+    """The scalar GIF score ``S = w_inf * S_inf + w_div * S_div`` (``guidance_terms(...).score``)."""
+    return guidance_terms(p_seed, p_var, features, w_inf, w_div, y_hat).score
+
+
+def square_size(image_size: int | Sequence[int]) -> int:
+    """``224`` or ``(224, 224)`` -> ``224``; other shapes are rejected."""
+    if isinstance(image_size, (tuple, list)):
+        if len(image_size) != 2 or image_size[0] != image_size[1]:
+            raise ValueError(f"clip_preprocess: image_size must be an int or a square (s, s), got {image_size}")
+        image_size = image_size[0]
+    image_size = int(image_size)
+    if image_size < 1:
+        raise ValueError(f"clip_preprocess: image_size must be >= 1, got {image_size}")
+    return image_size
+
+
+def clip_preprocess(
+    images: torch.Tensor,
+    image_size: int | Sequence[int],
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+) -> torch.Tensor:
+    """CLIP's eval preprocessing as differentiable tensor ops.
+
+    ``x -> (center_crop_s(resize_shortest_s(x)) - mean) / std`` for images in
+    ``[0, 1]`` ``[N, 3, H, W]``: bicubic resize (antialiased) of the shortest
+    side to ``s = image_size`` (the long side becomes ``int(s * long / short)``
+    as in torchvision), a centre crop to ``s x s`` and per-channel
+    normalisation. Returns ``[N, 3, s, s]``.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"clip_preprocess: images must be [N, 3, H, W], got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(f"clip_preprocess: images must be floating in [0, 1], got {images.dtype}")
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"clip_preprocess: mean and std need 3 values, got {mean}, {std}")
+    s = square_size(image_size)
+    h, w = images.shape[-2:]
+    short, long = min(h, w), max(h, w)
+    new_long = int(s * long / short)
+    new_h, new_w = (s, new_long) if h <= w else (new_long, s)
+    if (new_h, new_w) != (h, w):
+        images = F.interpolate(images, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
+    top, left = int(round((new_h - s) / 2.0)), int(round((new_w - s) / 2.0))
+    images = images[:, :, top : top + s, left : left + s]  # [N, 3, s, s]
+    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images - mean_t) / std_t
+
+
+class FeatureClassifier(torch.nn.Module):
+    """What GIF's guidance needs from a classifier: subclasses define ``image_features(images01)`` (L2-normalised
+    features [N, D], differentiable w.r.t. the images), the buffer ``text_features`` [C, D] (one unit vector per
+    class) and ``logit_scale``; this base turns them into ``p = softmax(logit_scale * u @ W^T)``.
+
+    The networks a subclass wraps are frozen: they stay in eval mode whatever ``train()`` asks. A subclass that
+    normalises its input with ``self.mean`` / ``self.std`` supports :meth:`normalization`.
+    """
+
+    text_features: torch.Tensor
+    logit_scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def train(self, mode: bool = True) -> "FeatureClassifier":
+        """Keep the wrapped (frozen) networks in eval mode whatever the caller asks."""
+        super().train(mode)
+        for child in self.children():
+            child.eval()
+        return self
+
+    @contextlib.contextmanager
+    def normalization(self, mean: Sequence[float], std: Sequence[float]):
+        """Temporarily normalise the input with another mean/std (the ``official_clip_norm`` quirk)."""
+        if not hasattr(self, "mean") or not hasattr(self, "std"):
+            raise ValueError(f"{type(self).__name__} has no input normalisation to replace")
+        saved = self.mean, self.std
+        self.mean, self.std = tuple(mean), tuple(std)
+        try:
+            yield self
+        finally:
+            self.mean, self.std = saved
+
+    def image_features(self, images01: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def probs_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """``softmax(logit_scale * normalize(features) @ W^T)`` ``[N, C]`` (e.g. GIF-DALLE's embeddings)."""
+        return zero_shot_probs(features.float(), self.text_features, self.logit_scale)
+
+    def probs(self, images01: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[N, C]`` of images in ``[0, 1]`` ``[N, 3, H, W]``."""
+        return self.probs_from_features(self.image_features(images01))
+
+    def forward(self, images01: torch.Tensor) -> torch.Tensor:
+        """Same as ``probs``."""
+        return self.probs(images01)

@@ -1,0 +1,275 @@
+"""The guided imagination loop over seeds x K variants (Algorithm 1 of the paper).
+
+For a batch of seeds, every (seed, variant) job gets a latent f from the prior.
+Guided methods then draw channel-wise noise (z, b) per job (Eq. 1), compute
+the GIF score S = S_inf + S_div (Eqs. 5, 6) of the decoded, *unprojected*
+perturbed latents, take the update step(s) on (z, b), project the final latent
+into the L-infinity ball of radius eps around f and decode it without
+gradients. Unguided methods decode f as it is.
+
+Work is cut into batches of ``batch_size`` seeds (``batch_size * K`` images
+per forward pass). Batches are the unit of resume and of sharding: batch j
+runs on process ``j % num_processes``, and a batch whose part file and images
+exist is skipped, so a resumed or sharded run writes what one uninterrupted
+run writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from gifkit.core.guidance import CIFAR_MEAN, CIFAR_STD, entropy, guidance_terms
+from gifkit.core.perturb import NOISE_MODES, UPDATE_RULES, LatentOptimizer, init_noise, perturb, project_linf
+from gifkit.core.prior import Job, Prior
+from gifkit.core.rng import derive_seed, generator
+from gifkit.io.datasets import seed_path
+from gifkit.io.images import BadImage, to_pil, to_tensor01
+from gifkit.io.runs import ExpansionRun
+from gifkit.io.store import SKIPPED_FILE
+
+__all__ = ["GuidanceConfig", "ExpandResult", "job_noise", "imagine_batch", "expand"]
+
+
+@dataclass
+class GuidanceConfig:
+    """Settings of the guided latent optimisation (defaults: the official GIF-SD code).
+
+    ``eps``: L-inf radius of the projection; ``noise``: "channel" (paper) or
+    "pixel" (App. B.2); ``update``: "sign" (one step of ``step_size``, official)
+    or "adam" (``opt_steps`` steps at ``lr``); ``w_inf`` / ``w_div`` weight the
+    two criteria (Tables 20-21 ablate them).
+    """
+
+    eps: float = 0.8
+    noise: str = "channel"
+    update: str = "sign"
+    opt_steps: int = 1
+    step_size: float = 0.1
+    lr: float | None = None
+    w_inf: float = 1.0
+    w_div: float = 1.0
+    official_clip_norm: bool = False  # quirk: seeds with CIFAR mean/std, created images unnormalised
+
+    def __post_init__(self):
+        if self.eps < 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps}")
+        if self.noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
+        if self.update not in UPDATE_RULES:
+            raise ValueError(f"update must be one of {UPDATE_RULES}, got {self.update!r}")
+
+
+@dataclass
+class ExpandResult:
+    """Summary of one :func:`expand` call (this process's share)."""
+
+    out: Path
+    written: int = 0
+    existing: int = 0  # images already on disk (resume)
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (seed index, reason)
+    flagged: int = 0  # variants left unperturbed because the score was not finite
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=lambda: {"prior": 0.0, "guidance": 0.0, "decode": 0.0, "io": 0.0})
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.seconds / self.written if self.written else float("nan")
+
+    def summary(self) -> str:
+        lines = [f"expansion in {self.out}: {self.written} written, {self.existing} already there, "
+                 f"{len(self.skipped)} seeds skipped, {self.flagged} variants flagged (non-finite score)",
+                 f"{self.seconds:.1f} s, {self.seconds_per_image:.3f} s per written image "
+                 + "(" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()) + ")"]
+        lines += [f"  skipped seed {i}: {why}" for i, why in self.skipped[:20]]
+        if len(self.skipped) > 20:
+            lines.append(f"  ... and {len(self.skipped) - 20} more (see {SKIPPED_FILE})")
+        return "\n".join(lines)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def job_noise(f: torch.Tensor, jobs: list[Job], mode: str = "channel", channel_dim: int = 1):
+    """Initial (z, b) of Eq. 1 for every job, each drawn from its own generator keyed by ``job.key``.
+
+    Row j of ``f`` belongs to ``jobs[j]``; returns float32 ``z, b`` of shape [N, C, 1, 1]
+    (channel mode) or [N, *f.shape[1:]] (pixel mode), independent of batching.
+    """
+    z, b = zip(*[init_noise(f[j:j + 1], 1, mode, generator(*job.key, "noise"), channel_dim)
+                 for j, job in enumerate(jobs)])
+    return torch.cat(z).float(), torch.cat(b).float()
+
+
+def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
+                  guidance: GuidanceConfig | None, timings: dict[str, float] | None = None):
+    """Create the images of ``jobs`` (seed-major: K consecutive jobs per seed).
+
+    Returns ``(images01 [N, 3, R, R], rows)``: ``rows[j]`` holds job j's
+    figures for metadata (prompt, CLIP's p[y_hat] and entropy on the seed and
+    on the created image, the score terms, and whether it was flagged).
+    """
+    timings = timings if timings is not None else {}
+    tick = lambda: (_sync(prior.device), time.perf_counter())[1]  # noqa: E731
+    n, k = len(jobs), ratio
+    if n % k:
+        raise ValueError(f"imagine_batch: {n} jobs do not hold K = {k} variants for every seed")
+    seeds = n // k
+
+    t0 = tick()
+    lat = prior.prepare(jobs)
+    f = lat.f.detach()  # [N, ...]
+    t1 = tick()
+    timings["prior"] = timings.get("prior", 0.0) + t1 - t0
+
+    seed_norm = gen_norm = contextlib.nullcontext
+    if guidance is not None and guidance.official_clip_norm:
+        if not hasattr(classifier, "normalization"):
+            raise ValueError("official_clip_norm applies to CLIP-guided image priors (ZeroShotClassifier) only")
+        seed_norm = lambda: classifier.normalization(CIFAR_MEAN, CIFAR_STD)  # noqa: E731
+        gen_norm = lambda: classifier.normalization((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # noqa: E731
+    with torch.no_grad(), seed_norm():
+        p_seed = torch.cat([classifier.probs(to_tensor01(jobs[s * k].image)[None]) for s in range(seeds)])  # [B, C]
+    y_hat = p_seed.argmax(-1)  # [B]: CLIP's prediction on the seed, not the dataset label
+    flagged = torch.zeros(n, dtype=torch.bool)
+    terms = [None] * seeds
+    if guidance is not None:
+        z, b = job_noise(f, jobs, guidance.noise, prior.channel_dim)  # [N, C, 1, 1] each (channel mode)
+        z, b = z.requires_grad_(True), b.requires_grad_(True)
+        opt = LatentOptimizer([z, b], rule=guidance.update, steps=guidance.opt_steps,
+                              step_size=guidance.step_size, lr=guidance.lr)
+        for _ in range(opt.steps):
+            with gen_norm():
+                feats = prior.guidance_features(perturb(f.float(), z, b), classifier)  # [N, D], unprojected latent
+            p_var = classifier.probs_from_features(feats)  # [N, C]
+            total = feats.new_zeros(())
+            for s in range(seeds):
+                rows = slice(s * k, (s + 1) * k)
+                terms[s] = guidance_terms(p_seed[s], p_var[rows], feats[rows], guidance.w_inf, guidance.w_div,
+                                          y_hat=int(y_hat[s]))
+                if math.isfinite(terms[s].s_inf + terms[s].s_div):
+                    total = total + terms[s].score
+                else:
+                    flagged[rows] = True
+            total.backward()
+            with torch.no_grad():
+                bad_grad = ~(torch.isfinite(z.grad.flatten(1)).all(1) & torch.isfinite(b.grad.flatten(1)).all(1))
+                flagged |= bad_grad.cpu()
+                for g in (z.grad, b.grad):
+                    g[flagged.to(g.device)] = 0.0  # flagged variants do not move
+            opt.step()
+        with torch.no_grad():
+            final = project_linf(perturb(f.float(), z, b), f.float(), guidance.eps).to(f.dtype)  # Eq. 1 with P
+            keep = flagged.to(f.device).view(-1, *[1] * (f.ndim - 1))
+            final = torch.where(keep, f, final)  # non-finite score: leave unperturbed
+    else:
+        final = f
+    t2 = tick()
+    timings["guidance"] = timings.get("guidance", 0.0) + t2 - t1
+
+    images = prior.generate(final, jobs)  # [N, 3, R, R]
+    t3 = tick()
+    timings["decode"] = timings.get("decode", 0.0) + t3 - t2
+
+    with torch.no_grad():
+        p_out = classifier.probs(images)  # [N, C]
+    h_out, h_seed = entropy(p_out), entropy(p_seed)
+    rows = []
+    for j, job in enumerate(jobs):
+        s = j // k
+        row = {
+            "prompt": lat.prompts[j] if lat.prompts else "",
+            "clip_y_hat": int(y_hat[s]),
+            "p_seed_yhat": float(p_seed[s, y_hat[s]]),
+            "entropy_seed": float(h_seed[s]),
+            "p_yhat": float(p_out[j, y_hat[s]]),
+            "entropy": float(h_out[j]),
+            "flagged": int(flagged[j]),
+        }
+        if terms[s] is not None:
+            row.update(s_inf=terms[s].s_inf, s_div=terms[s].s_div)
+        rows.append(row)
+    timings["guidance"] += tick() - t3
+    return images, rows
+
+
+def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier, out: str | Path, *,
+           ratio: int, method: str, guidance: GuidanceConfig | None = None, seed: int = 0, batch_size: int = 4,
+           limit: int | None = None, output_size: int | None = None, params: dict | None = None,
+           shard: tuple[int, int] = (0, 1), barrier: Callable[[], None] | None = None,
+           progress: bool = True) -> ExpandResult:
+    """Expand ``dataset`` K = ``ratio`` times into the store at ``out``.
+
+    ``dataset`` yields ``(PIL image, label)``; unreadable seeds are skipped and
+    listed (in the result and in ``out/skipped.json``). ``guidance=None`` is the
+    unguided baseline. ``shard=(index, count)`` runs this process's batches only;
+    ``barrier`` (e.g. accelerate's ``wait_for_everyone``) lets shard 0 finalize
+    ``metadata.csv`` once all shards are done. ``limit`` takes the first seeds
+    only and may grow on a later run into the same folder.
+    """
+    # One output folder holds one run: refuse to mix settings (limit may grow).
+    settings = {"method": method, "ratio": int(ratio), "seed": seed, "batch_size": batch_size,
+                "output_size": output_size, "params": params or {}, "guidance": asdict(guidance) if guidance else None}
+    run = ExpansionRun(out, dataset, class_names, settings, ratio=ratio, batch_size=batch_size, limit=limit,
+                       shard=shard, barrier=barrier)
+    store, class_names, index, count = run.store, run.class_names, *shard
+    out = Path(out)
+    result = ExpandResult(out=out)
+    start = time.perf_counter()
+    bar = tqdm(total=sum(len(b) for b in run.batches) * ratio, unit="img", disable=not progress,
+               desc=f"{method} x{ratio}" + (f" [{index + 1}/{count}]" if count > 1 else ""))
+    for seeds in run.batches:
+        existing = run.done(seeds)
+        if existing:
+            result.existing += existing
+            bar.update(len(seeds) * ratio)
+            continue
+        jobs, skipped = [], []
+        for i in seeds:
+            try:
+                image, label = dataset[i]
+                if not isinstance(image, Image.Image):
+                    raise BadImage(f"expected a PIL image, got {type(image).__name__}")
+            except (BadImage, OSError, ValueError) as e:
+                skipped.append((i, str(e)))
+                continue
+            jobs += [Job(i, v, image, label, class_names[label], key=(seed, i, v)) for v in range(ratio)]
+        if jobs:
+            images, figures = imagine_batch(prior, classifier, jobs, ratio, guidance, result.timings)
+            t = time.perf_counter()
+            rows = []
+            for job, pil, fig in zip(jobs, to_pil(images, output_size), figures):
+                rel = store.relpath(job.label, job.index, job.variant)
+                if store.save_image(rel, pil):
+                    result.written += 1
+                else:
+                    result.existing += 1
+                result.flagged += fig["flagged"]
+                rows.append({"file_name": rel, "label": job.label, "seed_index": job.index,
+                             "seed_path": seed_path(dataset, job.index), "variant": job.variant, "method": method,
+                             "random_seed": derive_seed(*job.key), "ratio": ratio, **(params or {}),
+                             **({"eps": guidance.eps, "noise": guidance.noise, "update": guidance.update,
+                                 "opt_steps": guidance.opt_steps, "step_size": guidance.step_size,
+                                 "w_inf": guidance.w_inf, "w_div": guidance.w_div} if guidance else {}),
+                             **fig})
+            run.save_skipped(seeds, skipped)
+            store.write_part(run.batch_id(seeds), rows)
+            result.timings["io"] += time.perf_counter() - t
+        else:
+            run.save_skipped(seeds, skipped)
+        result.skipped += skipped
+        bar.update(len(seeds) * ratio)
+    bar.close()
+    result.seconds = time.perf_counter() - start
+
+    run.finish()
+    return result

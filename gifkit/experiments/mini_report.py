@@ -1,0 +1,164 @@
+"""What a mini run reports: the guide's view of each expansion, the figure and ``RESULTS.md``."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from gifkit.core.guidance import entropy
+from gifkit.io.images import read01, stack01
+from gifkit.io.store import read_metadata
+
+__all__ = ["diagnostics", "figure", "md_table", "results_md"]
+
+
+def diagnostics(classifier, dataset, root: Path | None, ratio: int) -> dict:
+    """What the guidance model sees in an expansion (or, with ``root=None``, in the seeds alone).
+
+    Per created image x' of seed x (label y, y_hat = argmax p(x)): p(x')[y_hat], H(p(x')), whether
+    argmax p(x') == y ("label agreement"), 1 - cos(u(x), u(x')) (feature distance to the seed), the
+    mean pairwise 1 - cos among a seed's K variants (feature diversity), and the mean absolute pixel
+    change from the seed. For the seeds alone: p(x)[y_hat], H(p(x)) and argmax p(x) == y.
+    """
+    import torch
+
+    with torch.no_grad():
+        return _diagnostics(classifier, dataset, root, ratio)
+
+
+def _diagnostics(classifier, dataset, root, ratio):
+    import torch
+
+    n = len(dataset)
+    seeds_x = stack01([dataset[i][0] for i in range(n)])  # [n, 3, 28, 28]
+    labels = torch.tensor([int(dataset[i][1]) for i in range(n)])
+    u_seed = torch.cat([classifier.image_features(seeds_x[i:i + 200]) for i in range(0, n, 200)])
+    p_seed = classifier.probs_from_features(u_seed)
+    y_hat = p_seed.argmax(1)
+    seed_rows = {"p_yhat": p_seed[torch.arange(n), y_hat], "entropy": entropy(p_seed),
+                 "label_agreement": (y_hat == labels).float()}
+    if root is None:
+        return {k: float(v.mean()) for k, v in seed_rows.items()}
+    meta = read_metadata(root).sort_values(["seed_index", "variant"])
+    idx = torch.tensor(meta["seed_index"].astype(int).to_numpy())
+    x = read01([Path(root) / f for f in meta["file_name"]])
+    u = torch.cat([classifier.image_features(x[i:i + 200]) for i in range(0, len(x), 200)])
+    p = classifier.probs_from_features(u)
+    yh = y_hat[idx]
+    out = {"seed_p_yhat": float(seed_rows["p_yhat"].mean()), "seed_entropy": float(seed_rows["entropy"].mean()),
+           "seed_label_agreement": float(seed_rows["label_agreement"].mean()),
+           "p_yhat": float(p[torch.arange(len(p)), yh].mean()), "entropy": float(entropy(p).mean()),
+           "label_agreement": float((p.argmax(1) == labels[idx]).float().mean()),
+           "feature_distance_to_seed": float((1 - (u * u_seed[idx]).sum(1)).mean()),
+           "pixel_change": float((x - seeds_x[idx]).abs().mean())}
+    k = ratio
+    if len(u) % k == 0 and k > 1:
+        g = u.view(-1, k, u.shape[1])  # [n, K, D]
+        sim = g @ g.transpose(1, 2)  # [n, K, K]
+        off = ~torch.eye(k, dtype=torch.bool)
+        out["feature_diversity"] = float((1 - sim[:, off]).mean())
+    return out
+
+
+
+def figure(summary, runs, diag, path: Path) -> None:
+    """``mini.png``: accuracy per arm (bars, seeds as dots) and what the guide sees in each expansion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    order = list(dict.fromkeys(runs["arm"]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    ax = axes[0]
+    sns.barplot(data=runs, x="arm", y="accuracy", order=order, hue="group", dodge=False, errorbar="sd",
+                capsize=0.2, ax=ax, alpha=0.8)
+    sns.stripplot(data=runs, x="arm", y="accuracy", order=order, color="black", size=4, ax=ax)
+    lo = max(0.0, float(runs["accuracy"].min()) - 5)
+    ax.set_ylim(lo, min(100.0, float(runs["accuracy"].max()) + 3))
+    ax.set_ylabel("test accuracy (%), final step")
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=30)
+    ax.set_title(f"{summary.attrs.get('title', '')}")
+    ax = axes[1]
+    if len(diag):
+        d = diag.melt(id_vars=["arm"], value_vars=["p_yhat", "entropy", "label_agreement"], var_name="measure")
+        d_order = list(dict.fromkeys(diag["arm"]))
+        sns.barplot(data=d, x="arm", y="value", hue="measure", order=d_order, errorbar=None, ax=ax)
+        ax.tick_params(axis="x", rotation=30)
+        ax.set_xlabel("")
+        ax.set_ylabel("guidance model on created images")
+        ax.set_title("p[y_hat], entropy, agreement with the label")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def md_table(df, columns: list[str], floatfmt: str = "{:.2f}") -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, r in df.iterrows():
+        cells = []
+        for c in columns:
+            v = r[c]
+            cells.append(floatfmt.format(v) if isinstance(v, (float, np.floating)) and not math.isnan(v) else
+                         ("" if isinstance(v, float) and math.isnan(v) else str(v)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+
+def results_md(cfg, summary, diag, guidance_meta, tim, info) -> str:
+    """``RESULTS.md`` of a mini run (``cfg``: its :class:`gifkit.experiments.mini.MiniConfig`)."""
+    s = summary.copy()
+    s["accuracy (%)"] = [f"{m:.2f} ± {sd:.2f}" if n > 1 else f"{m:.2f}"
+                         for m, sd, n in zip(s["accuracy_mean"], s["accuracy_std"], s["n_seeds"])]
+    lines = [f"# Mini experiment: {cfg.dataset}, {cfg.n_per_class} labelled images per class",
+             "",
+             f"Written by `gifkit mini` ({'quick' if len(cfg.seeds) == 1 else 'full'} run). Test accuracy on the "
+             f"{'official test set' if cfg.test_per_class is None else f'{cfg.test_per_class} test images per class'}"
+             f", final step, mean ± sample std over seeds {list(cfg.seeds)} (each seed: its own expansion draw and "
+             f"training run). Every arm: {cfg.ratio}x expansion (except `original`), {cfg.steps} SGD steps of "
+             f"batch {cfg.batch_size}, lr {cfg.lr} cosine, weight decay {cfg.weight_decay}, {cfg.arch} "
+             f"(ResNet-18 adapted to 28 px, width 16) from scratch, random rotation 15° and flips.",
+             "",
+             md_table(s, ["arm", "description", "n_train", "accuracy (%)", "best_over_epochs_mean", "n_seeds"]),
+             ""]
+    base = dict(zip(summary["arm"], summary["accuracy_mean"]))
+    if "gif-vae" in base:
+        cmp = [f"{other}: {base['gif-vae'] - base[other]:+.2f}" for other in ("original", "randaugment", "vae",
+                                                                               "vae-random") if other in base]
+        lines += [f"GIF-VAE minus the others (accuracy points, means): {'; '.join(cmp)}.", ""]
+    if len(diag):
+        lines += ["What the guidance model (EfficientNet-Lite0 prototypes) sees in the first seed's expansions: "
+                  "p[y_hat] and entropy of the created images (y_hat: its prediction on the seed), agreement of its "
+                  "prediction with the dataset label, feature distance to the seed, pairwise feature diversity "
+                  "among a seed's variants, mean absolute pixel change. These are measured with the model that "
+                  "guided the expansion, so they favour GIF by construction.", "",
+                  md_table(diag, [c for c in ["arm", "p_yhat", "entropy", "label_agreement",
+                                               "feature_distance_to_seed", "feature_diversity", "pixel_change"]
+                                   if c in diag.columns], "{:.3f}"), ""]
+    if len(guidance_meta):
+        lines += ["From the expansions' metadata.csv (means; p_seed_yhat / entropy_seed on the seed, p_yhat / "
+                  "entropy on the final created image, s_inf / s_div the score terms at the guidance step):", "",
+                  md_table(guidance_meta, list(guidance_meta.columns), "{:.3f}"), ""]
+    g = info.get("guidance_model") or {}
+    v = info.get("vae") or {}
+    vs = v.get("stats", {})
+    lines += ["Models:", "",
+              f"- prior: conv VAE, latent [4, 7, 7], trained on {vs.get('n_images', '?')} unlabelled training "
+              f"images in {vs.get('seconds', '?')} s ({(v.get('config') or {}).get('epochs', '?')} epochs; "
+              f"latent std per channel {vs.get('latent_std_per_channel', '?')}, scaling factor "
+              f"{vs.get('scaling_factor', float('nan')):.3f})" if v else "- prior: none",
+              f"- guidance: {g.get('backbone', '?')}, {g.get('image_size', '?')} px input, prototypes from "
+              f"{g.get('prototypes_from', '?')}, logit scale {g.get('logit_scale', float('nan')):.2f} (fitted by "
+              f"leave-one-out NLL on the labelled set), leave-one-out accuracy on the labelled set "
+              f"{g.get('support_loo_accuracy', float('nan')):.3f}" if g else "- guidance: none",
+              "", "Time (s) on this machine "
+              f"({info['machine']['cpu_count']} CPUs, {info['machine']['torch_threads']} torch threads; load average "
+              f"at the end {info['machine']['load_average_at_end']}):", ""]
+    agg = tim.groupby("stage", sort=False)["seconds"].sum().reset_index()
+    lines += [md_table(agg, ["stage", "seconds"], "{:.0f}"), ""]
+    return "\n".join(lines) + "\n"

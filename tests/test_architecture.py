@@ -1,0 +1,157 @@
+"""The layout's rules, checked on the source: layers only import downwards, no import cycle, no private name
+crosses a module, registries are complete at import and refuse a taken name, nothing points outside the repo."""
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "gifkit"
+# lower layers first; a module may import its own layer and the ones before it
+LAYERS = ["errors", "config", "io", "core", "data", "models", "priors", "methods", "train", "experiments", "cli"]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def gifkit_imports(path: Path):
+    """``(imported module, [names], line)`` of every gifkit import in the file, at any depth."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "gifkit":
+                    yield a.name, [], node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "gifkit" \
+                and node.level == 0:
+            names = [a.name for a in node.names]
+            subs = [f"{node.module}.{n}" for n in names if f"{node.module}.{n}" in MODULES]
+            if subs:  # `from gifkit.models import hub, tiny`: imports of modules
+                yield from ((m, [], node.lineno) for m in subs)
+                names = [n for n in names if f"{node.module}.{n}" not in MODULES]
+            if names or not subs:
+                yield node.module, names, node.lineno
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return -1  # gifkit itself (the version)
+    if parts[1] in ("__main__",):
+        return len(LAYERS)
+    return LAYERS.index(parts[1])
+
+
+def test_every_module_belongs_to_a_layer():
+    unknown = sorted(m for m in MODULES if len(m.split(".")) > 1 and m.split(".")[1] not in LAYERS + ["__main__"])
+    assert not unknown, f"modules outside the layers {LAYERS}: {unknown}"
+
+
+def test_layers_only_import_downwards():
+    bad = []
+    for mod, path in MODULES.items():
+        for target, _, line in gifkit_imports(path):
+            if layer(target) > layer(mod):
+                bad.append(f"{path.relative_to(ROOT)}:{line} ({mod}) imports {target}")
+    assert not bad, "a lower layer imports a higher one:\n" + "\n".join(bad)
+
+
+def test_no_import_cycle():
+    graph = {m: set() for m in MODULES}
+    for mod, path in MODULES.items():
+        for target, _, _ in gifkit_imports(path):
+            while target not in MODULES and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target != mod and target in MODULES and not mod.startswith(target + "."):
+                graph[mod].add(target)
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(t):] + [t]))
+            if t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def test_no_private_name_crosses_a_module():
+    bad = []
+    for mod, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases = {}
+        for target, names, line in gifkit_imports(path):
+            bad += [f"{path.relative_to(ROOT)}:{line} imports {target}.{n}" for n in names
+                    if n.startswith("_") and not n.startswith("__")]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gifkit"):
+                for a in node.names:
+                    if f"{node.module}.{a.name}" in MODULES:
+                        aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("gifkit") and a.asname:
+                        aliases[a.asname] = a.name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases \
+                    and node.attr.startswith("_") and not node.attr.startswith("__"):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}")
+    assert not bad, "private names used across modules:\n" + "\n".join(bad)
+
+
+def test_the_import_check_fails_on_a_cycle_and_on_an_upward_import(tmp_path):
+    """The checks above can fail: a planted cycle and a planted upward import are found."""
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("from gifkit.cli import main\n")
+    assert [t for t, _, _ in gifkit_imports(a)] == ["gifkit.cli"]
+    assert layer("gifkit.cli") > layer("gifkit.core.imagine")
+    b.write_text("import gifkit.io.store\nfrom gifkit.io.store import _locked\n")
+    found = list(gifkit_imports(b))
+    assert ("gifkit.io.store", ["_locked"], 2) in found
+
+
+def test_registries_are_complete_in_a_fresh_process_and_refuse_taken_names():
+    code = ("from gifkit.data import available_datasets, register, load_dataset; "
+            "from gifkit.methods import METHODS, register_method, Method; "
+            "assert {'smoke', 'smoke-lt', 'fashion-mnist', 'cifar100s', 'manifest', 'imagefolder'} <= "
+            "set(available_datasets()); ds, c = load_dataset('smoke-lt', 'train'); assert len(c) == 4; "
+            "assert {'gif-sd', 'gif-vae', 'randaugment', 'alia', 'dreamda'} <= set(METHODS)\n"
+            "for call in (lambda: register('smoke', lambda **k: None), "
+            "             lambda: register_method(Method('gif-sd', 'augment', 'x'))):\n"
+            "    try:\n        call()\n    except ValueError as e:\n        assert 'taken' in str(e)\n"
+            "    else:\n        raise SystemExit('a taken name was accepted')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+
+
+def test_nothing_points_outside_the_repository():
+    pattern = re.compile(r"DESIGN\.md|\.\./shared|shared/(paper|seeds)")
+    files = [p for p in list(PKG.rglob("*.py")) + list((ROOT / "notebooks").glob("*.ipynb")) + [ROOT / "README.md"]
+             + list((ROOT / "docs").glob("*.md"))]
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
+            if pattern.search(line)]
+    assert not hits, f"references to files a clone does not have: {hits}"
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_modules_stay_short_or_say_why(path):
+    """No file over ~400 lines unless its docstring says it is one cohesive thing."""
+    text = path.read_text()
+    n = len(text.splitlines())
+    doc = ast.get_docstring(ast.parse(text)) or ""
+    assert n <= 450 or "one cohesive" in doc, f"{path.relative_to(ROOT)} has {n} lines"
