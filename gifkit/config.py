@@ -15,11 +15,33 @@ said beside it and in ``docs/design.md``.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any, Callable
 
-__all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "GIF_SD_PRESETS",
+__all__ = ["option", "Profile", "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "GIF_SD_PRESETS",
            "PRESET_OF", "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
            "PAPER_DATASET", "PAPER_METHOD"]
+
+
+# ----------------------------------------------------------------------------- how settings are declared
+
+
+def option(default: Any = None, help: str = "", *, flag: str | None = None, choices=None, action: str | None = None,
+           required: bool = False, convert: Callable | None = None, cli: bool = True, **field_kwargs):
+    """A dataclass field that is also a command-line flag (:mod:`gifkit.cli.args` generates the flag).
+
+    ``flag``: the flag's name (default ``--`` + the field name with ``-``); ``choices``; ``action``:
+    ``"store_true"`` / ``"store_false"`` (a flag that sets True / False) or ``"append"`` (repeatable, gathered
+    into a list); ``required``: required on the command line; ``convert``: applied to the parsed value
+    (e.g. ``balanced-softmax`` -> ``balanced_softmax``); ``cli=False``: no flag. A ``list``/``dict``/``set``
+    default is given through ``default_factory`` (in ``field_kwargs``).
+    """
+    meta = {"help": help, "flag": flag, "choices": choices, "action": action, "required": required,
+            "convert": convert, "cli": cli}
+    if "default_factory" in field_kwargs:
+        return dataclasses.field(metadata=meta, **field_kwargs)
+    return dataclasses.field(default=default, metadata=meta, **field_kwargs)
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -30,8 +52,8 @@ class Profile:
     """What a profile builds. ``tiny``: tiny randomly initialised models of the real classes (no checkpoint);
     ``sd_steps``: DDIM steps of the SD img2img priors; ``unclip_steps``: (decoder, super-resolution) steps of
     the unCLIP prior; ``train_preset`` / ``finetune_preset``: entries of :data:`TRAIN_PRESETS` /
-    :data:`FINETUNE_PRESETS`; ``methods``: the expansion methods it can run (``None``: every method but the
-    ``mini``-only ones); ``half_on_cuda``: real checkpoints in float16 on a CUDA device."""
+    :data:`FINETUNE_PRESETS`; ``half_on_cuda``: real checkpoints in float16 on a CUDA device. Which methods
+    run on which profile is said by each method (:data:`gifkit.methods.METHODS`)."""
 
     name: str
     summary: str
@@ -40,7 +62,6 @@ class Profile:
     unclip_steps: tuple[int, int]
     train_preset: str
     finetune_preset: str | None
-    methods: tuple[str, ...] | None = None
     half_on_cuda: bool = True
 
 
@@ -50,7 +71,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("mini", "real Fashion-MNIST, a small VAE prior gifkit trains itself and an ImageNet EfficientNet-Lite0 "
                     "guide; offline on a 2-core CPU; minutes",
             tiny=False, sd_steps=50, unclip_steps=(100, 7), train_preset="mini", finetune_preset=None,
-            methods=("gif-vae", "vae"), half_on_cuda=False),
+            half_on_cuda=False),
     Profile("paper", "the real checkpoints (SD v1-4, CLIP ViT-B/32, MAE ViT-L/16, Karlo unCLIP) and datasets; GPU",
             tiny=False, sd_steps=50, unclip_steps=(100, 7), train_preset="paper", finetune_preset="paper"),
 ]}

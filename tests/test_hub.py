@@ -110,6 +110,18 @@ def test_missing_local_dir_names_the_path(tmp_path):
         hub.load_sd(str(empty))  # a directory with no model_index.json
 
 
-def test_checkpoint_status_without_network():
-    for key in hub.KNOWN_CHECKPOINTS:
-        assert hub.checkpoint_status(key).startswith(("cached at", "not cached"))
+def test_checkpoint_status_reflects_a_planted_hub_cache(tmp_path, monkeypatch):
+    """A cache laid out as huggingface_hub writes it (refs/main -> snapshots/<commit>/<file>) is found, offline."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert all(hub.checkpoint_status(k) == "not cached" for k in hub.KNOWN_CHECKPOINTS)
+    ck = hub.KNOWN_CHECKPOINTS["mae"]
+    repo = tmp_path / ("models--" + ck.repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    (snap / ck.probe_file).write_text("{}")
+    assert hub.checkpoint_status("mae") == f"cached at {snap}"
+    assert hub.checkpoint_status("sd") == "not cached"

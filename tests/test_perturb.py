@@ -12,8 +12,16 @@ from gifkit.core.perturb import (
 )
 
 
-def test_update_rules():
-    assert UPDATE_RULES == ("sign", "adam")
+def test_every_update_rule_moves_uphill_and_an_unknown_one_is_refused():
+    for rule in UPDATE_RULES:  # one step on S = <w, x> raises S, whatever the rule
+        x = torch.zeros(3, requires_grad=True)
+        w = torch.tensor([1.0, -2.0, 0.5])
+        opt = LatentOptimizer([x], rule=rule, steps=1, step_size=0.1)
+        (w * x).sum().backward()
+        opt.step()
+        assert float((w * x).sum()) > 0, rule
+    with pytest.raises(ValueError, match="sign"):
+        LatentOptimizer([torch.zeros(1, requires_grad=True)], rule="sgd")
 
 
 # --- perturb -----------------------------------------------------------------

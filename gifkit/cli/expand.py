@@ -6,8 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
+from gifkit.cli.args import add_dataclass_args, values
 from gifkit.config import DEFAULT_RATIO, GIF_SD_PRESETS, PROFILE_NAMES
-from gifkit.methods import METHODS, method_names
+from gifkit.core.imagine import GuidanceConfig
+from gifkit.methods import METHODS, PriorOptions, method_names
 
 __all__ = ["add_expand_args", "run_expand", "cmd_expand", "cmd_demo"]
 
@@ -23,41 +25,15 @@ def add_expand_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratio", type=int, default=None, help="K, variants per seed (default: the preset's, else 5)")
     p.add_argument("--profile", default="smoke", choices=list(PROFILE_NAMES))
     p.add_argument("--preset", default=None, help="the paper's per-dataset settings, e.g. cifar100s, pets, pathmnist")
-    p.add_argument("--eps", type=float, default=None, help="L-inf radius of the latent projection")
-    p.add_argument("--noise", default=None, choices=["channel", "pixel"])
-    p.add_argument("--update", default=None, choices=["sign", "adam"])
-    p.add_argument("--opt-steps", type=int, default=None)
-    p.add_argument("--step-size", type=float, default=None)
-    p.add_argument("--w-inf", type=float, default=None, help="weight of S_inf (0 ablates it)")
-    p.add_argument("--w-div", type=float, default=None, help="weight of S_div (0 ablates it)")
-    p.add_argument("--official-clip-norm", action="store_true", default=None,
-                   help="reproduce the official code's quirk: seeds normalised with CIFAR mean/std for CLIP, "
-                        "created images not normalised (default: CLIP's own preprocessing for both)")
-    p.add_argument("--strength", type=float, default=None)
-    p.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale of SD")
-    p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps: SD's DDIM (smoke 10, paper 50) or the unCLIP decoder's (smoke 4, paper 100)")
-    p.add_argument("--prompts", default=None, choices=["designed", "class"])
-    p.add_argument("--model-id", default=None, help="hub id or local directory of the prior's checkpoint")
     p.add_argument("--batch-size", type=int, default=4, help="seeds per batch (batch_size * K images per pass)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="only the first N seed images")
     p.add_argument("--output-size", type=int, default=None, help="save at N px (default: the prior's resolution)")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
-    g = p.add_argument_group("ALIA (--method alia) and DreamDA (--method dreamda)")
-    g.add_argument("--descriptions", nargs="+", default=None,
-                   help="ALIA: domain descriptions (default: BLIP captions summarised by a text-generation model)")
-    g.add_argument("--descriptions-file", default=None, help="ALIA: descriptions, one per line (or a JSON list)")
-    g.add_argument("--editor", default=None, choices=["img2img", "instruct"],
-                   help="ALIA: SD img2img (default) or InstructPix2Pix")
-    g.add_argument("--image-guidance-scale", type=float, default=None, help="ALIA InstructPix2Pix (default 1.2)")
-    g.add_argument("--alia-filter", default=None, choices=["both", "semantic", "confidence", "none"],
-                   help="ALIA: filters applied to the edits (default both)")
-    g.add_argument("--filter-classifier", default=None,
-                   help="ALIA: a finished `gifkit train` run for the confidence filter (default: train one)")
-    g.add_argument("--noise-scale", type=float, default=None,
-                   help="DreamDA: std of the noise added to the U-Net bottleneck at every step (default 3)")
+    add_dataclass_args(p.add_argument_group("guidance (GIF methods; see docs/design.md §1.6)"), GuidanceConfig,
+                       defaults={"eps": "0.8 (GIF-SD); GIF-MAE 5, GIF-DALLE 0.1; a --preset's"})
+    add_dataclass_args(p.add_argument_group("the prior (generative methods) and ALIA / DreamDA"), PriorOptions)
 
 
 def run_expand(args):
@@ -73,22 +49,8 @@ def run_expand(args):
     if ratio < 1:
         raise ValueError(f"--ratio must be >= 1, got {ratio}")
     kind = METHODS[args.method].kind
-    if kind == "augment":  # augmentation baselines: no generative prior, no guidance flags
-        guidance = model_kwargs = None
-    elif kind == "pipeline":  # ALIA: captions, descriptions, edits (through expand), then the filters
-        guidance = None
-        model_kwargs = dict(descriptions=getattr(args, "descriptions", None),
-                            descriptions_file=getattr(args, "descriptions_file", None),
-                            editor=getattr(args, "editor", None), filter=getattr(args, "alia_filter", None),
-                            filter_classifier=getattr(args, "filter_classifier", None), model_id=args.model_id,
-                            steps=args.steps, strength=args.strength, guidance_scale=args.guidance_scale,
-                            image_guidance_scale=getattr(args, "image_guidance_scale", None))
-    else:
-        model_kwargs = dict(strength=args.strength, guidance_scale=args.guidance_scale, steps=args.steps,
-                            prompts=args.prompts, model_id=args.model_id, noise_scale=args.noise_scale)
-        guidance = dict(eps=args.eps, noise=args.noise, update=args.update, opt_steps=args.opt_steps,
-                        step_size=args.step_size, w_inf=args.w_inf, w_div=args.w_div,
-                        official_clip_norm=args.official_clip_norm)
+    guidance = values(args, GuidanceConfig) if kind == "prior" else None  # ALIA's edits are not guided
+    model_kwargs = values(args, PriorOptions) if kind != "augment" else None
     device = args.device if args.device else (state.device if state.num_processes > 1 else None)
     return expand_method(args.data, args.method, args.out, profile=args.profile, ratio=ratio, seed=args.seed,
                          limit=args.limit, preset=args.preset, guidance=guidance, model_kwargs=model_kwargs,
@@ -118,9 +80,7 @@ def cmd_demo(args) -> int:
                   "Running the smoke demo (tiny random models, no data needed) instead.\n")
             args.smoke, args.out = True, None
         else:
-            return cmd_mini(argparse.Namespace(quick=True, out=args.out, data="fashion-mnist", data_root=None,
-                                                    download=False, seeds=None, arms=None, steps=None,
-                                                    n_per_class=None, retrain_prior=False, no_progress=False))
+            return cmd_mini(argparse.Namespace(quick=True, out=args.out))
     from gifkit.data import load_dataset
     from gifkit.experiments.plots import expansion_grid
 

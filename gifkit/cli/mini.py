@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import time
 
-from gifkit.experiments.mini import ARMS, MiniConfig
+from gifkit.cli.args import add_dataclass_args, values
+from gifkit.experiments.mini import MiniConfig
 
 __all__ = ["add_parser", "config_from_args", "cmd_mini", "cmd_mini_prior"]
 
@@ -12,16 +13,7 @@ def add_parser(sub) -> None:
     """``gifkit mini`` and ``gifkit mini-prior``."""
     p = sub.add_parser("mini", help="the mini profile's experiment: Fashion-MNIST, 20/class, offline, 2-core CPU")
     p.add_argument("--quick", action="store_true", help="1 seed, the 4 main arms (what `make demo` runs)")
-    p.add_argument("--out", default=None, help="results folder (default results/mini, --quick results/mini/quick)")
-    p.add_argument("--data", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
-    p.add_argument("--data-root", default=None, help="folder with the official idx files")
-    p.add_argument("--download", action="store_true", help="allow torchvision to download the data")
-    p.add_argument("--seeds", type=int, nargs="+", default=None)
-    p.add_argument("--arms", nargs="+", default=None, help=f"subset of: {' '.join(ARMS)}")
-    p.add_argument("--steps", type=int, default=None, help="SGD steps of every training run (default 300)")
-    p.add_argument("--n-per-class", type=int, default=None)
-    p.add_argument("--retrain-prior", action="store_true", help="train the VAE prior again first")
-    p.add_argument("--no-progress", action="store_true")
+    add_dataclass_args(p, MiniConfig)
     p.set_defaults(func=cmd_mini)
     q = sub.add_parser("mini-prior", help="train (or show) the mini profile's VAE prior, cached in the user cache")
     q.add_argument("--data", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
@@ -32,11 +24,8 @@ def add_parser(sub) -> None:
 
 
 def config_from_args(args) -> MiniConfig:
-    over = {k: v for k, v in dict(out=args.out, dataset=args.data, data_root=args.data_root,
-                                   download=args.download or None, seeds=tuple(args.seeds) if args.seeds else None,
-                                   arms=tuple(args.arms) if args.arms else None, steps=args.steps,
-                                   n_per_class=args.n_per_class, retrain_prior=args.retrain_prior or None,
-                                   progress=False if args.no_progress else None).items() if v is not None}
+    """The :class:`MiniConfig` of ``gifkit mini`` (``--quick``: :meth:`MiniConfig.quick`) with the flags given."""
+    over = values(args, MiniConfig)
     return MiniConfig.quick(**over) if args.quick else MiniConfig(**over)
 
 

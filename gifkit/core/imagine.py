@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from PIL import Image
-from tqdm.auto import tqdm
 
+from gifkit.config import option
 from gifkit.core.guidance import CIFAR_MEAN, CIFAR_STD, entropy, guidance_terms
 from gifkit.core.perturb import NOISE_MODES, UPDATE_RULES, LatentOptimizer, init_noise, perturb, project_linf
 from gifkit.core.prior import Job, Prior
 from gifkit.core.rng import derive_seed, generator
 from gifkit.io.datasets import seed_path
-from gifkit.io.images import BadImage, to_pil, to_tensor01
+from gifkit.io.images import to_pil, to_tensor01
 from gifkit.io.runs import ExpansionRun
 from gifkit.io.store import SKIPPED_FILE
 
@@ -42,21 +41,22 @@ __all__ = ["GuidanceConfig", "ExpandResult", "job_noise", "imagine_batch", "expa
 class GuidanceConfig:
     """Settings of the guided latent optimisation (defaults: the official GIF-SD code).
 
-    ``eps``: L-inf radius of the projection; ``noise``: "channel" (paper) or
-    "pixel" (App. B.2); ``update``: "sign" (one step of ``step_size``, official)
-    or "adam" (``opt_steps`` steps at ``lr``); ``w_inf`` / ``w_div`` weight the
-    two criteria (Tables 20-21 ablate them).
+    ``eps``: L-inf radius of the projection; ``noise``: "channel" (paper) or "pixel" (App. B.2); ``update``:
+    "sign" (one step of ``step_size``, official) or "adam" (``opt_steps`` steps at ``lr``); ``w_inf`` /
+    ``w_div`` weight the two criteria (Tables 20-21 ablate them).
     """
 
-    eps: float = 0.8
-    noise: str = "channel"
-    update: str = "sign"
-    opt_steps: int = 1
-    step_size: float = 0.1
-    lr: float | None = None
-    w_inf: float = 1.0
-    w_div: float = 1.0
-    official_clip_norm: bool = False  # quirk: seeds with CIFAR mean/std, created images unnormalised
+    eps: float = option(0.8, "L-inf radius of the latent projection (Eq. 1)")
+    noise: str = option("channel", "channel-wise (the paper) or pixel-wise (App. B.2) noise", choices=NOISE_MODES)
+    update: str = option("sign", "signed-gradient step (official) or Adam", choices=UPDATE_RULES)
+    opt_steps: int = option(1, "guidance steps on (z, b) (official 1; 0: random perturbation only)")
+    step_size: float = option(0.1, "size of each signed step (official 0.1)")
+    lr: float | None = option(None, "Adam learning rate (--update adam; default: the step size)")
+    w_inf: float = option(1.0, "weight of S_inf (0 ablates it)")
+    w_div: float = option(1.0, "weight of S_div (0 ablates it)")
+    official_clip_norm: bool = option(
+        False, "reproduce the official code's quirk: seeds normalised with CIFAR mean/std for CLIP, created images "
+               "not normalised (default: CLIP's own preprocessing for both)", action="store_true")
 
     def __post_init__(self):
         if self.eps < 0:
@@ -221,32 +221,16 @@ def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier,
                 "output_size": output_size, "params": params or {}, "guidance": asdict(guidance) if guidance else None}
     run = ExpansionRun(out, dataset, class_names, settings, ratio=ratio, batch_size=batch_size, limit=limit,
                        shard=shard, barrier=barrier)
-    store, class_names, index, count = run.store, run.class_names, *shard
-    out = Path(out)
-    result = ExpandResult(out=out)
+    store, class_names = run.store, run.class_names
+    result = ExpandResult(out=Path(out))
     start = time.perf_counter()
-    bar = tqdm(total=sum(len(b) for b in run.batches) * ratio, unit="img", disable=not progress,
-               desc=f"{method} x{ratio}" + (f" [{index + 1}/{count}]" if count > 1 else ""))
-    for seeds in run.batches:
-        existing = run.done(seeds)
-        if existing:
-            result.existing += existing
-            bar.update(len(seeds) * ratio)
-            continue
-        jobs, skipped = [], []
-        for i in seeds:
-            try:
-                image, label = dataset[i]
-                if not isinstance(image, Image.Image):
-                    raise BadImage(f"expected a PIL image, got {type(image).__name__}")
-            except (BadImage, OSError, ValueError) as e:
-                skipped.append((i, str(e)))
-                continue
-            jobs += [Job(i, v, image, label, class_names[label], key=(seed, i, v)) for v in range(ratio)]
+    for batch in run.pending(dataset, result, progress=progress, desc=f"{method} x{ratio}"):
+        jobs = [Job(i, v, image, label, class_names[label], key=(seed, i, v))
+                for i, image, label in batch.items for v in range(ratio)]
+        rows = []
         if jobs:
             images, figures = imagine_batch(prior, classifier, jobs, ratio, guidance, result.timings)
             t = time.perf_counter()
-            rows = []
             for job, pil, fig in zip(jobs, to_pil(images, output_size), figures):
                 rel = store.relpath(job.label, job.index, job.variant)
                 if store.save_image(rel, pil):
@@ -261,14 +245,8 @@ def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier,
                                  "opt_steps": guidance.opt_steps, "step_size": guidance.step_size,
                                  "w_inf": guidance.w_inf, "w_div": guidance.w_div} if guidance else {}),
                              **fig})
-            run.save_skipped(seeds, skipped)
-            store.write_part(run.batch_id(seeds), rows)
             result.timings["io"] += time.perf_counter() - t
-        else:
-            run.save_skipped(seeds, skipped)
-        result.skipped += skipped
-        bar.update(len(seeds) * ratio)
-    bar.close()
+        run.commit(batch, rows)
     result.seconds = time.perf_counter() - start
 
     run.finish()

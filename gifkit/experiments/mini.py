@@ -40,12 +40,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gifkit.config import TRAIN_PRESETS
+from gifkit.config import TRAIN_PRESETS, option
 from gifkit.io.files import read_json, write_csv, write_json, write_text
 from gifkit.train.config import make_config
 
-# torch, pandas and the models are imported inside the functions that use them, so that building the
-# `gifkit` command line (which lists the arms) stays instant.
+# torch, pandas and the models are imported inside the functions that use them.
 
 __all__ = ["Arm", "ARMS", "QUICK_ARMS", "FULL_ARMS", "FLIP", "MiniConfig", "expand_arm", "train_config", "run_mini"]
 
@@ -82,30 +81,31 @@ FLIP = {"fashion-mnist": True, "mnist": False}  # horizontal flips keep a garmen
 class MiniConfig:
     """Settings of one mini experiment (defaults: the full experiment; :meth:`quick` the ``make demo`` one)."""
 
-    dataset: str = "fashion-mnist"
-    data_root: str | None = None
-    download: bool = False
-    n_per_class: int = 20
+    dataset: str = option("fashion-mnist", "the small-data scenario's dataset", flag="--data",
+                          choices=("fashion-mnist", "mnist"))
+    data_root: str | None = option(None, "folder with the official idx files")
+    download: bool = option(False, "allow torchvision to download the data", action="store_true")
+    n_per_class: int = option(20, "labelled training images per class")
     subset_seed: int = 0
     test_per_class: int | None = None  # None: the whole official test set
     ratio: int = 5
-    seeds: tuple = (0, 1, 2)
-    arms: tuple = FULL_ARMS
+    seeds: tuple[int, ...] = option((0, 1, 2), "one expansion and one training run per seed and arm")
+    arms: tuple[str, ...] = option(FULL_ARMS, f"subset of: {' '.join(ARMS)}")
     # the prior and the guidance model
     vae: str | None = None  # dataset name of the cached VAE (default: dataset) or a folder with config.json
-    retrain_prior: bool = False
+    retrain_prior: bool = option(False, "train the VAE prior again first", action="store_true")
     guide_size: int = 112
     logit_scale: float | str = "fit"
     expand_batch: int = 20  # seeds per expansion batch (x ratio images per forward pass)
     # the classifier trained on each arm (gifkit.train; defaults: the "mini" training preset)
     arch: str = TRAIN_PRESETS["mini"]["arch"]
-    steps: int = TRAIN_PRESETS["mini"]["steps"]
+    steps: int = option(TRAIN_PRESETS["mini"]["steps"], "SGD steps of every training run")
     epochs: int = TRAIN_PRESETS["mini"]["epochs"]  # evaluation rounds: the steps are split over this many "epochs"
     batch_size: int = TRAIN_PRESETS["mini"]["batch_size"]
     lr: float = TRAIN_PRESETS["mini"]["lr"]
     weight_decay: float = TRAIN_PRESETS["mini"]["weight_decay"]
-    out: str = "results/mini"
-    progress: bool = True
+    out: str = option("results/mini", "results folder (--quick: results/mini/quick)")
+    progress: bool = option(True, "no progress lines", flag="--no-progress", action="store_false")
 
     @classmethod
     def quick(cls, **kw) -> "MiniConfig":

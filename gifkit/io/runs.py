@@ -10,15 +10,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
+from PIL import Image
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from gifkit.io.datasets import dataset_labels
 from gifkit.io.files import atomic_write_bytes, read_json
+from gifkit.io.images import BadImage
 from gifkit.io.store import PARTS, RUN_FILE, SKIPPED_FILE, ExpansionStore
 
-__all__ = ["normalized", "settings_diff", "matching_record", "ExpansionRun"]
+__all__ = ["normalized", "settings_diff", "matching_record", "Batch", "ExpansionRun"]
 
 
 def normalized(settings: Any) -> Any:
@@ -52,6 +56,19 @@ def matching_record(path: str | os.PathLike, settings: dict, *, key: str | None 
         return None
     diff = settings_diff(old, new) if isinstance(old, dict) and isinstance(new, dict) else ["settings"]
     raise ValueError(f"{path} records {what} made with other settings ({', '.join(diff)} differ); {hint}")
+
+
+@dataclass
+class Batch:
+    """One batch of seeds still to expand: ``items`` ``[(index, PIL image, label)]`` of the seeds that could be
+    read, ``skipped`` ``[(index, reason)]`` of those that could not (a method adds the seeds it fails on)."""
+
+    seeds: list[int]
+    items: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+    def skip(self, index: int, reason: str) -> None:
+        self.skipped.append((int(index), str(reason)))
 
 
 class ExpansionRun:
@@ -113,6 +130,45 @@ class ExpansionRun:
         expected = [self.store.relpath(self.labels[i], i, v) for i in seeds if i not in self.known_skipped
                     for v in range(self.ratio)]
         return len(expected) if expected and self.store.batch_done(self.batch_id(seeds), expected) else 0
+
+    def pending(self, dataset: Dataset, result: Any, *, progress: bool = True, desc: str = "") -> Iterator[Batch]:
+        """This process's batches still to do, their seeds read: the loop of every expansion method.
+
+        A batch already complete on disk counts into ``result.existing`` and is not yielded; a seed that
+        cannot be read (or is not a PIL image) goes to the batch's ``skipped``. After the caller has handled
+        a batch (and :meth:`commit` it), its skipped seeds are added to ``result.skipped``. A progress bar
+        counts images.
+        """
+        bar = tqdm(total=sum(len(b) for b in self.batches) * self.ratio, unit="img", disable=not progress,
+                   desc=desc + (f" [{self.index + 1}/{self.count}]" if self.count > 1 else ""))
+        try:
+            for seeds in self.batches:
+                existing = self.done(seeds)
+                if existing:
+                    result.existing += existing
+                    bar.update(len(seeds) * self.ratio)
+                    continue
+                batch = Batch(list(seeds))
+                for i in seeds:
+                    try:
+                        image, label = dataset[i]
+                        if not isinstance(image, Image.Image):
+                            raise BadImage(f"expected a PIL image, got {type(image).__name__}")
+                    except (BadImage, OSError, ValueError) as e:
+                        batch.skip(i, str(e))
+                        continue
+                    batch.items.append((i, image, int(label)))
+                yield batch
+                result.skipped += batch.skipped
+                bar.update(len(seeds) * self.ratio)
+        finally:
+            bar.close()
+
+    def commit(self, batch: Batch, rows: Sequence[dict]) -> None:
+        """Record a finished batch: its skip list, then its metadata rows (``.parts/<batch id>.csv``)."""
+        self.save_skipped(batch.seeds, batch.skipped)
+        if rows:
+            self.store.write_part(self.batch_id(batch.seeds), rows)
 
     def save_skipped(self, seeds: Sequence[int], skipped: Sequence[tuple[int, str]]) -> None:
         if skipped:

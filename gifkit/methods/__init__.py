@@ -15,11 +15,12 @@ from typing import Callable
 
 import torch
 
-from gifkit.config import GIF_SD_PRESETS, get_profile
+from gifkit.config import GIF_SD_PRESETS, get_profile, option
 from gifkit.core.imagine import GuidanceConfig
 from gifkit.methods import augment, priors
 
-__all__ = ["Method", "METHODS", "KINDS", "register_method", "get_method", "method_names", "build_models"]
+__all__ = ["Method", "METHODS", "KINDS", "PriorOptions", "register_method", "get_method", "method_names",
+           "build_models"]
 
 KINDS = ("prior", "augment", "pipeline")
 
@@ -49,6 +50,31 @@ class Method:
 
 
 METHODS: dict[str, Method] = {}
+
+
+@dataclass
+class PriorOptions:
+    """The options a generative method's factory takes (``None``: the method's default, or the dataset preset's);
+    ``gifkit expand`` has a flag for each. A factory ignores the options that are not its own."""
+
+    model_id: str | None = option(None, "hub id or local directory of the prior's checkpoint")
+    steps: int | None = option(None, "sampler steps: SD's DDIM (smoke 10, paper 50) or the unCLIP decoder's "
+                                     "(smoke 4, paper 100)")
+    strength: float | None = option(None, "img2img strength (SD, ALIA, DreamDA)")
+    guidance_scale: float | None = option(None, "classifier-free guidance scale of SD")
+    prompts: str | None = option(None, "GIF-SD's designed prompts or 'a photo of a {class}'",
+                                 choices=("designed", "class"))
+    noise_scale: float | None = option(None, "DreamDA: std of the noise added to the U-Net bottleneck at every "
+                                             "step (default 3)")
+    descriptions: list[str] | None = option(None, "ALIA: domain descriptions (default: BLIP captions summarised by "
+                                                  "a text-generation model)")
+    descriptions_file: str | None = option(None, "ALIA: descriptions, one per line (or a JSON list)")
+    editor: str | None = option(None, "ALIA: SD img2img (default) or InstructPix2Pix", choices=("img2img", "instruct"))
+    image_guidance_scale: float | None = option(None, "ALIA InstructPix2Pix (default 1.2)")
+    filter: str | None = option(None, "ALIA: filters applied to the edits (default both)", flag="--alia-filter",
+                                choices=("both", "semantic", "confidence", "none"))
+    filter_classifier: str | None = option(None, "ALIA: a finished `gifkit train` run for the confidence filter "
+                                                 "(default: train one)")
 
 
 def register_method(m: Method) -> Method:

@@ -43,7 +43,6 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
-from tqdm.auto import tqdm
 
 from gifkit.core.imagine import ExpandResult
 from gifkit.core.rng import derive_seed, np_random
@@ -217,52 +216,36 @@ def expand_augment(dataset, class_names: Sequence[str], out: str | Path, *, meth
                 "output_size": output_size, "params": params, "guidance": None}
     run = ExpansionRun(out, dataset, class_names, settings, ratio=ratio, batch_size=batch_size, limit=limit,
                        shard=shard, barrier=barrier)
-    store, labels, (index, count), out = run.store, run.labels, shard, Path(out)
-    result = ExpandResult(out=out, timings={"augment": 0.0, "io": 0.0})
+    store, labels = run.store, run.labels
+    result = ExpandResult(out=Path(out), timings={"augment": 0.0, "io": 0.0})
     start = time.perf_counter()
-    bar = tqdm(total=sum(len(b) for b in run.batches) * ratio, unit="img", disable=not progress,
-               desc=f"{method} x{ratio}" + (f" [{index + 1}/{count}]" if count > 1 else ""))
-    for seeds in run.batches:
-        existing = run.done(seeds)
-        if existing:
-            result.existing += existing
-            bar.update(len(seeds) * ratio)
-            continue
-        rows, skipped = [], []
-        for i in seeds:
+    for batch in run.pending(dataset, result, progress=progress, desc=f"{method} x{ratio}"):
+        rows = []
+        for i, image, label in batch.items:
             t0 = time.perf_counter()
             try:
-                image, label = dataset[i]
-                if not isinstance(image, Image.Image):
-                    raise BadImage(f"expected a PIL image, got {type(image).__name__}")
                 image = image.convert("RGB")
                 copies = [augment_one(method, image, (seed, i, v), params,
                                       _partner_fn(dataset, labels, i) if method in MIXING else None)
                           for v in range(ratio)]
-            except (BadImage, OSError, ValueError) as e:
-                skipped.append((i, str(e)))
-                bar.update(ratio)
+            except (BadImage, OSError, ValueError) as e:  # e.g. no readable mixing partner
+                batch.skip(i, str(e))
                 continue
             t1 = time.perf_counter()
             result.timings["augment"] += t1 - t0
             for v, (pil, extra) in enumerate(copies):
                 if output_size is not None and pil.size != (output_size, output_size):
                     pil = pil.resize((output_size, output_size), Image.Resampling.BICUBIC)
-                rel = store.relpath(int(label), i, v)
+                rel = store.relpath(label, i, v)
                 if store.save_image(rel, pil):
                     result.written += 1
                 else:
                     result.existing += 1
-                rows.append({**params, "file_name": rel, "label": int(label), "seed_index": i,
+                rows.append({**params, "file_name": rel, "label": label, "seed_index": i,
                              "seed_path": seed_path(dataset, i), "variant": v, "method": method,
                              "random_seed": derive_seed(seed, i, v), "ratio": ratio, **extra})
             result.timings["io"] += time.perf_counter() - t1
-            bar.update(ratio)
-        run.save_skipped(seeds, skipped)
-        if rows:
-            store.write_part(run.batch_id(seeds), rows)
-        result.skipped += skipped
-    bar.close()
+        run.commit(batch, rows)
     result.seconds = time.perf_counter() - start
 
     run.finish()

@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from gifkit.config import option
 from gifkit.io.images import open_rgb
 from gifkit.io.store import read_metadata
 from gifkit.models.classifiers import AMSTNet
@@ -56,12 +57,13 @@ __all__ = ["AMSTConfig", "AMST", "pseudo_labels", "amst_loss", "train_amst", "tr
 
 @dataclass
 class AMSTConfig:
-    """AMST settings (see the module docstring)."""
-    heads: int = 4  # auxiliary heads (the paper: four)
-    threshold: float = 0.8  # minimum mean probability of the agreed class (gifkit's choice)
-    warmup_epochs: int | None = None  # None: 10 % of the epochs, rounded down
-    weight: float = 1.0  # weight of the synthetic (pseudo-label) loss
-    synthetic_batch_size: int | None = None  # None: the real batch size
+    """AMST settings (see the module docstring); ``gifkit train --amst --amst-<field> ...``."""
+
+    heads: int = option(4, "auxiliary heads (the paper: four)")
+    threshold: float = option(0.8, "minimum mean probability of the agreed class (gifkit's choice)")
+    warmup_epochs: int | None = option(None, "real-only epochs first (default: 10 % of the epochs, rounded down)")
+    weight: float = option(1.0, "weight of the synthetic (pseudo-label) loss")
+    synthetic_batch_size: int | None = option(None, "synthetic images per step (default: the real batch size)")
 
     def __post_init__(self):
         if self.heads < 1:

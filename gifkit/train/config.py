@@ -9,10 +9,10 @@ Every field is a ``gifkit train`` flag.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from gifkit.config import PAPER_LR, PROFILES, TRAIN_PRESETS, get_profile
+from gifkit.config import ARCHS, PAPER_LR, PROFILE_NAMES, PROFILES, TRAIN_PRESETS, get_profile, option
 
 __all__ = ["TrainConfig", "make_config", "parse_kv", "VOLATILE", "settings_of"]
 
@@ -20,45 +20,70 @@ __all__ = ["TrainConfig", "make_config", "parse_kv", "VOLATILE", "settings_of"]
 VOLATILE = ("out", "resume", "progress", "workers", "device", "download", "seeds")
 
 
+def parse_kv(items: Sequence[str] | None) -> dict:
+    """``["n_per_class=8", "size=64"]`` -> ``{"n_per_class": 8, "size": 64}`` (ints, floats, true/false, text)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        for cast in (int, float):
+            try:
+                out[k] = cast(v)
+                break
+            except ValueError:
+                continue
+        else:
+            out[k] = {"true": True, "false": False}.get(v.lower(), v)
+    return out
+
+
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on (defaults: the paper's protocol)."""
+    """Everything a training run depends on (defaults: the paper's protocol); every field is a flag."""
 
-    data: str = "smoke"
-    data_root: str | None = None
-    train_split: str = "train"
-    test_split: str = "test"
-    data_kwargs: dict = field(default_factory=dict)
-    expanded: list[str] = field(default_factory=list)
-    profile: str = "paper"  # which models the run builds (smoke: the tiny CLIP for kd) and datasets load for
-    arch: str = "resnet50"
-    pretrained: bool = False
-    epochs: int = 100
-    steps: int | None = None  # equal-update-steps mode: total optimizer steps
-    steps_ratio: float | None = None  # ... or the steps of a (1 + ratio)-times larger set in `epochs` epochs
-    batch_size: int = 128
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
-    image_size: int = 224
-    rotation: float = 15.0
-    hflip: bool = True
-    vflip: bool = False
-    loss: str = "ce"  # "ce" | "balanced_softmax"
-    soft_labels: bool = True
-    kd: str | None = None  # None | "clip"
-    kd_alpha: float = 0.5
-    kd_temperature: float = 4.0
-    precision: str = "auto"  # auto | no | fp16 | bf16
-    seed: int = 0
-    long_tail: bool | None = None  # many/medium/few accuracy; None: when the dataset has class_counts
-    workers: int = 8
-    device: str | None = None
-    out: str | None = None
-    resume: bool = True
-    progress: bool = True
-    download: bool = False
+    data: str = option("smoke", "dataset name or image folder", required=True)
+    data_root: str | None = option(None, "where the dataset's files are")
+    train_split: str = option("train", "training split", flag="--split")
+    test_split: str = option("test", "test split")
+    data_kwargs: dict = option(help="extra dataset argument, e.g. n_per_class=64 (repeatable)", flag="--data-arg",
+                               action="append", convert=parse_kv, default_factory=dict)
+    expanded: list[str] = option(help="expansion folder(s) added to the training data", default_factory=list)
+    profile: str = option("paper", "which models the run builds (smoke: the tiny CLIP for --kd) and datasets load for",
+                          choices=PROFILE_NAMES)
+    arch: str = option("resnet50", f"{', '.join(ARCHS)} or any timm model name")
+    pretrained: bool = option(False, "start from timm's pretrained weights", action="store_true")
+    epochs: int = option(100, "epochs (evaluation rounds in the equal-steps mode)")
+    steps: int | None = option(None, "equal-update-steps mode: total optimizer steps")
+    steps_ratio: float | None = option(None, "equal-update-steps mode: as many steps as a set (1 + R) times the "
+                                             "original takes")
+    batch_size: int = option(128, "images per step (per process)")
+    lr: float = option(0.01, "peak learning rate (cosine decay)")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(1e-4, "SGD weight decay")
+    nesterov: bool = option(False, "Nesterov momentum")
+    image_size: int = option(224, "training and test images are resized to this (bicubic)")
+    rotation: float = option(15.0, "max random rotation in degrees (0: none)")
+    hflip: bool = option(True, "random horizontal flips")
+    vflip: bool = option(False, "random vertical flips")
+    loss: str = option("ce", "cross-entropy or Balanced Softmax", choices=("ce", "balanced-softmax"),
+                       convert=lambda v: v.replace("-", "_"))
+    soft_labels: bool = option(True, "ignore the soft labels of mixup/cutmix expansions", flag="--hard-labels",
+                               action="store_false")
+    kd: str | None = option(None, "distil CLIP zero-shot probabilities (baseline)", choices=("clip",))
+    kd_alpha: float = option(0.5, "weight of the distillation term")
+    kd_temperature: float = option(4.0, "distillation temperature")
+    precision: str = option("auto", "mixed precision (auto: bf16 or fp16 on a GPU, none on a CPU)",
+                            choices=("auto", "no", "fp16", "bf16"))
+    seed: int = option(0, cli=False)
+    long_tail: bool | None = option(None, "report many/medium/few-shot accuracy (default: when the dataset has "
+                                          "class counts)", action="store_true")
+    workers: int = option(8, "data loader processes")
+    device: str | None = option(None, "cpu to force the CPU")
+    out: str | None = option(None, "run folder (seed_<n>/ per seed, aggregate.json); resumes", required=True)
+    resume: bool = option(True, "start over instead of resuming", flag="--no-resume", action="store_false")
+    progress: bool = option(True, "no progress bars", flag="--no-progress", action="store_false")
+    download: bool = option(False, "allow downloading the dataset", action="store_true")
 
     def __post_init__(self):
         if self.loss not in ("ce", "balanced_softmax"):
@@ -96,24 +121,6 @@ def make_config(preset: str | None = None, **overrides) -> TrainConfig:
         values["lr"] = PAPER_LR[str(overrides["data"]).lower()]
     values.update(overrides)
     return TrainConfig(**values)
-
-
-def parse_kv(items: Sequence[str] | None) -> dict:
-    """``["n_per_class=8", "size=64"]`` -> ``{"n_per_class": 8, "size": 64}`` (ints, floats, true/false, text)."""
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"expected KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        for cast in (int, float):
-            try:
-                out[k] = cast(v)
-                break
-            except ValueError:
-                continue
-        else:
-            out[k] = {"true": True, "false": False}.get(v.lower(), v)
-    return out
 
 
 

@@ -1,16 +1,7 @@
 """Evaluations: a trained run on a test set (micro / macro / per class, long-tail groups), the CIFAR100-C
-table, the CLIP zero-shot baseline and FID; ``gifkit evaluate``. The metrics are :mod:`gifkit.train.metrics`.
-
-``gifkit evaluate`` works on a run folder written by ``gifkit train``
-(``--run``), or on none for the CLIP zero-shot baseline and FID::
-
-    gifkit evaluate --run runs/r50 --data cifar100s               # micro/macro/per class
-    gifkit evaluate --run runs/r50 --cifar100c                    # 15 corruptions x 5 severities
-    gifkit evaluate --run runs/lt --data cifar100lt --long-tail   # many/medium/few
-    gifkit evaluate --clip-zero-shot --data pets
-    gifkit evaluate --fid runs/expanded --data cifar100s          # FID(expanded, original)
-
-The CLIP knowledge-distillation baseline is a training run: ``gifkit train --kd clip``.
+table, the CLIP zero-shot baseline and FID (the command line is :mod:`gifkit.cli.evaluate`). The metrics are
+:mod:`gifkit.train.metrics`; a run folder is read by :func:`gifkit.train.runs.load_run`. The CLIP
+knowledge-distillation baseline is a training run (``gifkit train --kd clip``).
 """
 from __future__ import annotations
 

@@ -35,10 +35,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-if TYPE_CHECKING:  # torch is imported inside the functions: building the `gifkit` command line stays instant
+if TYPE_CHECKING:  # torch is imported inside the functions that use it
     import torch
 
-from gifkit.config import FINETUNE_PRESETS, GIF_SD_PRESETS, MODEL_IDS, get_profile
+from gifkit.config import FINETUNE_PRESETS, GIF_SD_PRESETS, MODEL_IDS, PROFILES, get_profile, option
 from gifkit.io.files import atomic_write_bytes, write_json
 from gifkit.io.runs import matching_record
 
@@ -49,33 +49,36 @@ CONFIG_FILE = "finetune.json"
 
 @dataclass
 class FinetuneConfig:
-    """Settings of :func:`finetune_sd` (defaults: the paper's medical setting, see ``FINETUNE_PRESETS``)."""
+    """Settings of :func:`finetune_sd` (defaults: the paper's medical setting, :data:`FINETUNE_PRESETS`); every field
+    is a ``gifkit finetune`` flag."""
 
-    profile: str = "paper"  # smoke: tiny_sd(); otherwise load_sd(model_id)
-    model_id: str = MODEL_IDS["sd"]  # hub id or local folder (ignored by the smoke profile)
-    vae_id: str | None = None  # replace the checkpoint's VAE (the paper: stabilityai/sd-vae-ft-mse)
-    prompt: str = "{domain} {class_name}"  # instance prompt template
-    domain: str = "an image of"  # the modality, e.g. "Colon pathological image of"
-    steps: int = 400
-    lr: float = 2e-6
-    batch_size: int = 1
-    train_text_encoder: bool = False
-    text_encoder_lr: float | None = None  # default: lr
-    weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
-    snr_gamma: float | None = None  # min-SNR loss weighting (None: plain MSE)
-    flip: bool = True
-    prior_preservation: bool = False
-    class_prompt: str = "{domain}"  # DreamBooth class prompt (formatted with domain)
-    num_class_images: int = 100
-    class_steps: int = 50  # sampler steps for the class images
-    prior_loss_weight: float = 1.0
-    gradient_checkpointing: bool = False
-    mixed_precision: str = "no"  # no | fp16 | bf16 (autocast on CUDA)
-    seed: int = 0
-    limit: int | None = None  # train on the first N images only
-    device: str | None = None
-    progress: bool = True
+    profile: str = option("paper", "smoke: tiny random SD; paper: SD v1-4 + sd-vae-ft-mse, 400 steps, lr 2e-6",
+                          choices=tuple(n for n, p in PROFILES.items() if p.finetune_preset))
+    model_id: str = option(MODEL_IDS["sd"], "SD hub id or local folder (ignored by the smoke profile)")
+    vae_id: str | None = option(None, "replace the checkpoint's VAE (the paper profile's default: "
+                                      f"{MODEL_IDS['sd_vae']})")
+    prompt: str = option("{domain} {class_name}", "instance prompt template")
+    domain: str = option("an image of", "the modality in the prompt, e.g. 'Colon pathological image of'")
+    steps: int = option(400, "optimizer steps")
+    lr: float = option(2e-6, "learning rate of the U-Net (AdamW, constant)")
+    batch_size: int = option(1, "images per step")
+    train_text_encoder: bool = option(False, "train the text encoder too")
+    text_encoder_lr: float | None = option(None, "learning rate of the text encoder (default: --lr)")
+    weight_decay: float = option(1e-2, "AdamW weight decay")
+    max_grad_norm: float = option(1.0, "gradient clipping")
+    snr_gamma: float | None = option(None, "min-SNR loss weighting (e.g. 5; default: plain MSE)")
+    flip: bool = option(True, "random horizontal flips")
+    prior_preservation: bool = option(False, "DreamBooth's class-image prior loss", action="store_true")
+    class_prompt: str = option("{domain}", "DreamBooth class prompt template")
+    num_class_images: int = option(100, "class images generated for prior preservation")
+    class_steps: int = option(50, "sampler steps of the class images")
+    prior_loss_weight: float = option(1.0, "weight of the prior-preservation loss")
+    gradient_checkpointing: bool = option(False, "trade compute for memory in the U-Net", action="store_true")
+    mixed_precision: str = option("no", "autocast on CUDA", choices=("no", "fp16", "bf16"))
+    seed: int = option(0, "seed of every random draw")
+    limit: int | None = option(None, "train on the first N images only")
+    device: str | None = option(None, "device (default: the best one)")
+    progress: bool = option(True, "no progress bars", flag="--no-progress", action="store_false")
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:

@@ -39,8 +39,7 @@ from gifkit.train.data import EpochSampler, Transformed, batches, eval_transform
 from gifkit.train.metrics import classification_metrics, shot_accuracy
 from gifkit.train.losses import balanced_softmax_loss, kd_loss
 
-# torch, timm and accelerate are imported inside the functions that use them,
-# so that building the `gifkit` command line stays instant.
+# torch, timm and accelerate are imported inside the functions that use them.
 
 __all__ = ["Objective", "Supervised", "train", "train_seeds", "aggregate", "cosine_lr", "run_settings"]
 

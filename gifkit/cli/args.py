@@ -1,0 +1,87 @@
+"""Command-line flags generated from dataclasses, so that flags, defaults and ``--help`` cannot drift apart.
+
+A field declared with :func:`gifkit.config.option` becomes a flag of the same name (``steps_ratio`` ->
+``--steps-ratio``) with its help, type (from the annotation: ``int``, ``float``, ``str``, ``list[...]``,
+``bool``), choices and action. Every generated flag defaults to ``None`` on the command line, so
+:func:`values` returns only what the user gave and the dataclass (or preset) supplies the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+__all__ = ["add_dataclass_args", "values"]
+
+
+def _flag_fields(cls, prefix: str = "", only=None, skip=()):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli", False) or f.name in skip:
+            continue
+        if only is not None and f.name not in only:
+            continue
+        flag = meta.get("flag") or "--" + prefix + f.name.replace("_", "-")
+        yield f, meta, hints[f.name], flag
+
+
+def _base_type(hint):
+    """``int | None`` -> ``(int, False)``; ``list[str]`` -> ``(str, True)``; ``bool`` -> ``(bool, False)``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        return (args[0] if args and args[0] is not Ellipsis else str), True
+    if origin is typing.Union or (origin is not None and type(None) in typing.get_args(hint)):
+        return _base_type(args[0]) if len(args) == 1 else (str, False)
+    return hint, False
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING and f.default is not None and f.default != "":
+        return f" (default {f.default})"
+    return ""
+
+
+def add_dataclass_args(parser, cls, *, prefix: str = "", only=None, skip=(), defaults: dict | None = None) -> None:
+    """Add a flag for every :func:`~gifkit.config.option` field of ``cls`` to ``parser`` (or an argument group).
+
+    ``prefix`` is put before the generated flag names (``amst-``); ``only`` / ``skip`` select fields;
+    ``defaults`` overrides the default shown in the help (e.g. the profile a command defaults to).
+    """
+    for f, meta, hint, flag in _flag_fields(cls, prefix, only, skip):
+        typ, many = _base_type(hint)
+        shown = f" (default {defaults[f.name]})" if defaults and f.name in defaults else _default_text(f)
+        if meta.get("action") in ("store_true", "store_false", "append"):
+            shown = ""  # a switch: its help says what it does
+        kw = dict(dest=prefix.replace("-", "_") + f.name, default=None,
+                  help=((meta.get("help") or "") + shown).replace("%", "%%"))
+        action = meta.get("action")
+        if action in ("store_true", "store_false"):
+            kw["action"] = action
+            kw["default"] = None
+        elif action == "append":
+            kw.update(action="append", metavar="KEY=VALUE")
+        elif typ is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = typ if typ in (int, float) else str
+            if many:
+                kw["nargs"] = "+"
+            if meta.get("choices"):
+                kw["choices"] = list(meta["choices"])
+        if meta.get("required"):
+            kw["required"] = True
+        parser.add_argument(flag, **kw)
+
+
+def values(args: argparse.Namespace, cls, *, prefix: str = "", only=None, skip=()) -> dict:
+    """``{field: value}`` of the ``cls`` flags the user gave (``None`` = not given), converted as declared."""
+    out = {}
+    for f, meta, _, _ in _flag_fields(cls, prefix, only, skip):
+        v = getattr(args, prefix.replace("-", "_") + f.name, None)
+        if v is None:
+            continue
+        convert = meta.get("convert")
+        out[f.name] = convert(v) if convert is not None else v
+    return out
