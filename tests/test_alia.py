@@ -204,11 +204,17 @@ def test_confidence_thresholds_and_decisions():
     t = confident_thresholds(probs, [0, 0, 1, 1])
     assert np.allclose(t, [0.8, 0.7])
     assert np.isnan(confident_thresholds(probs, [0, 0, 0, 0], 2)[1])
-    d = confidence_decisions(np.array([[0.85, 0.15], [0.6, 0.4], [0.25, 0.75], [0.1, 0.9]]), [0, 0, 0, 1], t)
-    assert d["conf_decision"].tolist() == ["too_easy", "keep", "mislabeled", "too_easy"]
-    assert d["conf_pred"].tolist() == [0, 0, 1, 1] and np.allclose(d["conf_threshold"], [0.8, 0.8, 0.7, 0.7])
-    nan = confidence_decisions(np.array([[0.1, 0.9]]), [0], np.array([0.5, np.nan]))
+    probs, labels = np.array([[0.85, 0.15], [0.6, 0.4], [0.25, 0.75], [0.1, 0.9]]), [0, 0, 0, 1]
+    d = confidence_decisions(probs, labels, t)  # the official filter: the threshold of the edit's label
+    assert d["conf_decision"].tolist() == ["too_easy", "keep", "keep", "too_easy"]  # row 2: 0.75 < t_0 = 0.8
+    assert d["conf_pred"].tolist() == [0, 0, 1, 1] and np.allclose(d["conf_threshold"], [0.8, 0.8, 0.8, 0.7])
+    d = confidence_decisions(probs, labels, t, threshold_by="prediction")
+    assert d["conf_decision"].tolist() == ["too_easy", "keep", "mislabeled", "too_easy"]  # row 2: 0.75 > t_1
+    assert np.allclose(d["conf_threshold"], [0.8, 0.8, 0.7, 0.7])
+    nan = confidence_decisions(np.array([[0.1, 0.9]]), [0], np.array([0.5, np.nan]), threshold_by="prediction")
     assert nan["conf_decision"].tolist() == ["keep"]  # a class without training images is never "confident"
+    with pytest.raises(ValueError, match="threshold_by"):
+        confidence_decisions(probs, labels, t, threshold_by="mean")
 
 
 def test_filter_expansion_keeps_and_records_decisions(tmp_path):

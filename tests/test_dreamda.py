@@ -27,7 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def prior():
-    return DreamDAPrior(tiny.tiny_sd(), steps=STEPS, strength=0.8, guidance_scale=7.5, noise_scale=3.0)
+    return DreamDAPrior(tiny.tiny_sd(), sampler="img2img", steps=STEPS, strength=0.8, guidance_scale=7.5,
+                        noise_scale=3.0)
 
 
 def _jobs(ds, names, seeds, k, seed=0):
@@ -60,13 +61,48 @@ def test_hook_perturbs_the_mid_block_output_and_is_removed():
         BottleneckNoise(unet, [generator(0)], scale=-1)
 
 
+def test_cycle_rows_perturb_only_the_target_branch_with_independent_draws():
+    unet = tiny.tiny_sd().unet
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0)).repeat(4, 1, 1, 1)
+    text = torch.zeros(4, 77, 32)  # [source-uncond, target-uncond, source-text, target-text], as CycleDiffusion
+    seen = []
+    with torch.no_grad():
+        rec = unet.mid_block.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+        unet(x, 10, text)
+        rec.remove()
+        with BottleneckNoise(unet, [generator(0, 0, 0, "bottleneck")], scale=3.0, rows="target"):
+            rec = unet.mid_block.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+            unet(x, 10, text)
+            rec.remove()
+    delta = seen[1] - seen[0]
+    assert float(delta[0].abs().max()) == 0 == float(delta[2].abs().max())  # the source branch is untouched
+    assert 2.5 < float(delta[1].std()) < 3.5 and 2.5 < float(delta[3].std()) < 3.5  # N(0, 3^2) on the target
+    assert not torch.allclose(delta[1], delta[3])  # independent draws for the two target rows
+    with pytest.raises(ValueError, match="one generator"):
+        BottleneckNoise(unet, [generator(0), generator(1)], scale=1.0, rows="target")
+
+
+@pytest.mark.parametrize("sampler", ["cycle", "img2img"])
+def test_noise_scales_0_1_3_give_different_images_with_either_sampler(smoke, sampler):
+    ds, names = smoke
+    jobs = _jobs(ds, names, [0, 1], 1)
+    pipe = tiny.tiny_sd()
+    f = {s: DreamDAPrior(pipe, sampler=sampler, steps=STEPS, noise_scale=s).prepare(jobs).f for s in (0.0, 1.0, 3.0)}
+    d01, d13 = float((f[0.0] - f[1.0]).abs().mean()), float((f[1.0] - f[3.0]).abs().mean())
+    assert d01 > 1e-2 and d13 > 1e-2 and float((f[0.0] - f[3.0]).abs().mean()) > d01
+    again = DreamDAPrior(pipe, sampler=sampler, steps=STEPS, noise_scale=3.0)
+    assert torch.equal(again.prepare(jobs).f, f[3.0])  # deterministic
+    assert again.params["sampler"] == sampler and again.eta == (1.0 if sampler == "cycle" else 0.0)
+
+
 def test_noise_at_every_reverse_step_and_zero_noise_is_plain_img2img(smoke, prior):
     ds, names = smoke
     jobs = _jobs(ds, names, [0, 1], 2)
     f = prior.prepare(jobs).f
     assert f.shape == (4, 4, 16, 16)
     assert prior.last_calls == int(STEPS * 0.8)  # one perturbed U-Net call per reverse step (CFG batched)
-    quiet = DreamDAPrior(prior.pipe, steps=STEPS, strength=0.8, guidance_scale=7.5, noise_scale=0.0)
+    quiet = DreamDAPrior(prior.pipe, sampler="img2img", steps=STEPS, strength=0.8, guidance_scale=7.5,
+                         noise_scale=0.0)
     f0 = quiet.prepare(jobs).f
     with torch.no_grad():
         ref = prior.pipe(prompt=[f"a photo of a {j.class_name}" for j in jobs],

@@ -75,14 +75,15 @@ def test_method_spec():
 def test_run_grid_rows_ablation_equal_steps_and_resume(tmp_path, monkeypatch):
     methods = ["original", "cutout", ("gif-sd-inf", "gif-sd", {"guidance": {"w_div": 0.0}})]
     expand = {"device": "cpu", "model_kwargs": {"steps": 2}}  # the priors' only: cutout would reject `steps`
-    df = run_grid("smoke", methods, out=tmp_path, seeds=(0, 1), limit=4, ratio=2, expand=expand)
+    df = run_grid("smoke", methods, out=tmp_path, seeds=(0, 1), limit=4, ratio=2, expand=expand,
+                  original_steps="equal")
     for col in ["dataset", "method", "seed", "accuracy", "accuracy_macro", "n_train", "expand_seconds",
                 "train_seconds", "run_dir", "expanded_dir"]:
         assert col in df.columns
     assert len(df) == 6 and df["method"].tolist() == ["original"] * 2 + ["cutout"] * 2 + ["gif-sd-inf"] * 2
     assert df["seed"].tolist() == [0, 1] * 3 and set(df["dataset"]) == {"smoke"}
     assert df.set_index("method")["n_train"].to_dict() == {"original": 16, "cutout": 24, "gif-sd-inf": 24}
-    assert df["total_steps"].nunique() == 1  # every cell trains the same number of update steps
+    assert df["total_steps"].nunique() == 1  # original_steps="equal": every cell trains the same number of steps
     assert df["accuracy"].between(0, 100).all() and df["expanded_dir"].isna().sum() == 2
     abl = df[df["method"] == "gif-sd-inf"].iloc[0]
     run = json.loads((tmp_path / "smoke" / "gif-sd-inf" / "seed_0" / "expanded" / "run.json").read_text())
@@ -94,7 +95,8 @@ def test_run_grid_rows_ablation_equal_steps_and_resume(tmp_path, monkeypatch):
         raise AssertionError("a finished cell was trained again")
 
     monkeypatch.setattr(gifkit.train.loop, "train", boom)
-    again = run_grid("smoke", methods, out=tmp_path, seeds=(0, 1), limit=4, ratio=2, expand=expand)
+    again = run_grid("smoke", methods, out=tmp_path, seeds=(0, 1), limit=4, ratio=2, expand=expand,
+                     original_steps="equal")
     pd.testing.assert_frame_equal(again, df)
     with pytest.raises(AssertionError, match="trained again"):  # other training settings: the cell reruns
         run_grid("smoke", ["original"], out=tmp_path, seeds=(0,), ratio=2, limit=4, train={"lr": 0.01})
@@ -127,3 +129,15 @@ def test_summarize_mean_sample_std_and_n():
     assert s["std"][1] == 0.0 and s["std"][2] == 0.0 and s["n"].tolist() == [3, 1, 1]
     one = summarize(df, by="method", value="accuracy")
     assert one["mean"].tolist() == [16.75, 50.0] and math.isclose(one["std"][0], (((10 - 16.75) ** 2 + (20 - 16.75) ** 2 + (30 - 16.75) ** 2 + (7 - 16.75) ** 2) / 3) ** 0.5)
+
+
+def test_the_original_arm_trains_plain_epochs_by_default(tmp_path):
+    """The official README's protocol: the original set trains the preset's epochs over itself (fewer steps than
+    the expansions, which all train the same number); gifkit's equal-steps protocol is one argument away."""
+    df = run_grid("smoke", ["original", "cutout"], out=tmp_path, seeds=(0,), ratio=2,
+                  train={"data_kwargs": {"n_per_class": 8}, "batch_size": 8})
+    steps = df.set_index("method")["total_steps"].to_dict()
+    assert steps == {"original": 2 * (32 // 8), "cutout": 2 * (96 // 8)}  # 2 epochs of 32 vs of 32 x (1 + 2)
+    assert df["run_dir"][0].startswith(str(tmp_path / "smoke" / "original" / "seed_0"))
+    with pytest.raises(ValueError, match="original_steps"):
+        run_grid("smoke", ["original"], out=tmp_path, original_steps="same")

@@ -46,8 +46,10 @@ __all__ = [
 ]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CIFAR_MEAN = (0.5071, 0.4865, 0.4409)  # what the official code normalised seeds with
-CIFAR_STD = (0.2673, 0.2564, 0.2762)
+# what every official script normalises the *seeds* with before CLIP (CIFAR-10's statistics, whatever the dataset;
+# the generated images go to CLIP unnormalised): the `official_clip_norm` quirk (docs/design.md §2)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_TEMPLATES = ("This is a photo of a {}",)
 
@@ -133,20 +135,25 @@ def informativeness(p_seed: torch.Tensor, p_var: torch.Tensor, y_hat: int | None
     return _informativeness_parts(p_seed, p_var, y_hat)[0]
 
 
-def diversity(features: torch.Tensor) -> torch.Tensor:
-    """Sample diversity ``S_div`` (Eq. 6) of one seed's ``K`` variants, a scalar.
+def diversity(features: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Sample diversity ``S_div`` (Eq. 6) of one group of ``K`` variants, a scalar.
 
-    With ``q_k = softmax(v_k)`` and ``q_bar = softmax((1/K) sum_k v_k)`` (softmax
-    over the feature dim ``D``, temperature 1, the mean *not* detached):
+    With ``q_k = softmax(v_k / T)`` and ``q_bar = softmax((1/K) sum_k v_k / T)`` (softmax
+    over the feature dim ``D``, the mean *not* detached):
 
         S_div = (1/K) sum_k sum_d q_bar[d] ( log q_bar[d] - log q_k[d] )
 
     i.e. ``KLDivLoss(reduction="batchmean", log_target=True)(log q_k, log q_bar)``.
     ``features``: ``[K, D]``, passed as given (the caller passes L2-normalised
-    CLIP features). Exactly 0 for ``K = 1``.
+    CLIP features). Exactly 0 for ``K = 1``. ``T = 1`` is the paper's and the
+    official code's; for unit features ``S_div <= (1 - |mean v|^2) / (2 D T^2)``
+    roughly (docs/design.md §1.5), so a smaller ``T`` makes the term visible.
     """
     if features.ndim != 2 or features.shape[0] < 1:
         raise ValueError(f"diversity: features must be [K, D] with K >= 1, got {tuple(features.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"diversity: temperature must be > 0, got {temperature}")
+    features = features / temperature
     log_q = torch.log_softmax(features, dim=-1)  # [K, D]
     log_q_bar = torch.log_softmax(features.mean(dim=0, keepdim=True), dim=-1)  # [1, D]
     kl = (log_q_bar.exp() * (log_q_bar - log_q)).sum(dim=-1)  # [K]
@@ -165,6 +172,7 @@ class GuidanceTerms:
     score: torch.Tensor
     s_inf: float
     s_div: float
+    s_div_tensor: torch.Tensor  # S_div with its graph (the diversity part of the score is w_div * this)
     y_hat: int
     p_yhat_seed: float  # p_seed[y_hat]
     entropy_seed: float  # H(p_seed)
@@ -179,24 +187,26 @@ def guidance_terms(
     w_inf: float = 1.0,
     w_div: float = 1.0,
     y_hat: int | None = None,
+    div_temperature: float = 1.0,
 ) -> GuidanceTerms:
     """The GIF score ``S = w_inf * S_inf + w_div * S_div`` (Eqs. 5, 6) and its parts.
 
     ``p_seed`` ``[C]`` or ``[1, C]``, ``p_var`` ``[K, C]``, ``features`` ``[K, D]``
     (L2-normalised CLIP features of the same K variants). The official GIF uses
-    ``w_inf = w_div = 1``.
+    ``w_inf = w_div = 1`` and ``div_temperature = 1`` (see :func:`diversity`).
     """
     if features.ndim == 2 and p_var.ndim == 2 and features.shape[0] != p_var.shape[0]:
         raise ValueError(
             f"guidance_terms: {p_var.shape[0]} variant probabilities but {features.shape[0]} feature rows"
         )
     s_inf, y_hat, p_yhat, h_var, h_seed = _informativeness_parts(p_seed, p_var, y_hat)
-    s_div = diversity(features)
+    s_div = diversity(features, div_temperature)
     p_seed_1d = _check_probs(p_seed, p_var)
     return GuidanceTerms(
         score=w_inf * s_inf + w_div * s_div,
         s_inf=float(s_inf.detach()),
         s_div=float(s_div.detach()),
+        s_div_tensor=s_div,
         y_hat=y_hat,
         p_yhat_seed=float(p_seed_1d[y_hat].detach()),
         entropy_seed=float(h_seed.detach()),
@@ -212,9 +222,10 @@ def gif_score(
     w_inf: float = 1.0,
     w_div: float = 1.0,
     y_hat: int | None = None,
+    div_temperature: float = 1.0,
 ) -> torch.Tensor:
     """The scalar GIF score ``S = w_inf * S_inf + w_div * S_div`` (``guidance_terms(...).score``)."""
-    return guidance_terms(p_seed, p_var, features, w_inf, w_div, y_hat).score
+    return guidance_terms(p_seed, p_var, features, w_inf, w_div, y_hat, div_temperature).score
 
 
 def square_size(image_size: int | Sequence[int]) -> int:

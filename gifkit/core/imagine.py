@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from gifkit.config import option
-from gifkit.core.guidance import CIFAR_MEAN, CIFAR_STD, entropy, guidance_terms
+from gifkit.core.guidance import CIFAR_MEAN, CIFAR_STD, GuidanceTerms, entropy, guidance_terms
 from gifkit.core.perturb import NOISE_MODES, UPDATE_RULES, LatentOptimizer, init_noise, perturb, project_linf
 from gifkit.core.prior import Job, Prior
 from gifkit.core.rng import derive_seed, generator
@@ -34,7 +35,7 @@ from gifkit.io.images import to_pil, to_tensor01
 from gifkit.io.runs import ExpansionRun
 from gifkit.io.store import SKIPPED_FILE
 
-__all__ = ["GuidanceConfig", "ExpandResult", "job_noise", "imagine_batch", "expand"]
+__all__ = ["GuidanceConfig", "ExpandResult", "group_slices", "score_groups", "job_noise", "imagine_batch", "expand"]
 
 
 @dataclass
@@ -43,7 +44,8 @@ class GuidanceConfig:
 
     ``eps``: L-inf radius of the projection; ``noise``: "channel" (paper) or "pixel" (App. B.2); ``update``:
     "sign" (one step of ``step_size``, official) or "adam" (``opt_steps`` steps at ``lr``); ``w_inf`` /
-    ``w_div`` weight the two criteria (Tables 20-21 ablate them).
+    ``w_div`` weight the two criteria (Tables 20-21 ablate them); ``div_group`` / ``div_temperature``: how
+    S_div groups a seed's variants and how sharp its softmax is (:func:`score_groups`).
     """
 
     eps: float = option(0.8, "L-inf radius of the latent projection (Eq. 1)")
@@ -54,6 +56,13 @@ class GuidanceConfig:
     lr: float | None = option(None, "Adam learning rate (--update adam; default: the step size)")
     w_inf: float = option(1.0, "weight of S_inf (0 ablates it)")
     w_div: float = option(1.0, "weight of S_div (0 ablates it)")
+    div_group: int = option(2, "S_div over groups of this many variants of a seed (official: 2, as its "
+                               "--expanded_batch_size; 0: all K variants together)")
+    div_temperature: float = option(1.0, "softmax temperature of S_div (official and paper: 1, at which S_div "
+                                         "hardly moves a sign; smaller makes it matter, docs/design.md §1.5)")
+    div_diagnostics: bool = option(False, "measure, per variant, how many signs of the (z, b) gradient S_div "
+                                          "flips and the ratio of the two gradients' norms (one extra backward)",
+                                   action="store_true")
     official_clip_norm: bool = option(
         False, "reproduce the official code's quirk: seeds normalised with CIFAR mean/std for CLIP, created images "
                "not normalised (default: CLIP's own preprocessing for both)", action="store_true")
@@ -65,6 +74,34 @@ class GuidanceConfig:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
         if self.update not in UPDATE_RULES:
             raise ValueError(f"update must be one of {UPDATE_RULES}, got {self.update!r}")
+        if isinstance(self.div_group, bool) or int(self.div_group) != self.div_group or self.div_group < 0:
+            raise ValueError(f"div_group must be an integer >= 0 (0: all K variants), got {self.div_group!r}")
+        if not self.div_temperature > 0:
+            raise ValueError(f"div_temperature must be > 0, got {self.div_temperature}")
+
+
+def group_slices(k: int, group: int) -> list[slice]:
+    """The variants ``0..k-1`` of one seed cut into consecutive groups of ``group`` (``0``: one group of all).
+
+    ``group_slices(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 5)]``: the official run's pairs, whose last group
+    holds one variant (its S_div is 0).
+    """
+    if group <= 0 or group >= k:
+        return [slice(0, k)]
+    return [slice(a, min(a + group, k)) for a in range(0, k, group)]
+
+
+def score_groups(p_seed: torch.Tensor, p_var: torch.Tensor, feats: torch.Tensor, y_hat: int,
+                 guidance: GuidanceConfig) -> list[tuple[slice, GuidanceTerms]]:
+    """The GIF score terms of one seed's K variants, group by group (:func:`group_slices`).
+
+    Each group ``g`` is scored as the official code scores one batch: ``S_g = w_inf S_inf(g) + w_div S_div(g)``
+    (Eqs. 5, 6, :func:`gifkit.core.guidance.guidance_terms`); the loop ascends ``sum_g S_g``, so a variant's
+    gradient comes from its own group only. ``p_var`` ``[K, C]``, ``feats`` ``[K, D]``.
+    """
+    return [(g, guidance_terms(p_seed, p_var[g], feats[g], guidance.w_inf, guidance.w_div, y_hat=y_hat,
+                               div_temperature=guidance.div_temperature))
+            for g in group_slices(p_var.shape[0], guidance.div_group)]
 
 
 @dataclass
@@ -76,6 +113,9 @@ class ExpandResult:
     existing: int = 0  # images already on disk (resume)
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (seed index, reason)
     flagged: int = 0  # variants left unperturbed because the score was not finite
+    div_flips: int = 0  # with div_diagnostics: gradient signs S_div flipped (this process's written images)
+    div_entries: int = 0  # ... out of this many (z, b) gradient entries
+    div_ratios: list = field(default_factory=list)  # ... and |grad S_div| / |grad of the rest| per variant
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"prior": 0.0, "guidance": 0.0, "decode": 0.0, "io": 0.0})
 
@@ -88,6 +128,11 @@ class ExpandResult:
                  f"{len(self.skipped)} seeds skipped, {self.flagged} variants flagged (non-finite score)",
                  f"{self.seconds:.1f} s, {self.seconds_per_image:.3f} s per written image "
                  + "(" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()) + ")"]
+        if self.div_entries:
+            med = float(np.nanmedian(self.div_ratios)) if self.div_ratios else float("nan")
+            lines.append(f"S_div flipped {self.div_flips} of {self.div_entries} gradient signs "
+                         f"({100 * self.div_flips / self.div_entries:.3g} %); median |grad S_div| / |grad rest| "
+                         f"= {med:.3g}")
         lines += [f"  skipped seed {i}: {why}" for i, why in self.skipped[:20]]
         if len(self.skipped) > 20:
             lines.append(f"  ... and {len(self.skipped) - 20} more (see {SKIPPED_FILE})")
@@ -141,7 +186,8 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
         p_seed = torch.cat([classifier.probs(to_tensor01(jobs[s * k].image)[None]) for s in range(seeds)])  # [B, C]
     y_hat = p_seed.argmax(-1)  # [B]: CLIP's prediction on the seed, not the dataset label
     flagged = torch.zeros(n, dtype=torch.bool)
-    terms = [None] * seeds
+    terms: list = [None] * n  # the score terms of each job's group
+    diag = {"flips": torch.zeros(n, dtype=torch.long), "ratio": torch.full((n,), float("nan"))}
     if guidance is not None:
         z, b = job_noise(f, jobs, guidance.noise, prior.channel_dim)  # [N, C, 1, 1] each (channel mode)
         z, b = z.requires_grad_(True), b.requires_grad_(True)
@@ -151,16 +197,28 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
             with gen_norm():
                 feats = prior.guidance_features(perturb(f.float(), z, b), classifier)  # [N, D], unprojected latent
             p_var = classifier.probs_from_features(feats)  # [N, C]
-            total = feats.new_zeros(())
+            total, div_part = feats.new_zeros(()), feats.new_zeros(())
             for s in range(seeds):
-                rows = slice(s * k, (s + 1) * k)
-                terms[s] = guidance_terms(p_seed[s], p_var[rows], feats[rows], guidance.w_inf, guidance.w_div,
-                                          y_hat=int(y_hat[s]))
-                if math.isfinite(terms[s].s_inf + terms[s].s_div):
-                    total = total + terms[s].score
-                else:
-                    flagged[rows] = True
+                for g, t in score_groups(p_seed[s], p_var[s * k:(s + 1) * k], feats[s * k:(s + 1) * k],
+                                         int(y_hat[s]), guidance):
+                    rows = slice(s * k + g.start, s * k + g.stop)
+                    terms[rows] = [t] * (g.stop - g.start)
+                    if math.isfinite(t.s_inf + t.s_div):
+                        total = total + t.score
+                        div_part = div_part + guidance.w_div * t.s_div_tensor
+                    else:
+                        flagged[rows] = True
+            if guidance.div_diagnostics and div_part.requires_grad:
+                g_div = torch.autograd.grad(div_part, [z, b], retain_graph=True, allow_unused=True)
+                g_div = [torch.zeros_like(p) if g is None else g for p, g in zip((z, b), g_div)]
             total.backward()
+            if guidance.div_diagnostics and div_part.requires_grad:
+                with torch.no_grad():  # sign(g) vs sign(g - g_div): what S_div changes in the signed step
+                    g_all = torch.cat([z.grad.flatten(1), b.grad.flatten(1)], 1)
+                    g_d = torch.cat([g.flatten(1) for g in g_div], 1)
+                    diag["flips"] += (torch.sign(g_all) != torch.sign(g_all - g_d)).sum(1).cpu()
+                    diag["entries"] = g_all.shape[1]
+                    diag["ratio"] = (g_d.norm(dim=1) / (g_all - g_d).norm(dim=1)).cpu()
             with torch.no_grad():
                 bad_grad = ~(torch.isfinite(z.grad.flatten(1)).all(1) & torch.isfinite(b.grad.flatten(1)).all(1))
                 flagged |= bad_grad.cpu()
@@ -195,8 +253,11 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
             "entropy": float(h_out[j]),
             "flagged": int(flagged[j]),
         }
-        if terms[s] is not None:
-            row.update(s_inf=terms[s].s_inf, s_div=terms[s].s_div)
+        if terms[j] is not None:
+            row.update(s_inf=terms[j].s_inf, s_div=terms[j].s_div)
+        if guidance is not None and guidance.div_diagnostics:
+            row.update(div_sign_flips=int(diag["flips"][j]), div_grad_entries=int(diag.get("entries", 0)),
+                       div_grad_ratio=float(diag["ratio"][j]))
         rows.append(row)
     timings["guidance"] += tick() - t3
     return images, rows
@@ -238,12 +299,17 @@ def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier,
                 else:
                     result.existing += 1
                 result.flagged += fig["flagged"]
+                if "div_sign_flips" in fig:
+                    result.div_flips += fig["div_sign_flips"]
+                    result.div_entries += fig["div_grad_entries"]
+                    result.div_ratios.append(fig["div_grad_ratio"])
                 rows.append({"file_name": rel, "label": job.label, "seed_index": job.index,
                              "seed_path": seed_path(dataset, job.index), "variant": job.variant, "method": method,
                              "random_seed": derive_seed(*job.key), "ratio": ratio, **(params or {}),
                              **({"eps": guidance.eps, "noise": guidance.noise, "update": guidance.update,
                                  "opt_steps": guidance.opt_steps, "step_size": guidance.step_size,
-                                 "w_inf": guidance.w_inf, "w_div": guidance.w_div} if guidance else {}),
+                                 "w_inf": guidance.w_inf, "w_div": guidance.w_div, "div_group": guidance.div_group,
+                                 "div_temperature": guidance.div_temperature} if guidance else {}),
                              **fig})
             result.timings["io"] += time.perf_counter() - t
         run.commit(batch, rows)

@@ -9,7 +9,7 @@ The pipeline, as in the paper (§3) and its official code:
     snow"; or the descriptions come from the user (a list, or a file with one per line).
 (c) **Edits.** Each seed is edited K times (K = the expansion ratio) with prompts such as "a photo of a
     {class} {description}": SD img2img (strength 0.6, guidance 7.5) or InstructPix2Pix (image guidance
-    1.2, guidance 7.5). Variant v of seed i takes description ``(o_i + v) mod D`` with an offset ``o_i``
+    1.2, text guidance 5). Variant v of seed i takes description ``(o_i + v) mod D`` with an offset ``o_i``
     drawn from (seed, i), so every seed gets distinct descriptions when K <= D and usage stays balanced.
 (d) **Filters.** *Semantic*: CLIP zero-shot over the image's class prompt ("a photo of a {class}") and
     the negative prompts ("a photo of an object", "a photo of a scene", "a photo of geometric shapes",
@@ -46,7 +46,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from gifkit.config import MODEL_IDS, get_profile
+from gifkit.config import ALIA_SEMANTIC_CLIP, MODEL_IDS, get_profile
 from gifkit.core.rng import py_random
 from gifkit.experiments.alia_filters import ALIA_JSON, FILTER_CSV, FILTERS, filter_expansion, train_filter_classifier
 from gifkit.io.datasets import dataset_labels
@@ -278,7 +278,7 @@ def run_alia(data: str, out: str | Path, *, profile: str = "smoke", split: str =
              template: str | None = None, model_id: str | None = None, captioner_id: str | None = None,
              llm_id: str | None = None, steps: int | None = None, strength: float | None = None,
              guidance_scale: float | None = None, image_guidance_scale: float | None = None,
-             batch_size: int = 4, limit: int | None = None, output_size: int | None = None,
+             threshold_by: str = "label", semantic_clip: tuple[str, str] = ALIA_SEMANTIC_CLIP, batch_size: int = 4, limit: int | None = None, output_size: int | None = None,
              device: str | torch.device | None = None, shard: tuple[int, int] = (0, 1),
              barrier: Callable[[], None] | None = None, progress: bool = True, dataset=None,
              class_names: Sequence[str] | None = None) -> ALIAResult:
@@ -288,7 +288,9 @@ def run_alia(data: str, out: str | Path, *, profile: str = "smoke", split: str =
     text-generation model (tiny random models for ``smoke``). Then K = ``ratio`` edits per seed by
     :func:`gifkit.core.imagine.expand` into ``<out>.alia/candidates`` (resumable, shardable), and
     :func:`filter_expansion` into ``out``. ``filter_classifier``: a finished ``gifkit train`` run folder
-    to use instead of training one on ``data``. ``dataset`` / ``class_names``: ``data``'s split when the
+    to use instead of training one on ``data``; ``threshold_by``: the confidence filter's threshold (the
+    label's, as the official code, or the prediction's); ``semantic_clip``: the open_clip (name, pretrained)
+    of the semantic filter (ALIA's ViT-L/14; the tiny CLIP under a tiny profile). ``dataset`` / ``class_names``: ``data``'s split when the
     caller has loaded it already. See the module docstring for the layout.
     """
     from gifkit.core.imagine import expand
@@ -352,7 +354,7 @@ def run_alia(data: str, out: str | Path, *, profile: str = "smoke", split: str =
         classifier = load_run(run, dev) if index == 0 else None
     decisions = None
     if index == 0:
-        import open_clip
+        from gifkit.models.guides import guide_clip
 
         out.mkdir(parents=True, exist_ok=True)
         meta = {"method": "alia", "paper": "arXiv 2305.16289", "data": data, "split": split, "profile": profile,
@@ -360,11 +362,14 @@ def run_alia(data: str, out: str | Path, *, profile: str = "smoke", split: str =
                 "descriptions": descs, "descriptions_source": info["source"],
                 **({"captions_sample": info.get("sample"), "llm_output": info.get("output")}
                    if info["source"].startswith("llm") else {}),
-                "filter_classifier": str(run) if run is not None else None}
+                "filter_classifier": str(run) if run is not None else None, "threshold_by": threshold_by,
+                "semantic_clip": "tiny" if get_profile(profile).tiny else list(semantic_clip)}
         old = read_json(out / ALIA_JSON, {}, "ALIA's record")
         write_json(out / ALIA_JSON, {**old, **meta})
-        decisions = filter_expansion(candidates, out, original=dataset, filter=filter, clip_model=clf.model,
-                                     clip_tokenizer=open_clip.get_tokenizer("ViT-B-32"), classifier=classifier)
+        sem = guide_clip(profile, dev, *semantic_clip) if filter in ("both", "semantic") else None
+        decisions = filter_expansion(candidates, out, original=dataset, filter=filter,
+                                     clip_model=sem.model if sem else None, clip_tokenizer=sem.tokenizer if sem else None,
+                                     classifier=classifier, threshold_by=threshold_by)
     seconds["filter"] = time.perf_counter() - t
     sync()
     return ALIAResult(out=out, candidates=candidates, descriptions=descs, expand=result, decisions=decisions,

@@ -4,9 +4,11 @@
 ("a photo of an object", "a photo of a scene", "a photo of geometric shapes", "a photo", "an image"; softmax
 of 100 x cosine); an edit is dropped when a negative prompt wins. *Confidence*: a classifier trained on the
 original data gives per-class thresholds ``t_c = mean over training images labelled c of p(c | x)``
-(cleanlab's "confident thresholds", as the official code); an edit labelled y with prediction
-``c = argmax p`` and confidence ``p_c > t_c`` is dropped as *too easy* when ``c == y`` (the edit changed too
-little to teach anything) and as *mislabeled* when ``c != y`` (the edit corrupted the class).
+(cleanlab's "confident thresholds"); an edit labelled y with prediction ``c = argmax p`` is *confident* when
+``p_c > t_y``, the threshold of its **label** (as the official ``filter.py``; ``threshold_by="prediction"``
+uses ``t_c`` instead), and is then dropped as *too easy* when ``c == y`` (the edit changed too little to
+teach anything) and as *mislabeled* when ``c != y`` (the edit corrupted the class). The semantic filter's
+CLIP is ALIA's ViT-L/14 (:data:`gifkit.config.ALIA_SEMANTIC_CLIP`) on real profiles.
 :func:`filter_expansion` writes the kept edits, with their decisions, as a store of their own.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from gifkit.io.store import read_classes, read_metadata, write_subset
 from gifkit.models.guides import ZeroShotClassifier
 from gifkit.train.runs import TrainedRun
 
-__all__ = ["FILTERS", "NEGATIVE_PROMPTS", "SEMANTIC_TEMPLATE", "DECISION_COLUMNS", "ALIA_JSON", "FILTER_CSV",
+__all__ = ["FILTERS", "THRESHOLD_BY", "NEGATIVE_PROMPTS", "SEMANTIC_TEMPLATE", "DECISION_COLUMNS", "ALIA_JSON", "FILTER_CSV",
            "semantic_filter", "confident_thresholds", "confidence_decisions", "train_filter_classifier",
            "filter_expansion"]
 
@@ -76,14 +78,22 @@ def confident_thresholds(probs: np.ndarray, labels: Sequence[int], num_classes: 
     return np.array([probs[labels == k, k].mean() if (labels == k).any() else np.nan for k in range(c)])
 
 
-def confidence_decisions(probs: np.ndarray, labels: Sequence[int], thresholds: np.ndarray) -> pd.DataFrame:
-    """ALIA's confidence filter: with ``c = argmax p`` and ``conf = p[c] > t_c``, "too_easy" if ``c == y``,
-    "mislabeled" if ``c != y``, else "keep" (columns conf_pred, conf, conf_threshold, conf_decision)."""
+THRESHOLD_BY = ("label", "prediction")
+
+
+def confidence_decisions(probs: np.ndarray, labels: Sequence[int], thresholds: np.ndarray,
+                         threshold_by: str = "label") -> pd.DataFrame:
+    """ALIA's confidence filter: with ``c = argmax p``, ``conf = p[c]`` and the threshold ``t = t_y`` of the
+    label (``threshold_by="label"``, the official ``filter.py``) or ``t_c`` of the prediction
+    (``"prediction"``): "too_easy" if ``conf > t`` and ``c == y``, "mislabeled" if ``conf > t`` and ``c != y``,
+    else "keep" (columns conf_pred, conf, conf_threshold, conf_decision)."""
+    if threshold_by not in THRESHOLD_BY:
+        raise ValueError(f"threshold_by must be one of {THRESHOLD_BY}, got {threshold_by!r}")
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(list(labels), dtype=np.int64)
     pred = probs.argmax(1)
     conf = probs[np.arange(len(pred)), pred]
-    thr = np.asarray(thresholds, dtype=np.float64)[pred]
+    thr = np.asarray(thresholds, dtype=np.float64)[labels if threshold_by == "label" else pred]
     confident = conf > thr  # NaN threshold: never
     decision = np.where(~confident, "keep", np.where(pred == labels, "too_easy", "mislabeled"))
     return pd.DataFrame({"conf_pred": pred, "conf": conf, "conf_threshold": thr, "conf_decision": decision})
@@ -137,12 +147,12 @@ DECISION_COLUMNS = ("semantic_keep", "semantic_winner", "semantic_p_class", "con
 def filter_expansion(candidates: str | Path, out: str | Path, *, original=None, filter: str = "both",
                      clip_model=None, clip_tokenizer=None, classifier: TrainedRun | None = None,
                      template: str = SEMANTIC_TEMPLATE, negatives: Sequence[str] = NEGATIVE_PROMPTS,
-                     batch_size: int = 32) -> pd.DataFrame:
+                     threshold_by: str = "label", batch_size: int = 32) -> pd.DataFrame:
     """Steps (d) and (e): filter the candidate edits in ``candidates`` and write the kept ones to ``out``.
 
     ``filter``: "both" (default), "semantic", "confidence" or "none". The semantic filter needs
     ``clip_model`` + ``clip_tokenizer`` (open_clip); the confidence filter needs ``classifier`` and the
-    ``original`` training set (for the thresholds). ``out`` becomes an expansion store holding the kept
+    ``original`` training set (for the thresholds; ``threshold_by``: see :func:`confidence_decisions`). ``out`` becomes an expansion store holding the kept
     images (bytes copied from ``candidates``) and a ``metadata.csv`` rebuilt through
     :class:`~gifkit.io.store.ExpansionStore` with the candidates' rows plus the decision columns
     (:data:`DECISION_COLUMNS`); images of an earlier filtering that are no longer kept are removed.
@@ -181,7 +191,8 @@ def filter_expansion(candidates: str | Path, out: str | Path, *, original=None, 
         probs = []
         for s in range(0, n, batch_size):
             probs.append(classifier.probs([open_rgb(p) for p in paths[s:s + batch_size]], batch_size))
-        dec = pd.concat([dec, confidence_decisions(torch.cat(probs).numpy(), labels, thresholds)], axis=1)
+        dec = pd.concat([dec, confidence_decisions(torch.cat(probs).numpy(), labels, thresholds,
+                                                               threshold_by)], axis=1)
     else:
         dec = dec.assign(conf_pred=np.nan, conf=np.nan, conf_threshold=np.nan, conf_decision="off")
     dec["alia_filter"] = filter
@@ -192,7 +203,8 @@ def filter_expansion(candidates: str | Path, out: str | Path, *, original=None, 
     write_subset(candidates, kept, out, class_names, part="alia")
     atomic_write_bytes(out / FILTER_CSV, table.to_csv(index=False, lineterminator="\n",
                                                       float_format="%.6g").encode())
-    summary = {"filter": filter, "candidates": str(candidates), "n_candidates": n, "n_kept": int(len(kept)),
+    summary = {"filter": filter, "threshold_by": threshold_by, "candidates": str(candidates), "n_candidates": n,
+               "n_kept": int(len(kept)),
                "dropped_semantic": int((dec["semantic_keep"] == 0).sum()),
                "dropped_too_easy": int((dec["conf_decision"] == "too_easy").sum()),
                "dropped_mislabeled": int((dec["conf_decision"] == "mislabeled").sum()),

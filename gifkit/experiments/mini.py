@@ -3,7 +3,7 @@
 Small-data scenario: 20 labelled Fashion-MNIST images per class (200 in all,
 a fixed seeded sample of the official training set); the official 10,000 test
 images for testing. Arms, all at the same expansion ratio (5x) and trained for
-the same number of update steps:
+the same number of update steps (gifkit's equal-steps protocol):
 
 ========================  =====================================================================
 ``original``              the 200 labelled images only
@@ -29,7 +29,9 @@ model sees in each expansion: p[y_hat], entropy, label agreement, diversity),
 ``timings.csv``, ``mini.png`` (seaborn), ``grid_<arm>.png`` and
 ``grid_compare.png`` (one row per class: the seed, then its variants),
 ``config.json`` and ``RESULTS.md``. Expansions and training runs live in
-``out/work/`` (ignored by git) and are resumed when a run is repeated.
+``out/work/grid`` (ignored by git), a :func:`gifkit.experiments.study.run_grid` folder that the mini
+notebooks and :mod:`gifkit.experiments.guidance_study` share (:func:`grid_settings`), and are resumed when a
+run is repeated. Arms are compared paired by seed with a 95 % interval (:mod:`gifkit.experiments.stats`).
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ from gifkit.train.config import make_config
 
 # torch, pandas and the models are imported inside the functions that use them.
 
-__all__ = ["Arm", "ARMS", "QUICK_ARMS", "FULL_ARMS", "FLIP", "MiniConfig", "expand_arm", "train_config", "run_mini"]
+__all__ = ["Arm", "ARMS", "QUICK_ARMS", "FULL_ARMS", "FLIP", "MiniConfig", "train_config", "grid_settings", "run_mini"]
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,11 @@ class MiniConfig:
     subset_seed: int = 0
     test_per_class: int | None = None  # None: the whole official test set
     ratio: int = 5
-    seeds: tuple[int, ...] = option((0, 1, 2), "one expansion and one training run per seed and arm")
+    seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "one expansion and one training run per seed and arm "
+                                                     "(arms are compared paired by seed)")
     arms: tuple[str, ...] = option(FULL_ARMS, f"subset of: {' '.join(ARMS)}")
+    controls: tuple[str, ...] = option(("original", "vae-random"), "arms every other arm is compared with (paired "
+                                                                    "mean difference and its 95 % interval)")
     # the prior and the guidance model
     vae: str | None = None  # dataset name of the cached VAE (default: dataset) or a folder with config.json
     retrain_prior: bool = option(False, "train the VAE prior again first", action="store_true")
@@ -114,6 +119,7 @@ class MiniConfig:
 
     def __post_init__(self):
         self.seeds, self.arms = tuple(int(s) for s in self.seeds), tuple(self.arms)
+        self.controls = tuple(c for c in self.controls if c in self.arms)
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown:
             raise ValueError(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
@@ -121,7 +127,7 @@ class MiniConfig:
             raise ValueError("give at least one seed")
 
 
-# ----------------------------------------------------------------------------- steps
+# ----------------------------------------------------------------------------- settings
 
 
 def _log(cfg: MiniConfig, msg: str) -> None:
@@ -138,41 +144,6 @@ def _data_kwargs(cfg: MiniConfig) -> dict:
     return kw
 
 
-def _build_prior_models(cfg: MiniConfig, method: str, dataset, class_names, cache: dict):
-    """build_models once per method (the classifier is shared: built once from the labelled set)."""
-    from gifkit.methods import build_models
-
-    if method not in cache:
-        prior, classifier, g, params = build_models(
-            method, "mini", class_names, device="cpu", support=dataset, model_id=cfg.vae or cfg.dataset,
-            flip=FLIP.get(cfg.dataset, True), guide_size=cfg.guide_size, logit_scale=cfg.logit_scale,
-            retrain=cfg.retrain_prior and not cache)
-        if "classifier" in cache:
-            classifier = cache["classifier"]
-        cache["classifier"] = classifier
-        cache[method] = (prior, g, params)
-    prior, g, params = cache[method]
-    return prior, cache["classifier"], g, params
-
-
-def expand_arm(cfg: MiniConfig, arm: Arm, seed: int, dataset, class_names, cache: dict, work: Path):
-    """Write the arm's expansion for ``seed`` (resumes); returns (folder, ExpandResult)."""
-    from gifkit.core.imagine import GuidanceConfig, expand
-    from gifkit.methods.augment import expand_augment
-
-    out = work / "expansions" / arm.name / f"seed_{seed}"
-    if arm.kind == "augment":
-        res = expand_augment(dataset, class_names, out, method=arm.method, ratio=cfg.ratio, seed=seed,
-                             batch_size=cfg.expand_batch, progress=cfg.progress)
-        return out, res
-    prior, classifier, g, params = _build_prior_models(cfg, arm.method, dataset, class_names, cache)
-    if g is not None and arm.guidance:
-        g = GuidanceConfig(**{**asdict(g), **arm.guidance})
-    res = expand(dataset, class_names, prior, classifier, out, ratio=cfg.ratio, method=arm.name, guidance=g,
-                 seed=seed, batch_size=cfg.expand_batch, params=params, progress=cfg.progress)
-    return out, res
-
-
 def train_config(cfg: MiniConfig, seed: int, expanded: Path | None, out: Path):
     """The :class:`gifkit.train.config.TrainConfig` of one arm x seed (the ``mini`` training preset, same steps
     for every arm)."""
@@ -180,6 +151,29 @@ def train_config(cfg: MiniConfig, seed: int, expanded: Path | None, out: Path):
                        expanded=[str(expanded)] if expanded else [], arch=cfg.arch, epochs=cfg.epochs,
                        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                        hflip=FLIP.get(cfg.dataset, True), seed=seed, out=str(out), progress=False)
+
+
+def grid_settings(cfg: MiniConfig | None = None) -> dict:
+    """The :func:`gifkit.experiments.study.run_grid` arguments (``profile``, ``ratio``, ``train``, ``expand``)
+    of a mini experiment: whoever runs a grid with them into the same folder shares its cells (expansions and
+    trained runs) with ``gifkit mini``. Only the settings that differ from :class:`MiniConfig`'s defaults are
+    training overrides, so default runs keep short folder names."""
+    cfg = cfg or MiniConfig()
+    default = MiniConfig()
+    train = {k: getattr(cfg, k) for k in ("arch", "steps", "epochs", "batch_size", "lr", "weight_decay")
+             if getattr(cfg, k) != getattr(default, k)}
+    if _data_kwargs(cfg) != _data_kwargs(default) or cfg.data_root is not None:
+        train.update(data_kwargs=_data_kwargs(cfg), data_root=cfg.data_root)
+    model_kwargs = {"model_id": cfg.vae or cfg.dataset, "flip": FLIP.get(cfg.dataset, True),
+                    "guide_size": cfg.guide_size, "logit_scale": cfg.logit_scale}
+    return {"profile": "mini", "ratio": cfg.ratio, "train": train,
+            "expand": {"batch_size": cfg.expand_batch, "device": "cpu", "model_kwargs": model_kwargs}}
+
+
+def arm_specs(arms) -> list:
+    """``run_grid`` method entries of mini arms: ``(label, method, {"guidance": ...})``."""
+    return [(a, ARMS[a].method or "original", {"guidance": dict(ARMS[a].guidance)} if ARMS[a].guidance else {})
+            for a in arms]
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -193,12 +187,13 @@ def run_mini(cfg: MiniConfig) -> dict:
     from gifkit.data import load_dataset
     from gifkit.experiments.mini_report import diagnostics, figure, results_md
     from gifkit.experiments.plots import class_grid
+    from gifkit.experiments.stats import paired_differences
+    from gifkit.experiments.study import run_grid
     from gifkit.io.store import read_metadata
-    from gifkit.priors.vae import cache_dir
-    from gifkit.train.loop import train
+    from gifkit.methods.priors import vae_guide
+    from gifkit.priors.vae import cache_dir, get_vae
 
     t_start = time.perf_counter()
-    timings: list[dict] = []
     out = Path(cfg.out)
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -209,101 +204,76 @@ def run_mini(cfg: MiniConfig) -> dict:
     _log(cfg, f"mini experiment: {cfg.dataset}, {len(dataset)} labelled training images "
               f"({cfg.n_per_class} per class, subset seed {cfg.subset_seed}), {len(test_set)} test images; "
               f"arms {', '.join(cfg.arms)}; seeds {list(cfg.seeds)}; {torch.get_num_threads()} CPU threads")
+    t = time.perf_counter()
+    uses_prior = any(ARMS[a].kind == "prior" for a in cfg.arms)
+    if uses_prior and cfg.vae is None:
+        get_vae(cfg.dataset, retrain=cfg.retrain_prior, data_root=cfg.data_root)  # train it once, up front
+    classifier = vae_guide("mini", class_names, "cpu", None, support=dataset, guide_size=cfg.guide_size,
+                           logit_scale=cfg.logit_scale) if uses_prior else None
+    prep = time.perf_counter() - t
+    if classifier is not None:
+        _log(cfg, f"guidance model: {json.dumps(classifier.describe())}")
 
-    cache: dict = {}
-    if any(ARMS[a].kind == "prior" for a in cfg.arms):
-        t = time.perf_counter()
-        _build_prior_models(cfg, next(ARMS[a].method for a in cfg.arms if ARMS[a].kind == "prior"), dataset,
-                            class_names, cache)
-        timings.append({"stage": "prior + guidance model (load or train)", "arm": "", "seed": "",
-                        "seconds": time.perf_counter() - t})
-        _log(cfg, f"guidance model: {json.dumps(cache['classifier'].describe())}")
-
-    roots: dict[tuple[str, int], Path | None] = {}
-    for seed in cfg.seeds:
-        for name in cfg.arms:
-            arm = ARMS[name]
-            if arm.kind == "original":
-                roots[name, seed] = None
-                continue
-            t = time.perf_counter()
-            root, res = expand_arm(cfg, arm, seed, dataset, class_names, cache, work)
-            roots[name, seed] = root
-            timings.append({"stage": "expand", "arm": name, "seed": seed, "seconds": time.perf_counter() - t})
-            _log(cfg, f"[expand] {name} seed {seed}: {res.written} written, {res.existing} already there, "
-                      f"{time.perf_counter() - t:.1f} s")
-
-    rows = []
-    for seed in cfg.seeds:
-        for name in cfg.arms:
-            arm = ARMS[name]
-            t = time.perf_counter()
-            r = train(train_config(cfg, seed, roots[name, seed], work / "runs" / name / f"seed_{seed}"))
-            dt = time.perf_counter() - t
-            timings.append({"stage": "train + test", "arm": name, "seed": seed, "seconds": dt})
-            rows.append({"arm": name, "group": arm.group, "description": arm.label, "seed": seed,
-                         "accuracy": r["final"]["accuracy_micro"], "accuracy_macro": r["final"]["accuracy_macro"],
-                         "best_over_epochs": r["best_over_epochs"]["accuracy_micro"]["value"],
-                         "n_train": r["dataset"]["n_train_total"], "steps": r["total_steps"],
-                         "train_images_per_s": r["throughput"]["train_images_per_s"]})
-            _log(cfg, f"[train] {name} seed {seed}: {r['dataset']['n_train_total']} images, {r['total_steps']} steps, "
-                      f"test accuracy {r['final']['accuracy_micro']:.2f} % ({dt:.1f} s)")
-    runs = pd.DataFrame(rows)
+    runs = run_grid(cfg.dataset, arm_specs(cfg.arms), out=work / "grid", seeds=cfg.seeds, progress=cfg.progress,
+                    **grid_settings(cfg))
+    runs = runs.rename(columns={"method": "arm"})
+    runs["group"] = [ARMS[a].group for a in runs["arm"]]
+    runs["description"] = [ARMS[a].label for a in runs["arm"]]
+    for _, r in runs.iterrows():
+        _log(cfg, f"  {r['arm']:14s} seed {r['seed']}: {r['n_train']} images, {r['total_steps']} steps, "
+                  f"test accuracy {r['accuracy']:.2f} %")
     summary = (runs.groupby(["arm", "group", "description"], sort=False)
                .agg(accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", lambda v: v.std(ddof=1)
                                                                         if len(v) > 1 else 0.0),
-                    macro_mean=("accuracy_macro", "mean"), best_over_epochs_mean=("best_over_epochs", "mean"),
-                    n_seeds=("seed", "count"), n_train=("n_train", "first"), steps=("steps", "first"))
+                    macro_mean=("accuracy_macro", "mean"), best_over_epochs_mean=("best_accuracy", "mean"),
+                    n_seeds=("seed", "count"), n_train=("n_train", "first"), steps=("total_steps", "first"))
                .reset_index())
+    paired = pd.concat([paired_differences(runs, c, arm="arm") for c in cfg.controls], ignore_index=True) \
+        if cfg.controls and len(cfg.seeds) > 1 else pd.DataFrame()
+    roots = {(r["arm"], int(r["seed"])): (Path(r["expanded_dir"]) if isinstance(r["expanded_dir"], str) else None)
+             for _, r in runs.iterrows()}
 
     # what the guidance model sees (first seed's expansions; the seeds alone as a reference)
     t = time.perf_counter()
-    diag_rows = []
-    classifier = cache.get("classifier")
+    diag_rows, meta_rows = [], []
     if classifier is not None:
-        diag_rows.append({"arm": "seeds (no expansion)", **{f"{k}": v for k, v in
-                                                          diagnostics(classifier, dataset, None, 1).items()}})
+        diag_rows.append({"arm": "seeds (no expansion)", **diagnostics(classifier, dataset, None, 1)})
         for name in cfg.arms:
-            if roots.get((name, cfg.seeds[0])) is not None:
-                diag_rows.append({"arm": name, **diagnostics(classifier, dataset, roots[name, cfg.seeds[0]],
-                                                             cfg.ratio)})
-    diag = pd.DataFrame(diag_rows)
-    meta_rows = []
-    for name in cfg.arms:
-        root = roots.get((name, cfg.seeds[0]))
-        if root is not None and ARMS[name].kind == "prior":
-            m = read_metadata(root)
-            meta_rows.append({"arm": name, **{c: float(m[c].mean()) for c in
-                                              ("p_seed_yhat", "p_yhat", "entropy_seed", "entropy", "s_inf", "s_div")
-                                              if c in m.columns}})
-    guidance_meta = pd.DataFrame(meta_rows)
-    timings.append({"stage": "diagnostics", "arm": "", "seed": "", "seconds": time.perf_counter() - t})
+            root = roots.get((name, cfg.seeds[0]))
+            if root is not None:
+                diag_rows.append({"arm": name, **diagnostics(classifier, dataset, root, cfg.ratio)})
+            if root is not None and ARMS[name].kind == "prior":
+                m = read_metadata(root)
+                meta_rows.append({"arm": name, **{c: float(m[c].mean()) for c in
+                                                  ("p_seed_yhat", "p_yhat", "entropy_seed", "entropy", "s_inf",
+                                                   "s_div") if c in m.columns}})
+    diag, guidance_meta = pd.DataFrame(diag_rows), pd.DataFrame(meta_rows)
+    diag_seconds = time.perf_counter() - t
 
     # files
-    t = time.perf_counter()
-    write_csv(out / "runs.csv", runs, float_format="%.4f")
+    write_csv(out / "runs.csv", runs.drop(columns=["run_dir", "expanded_dir"]), float_format="%.4f")
     write_csv(out / "summary.csv", summary, float_format="%.4f")
+    write_csv(out / "paired.csv", paired, float_format="%.4f")
     write_csv(out / "diagnostics.csv", diag, float_format="%.4f")
     write_csv(out / "guidance_metadata.csv", guidance_meta, float_format="%.4f")
-    title = f"{cfg.dataset}, {cfg.n_per_class}/class, {cfg.ratio}x, {cfg.steps} steps, {len(cfg.seeds)} seed(s)"
-    summary.attrs["title"] = title
-    figure(summary, runs, diag[diag["arm"] != "seeds (no expansion)"] if len(diag) else diag, out / "mini.png")
+    summary.attrs["title"] = (f"{cfg.dataset}, {cfg.n_per_class}/class, {cfg.ratio}x, {cfg.steps} steps, "
+                              f"{len(cfg.seeds)} seed(s)")
+    figure(summary, runs, paired, diag[diag["arm"] != "seeds (no expansion)"] if len(diag) else diag,
+           out / "mini.png")
     for name in cfg.arms:
-        root = roots.get((name, cfg.seeds[0]))
-        if root is not None:
-            class_grid(dataset, {name: root}, cfg.ratio).save(out / f"grid_{name}.png")
+        if roots.get((name, cfg.seeds[0])) is not None:
+            class_grid(dataset, {name: roots[name, cfg.seeds[0]]}, cfg.ratio).save(out / f"grid_{name}.png")
     compare = {n: roots[n, cfg.seeds[0]] for n in ("randaugment", "vae", "gif-vae") if roots.get((n, cfg.seeds[0]))}
     if compare:
         class_grid(dataset, compare, cfg.ratio, size=42).save(out / "grid_compare.png")
-    timings.append({"stage": "figures", "arm": "", "seed": "", "seconds": time.perf_counter() - t})
     total = time.perf_counter() - t_start
-    timings.append({"stage": "total", "arm": "", "seed": "", "seconds": total})
-    tim = pd.DataFrame(timings)
+    tim = pd.DataFrame([{"stage": "prior + guidance model (load or train)", "seconds": prep},
+                        {"stage": "expand (the runs that wrote them)", "seconds": float(runs["expand_seconds"].sum())},
+                        {"stage": "train + test", "seconds": float(runs["train_seconds"].sum())},
+                        {"stage": "diagnostics", "seconds": diag_seconds}, {"stage": "total (this call)", "seconds": total}])
     write_csv(out / "timings.csv", tim, float_format="%.1f")
-
     vae_meta = {}
-    prior_entry = next((v for k, v in cache.items() if k not in ("classifier",)), None)
-    if prior_entry is not None:
+    if uses_prior:
         p = Path(cfg.vae) if cfg.vae and Path(cfg.vae).is_dir() else cache_dir(cfg.vae or cfg.dataset)
         vae_meta = read_json(p / "config.json", {}, "the mini VAE prior's record")
         if vae_meta:
@@ -317,7 +287,7 @@ def run_mini(cfg: MiniConfig) -> dict:
                         "platform": platform.platform(),
                         "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}}
     write_json(out / "config.json", info)
-    write_text(out / "RESULTS.md", results_md(cfg, summary, diag, guidance_meta, tim, info))
-    _log(cfg, f"mini experiment done in {total / 60:.1f} min: {out}/RESULTS.md, summary.csv, mini.png, grid_*.png")
-    return {"summary": summary, "runs": runs, "diagnostics": diag, "guidance_metadata": guidance_meta,
-            "timings": tim, "total_seconds": total, "out": out}
+    write_text(out / "RESULTS.md", results_md(cfg, summary, paired, diag, guidance_meta, tim, info))
+    _log(cfg, f"mini experiment done in {total / 60:.1f} min: {out}/RESULTS.md, summary.csv, paired.csv, mini.png")
+    return {"summary": summary, "runs": runs, "paired": paired, "diagnostics": diag,
+            "guidance_metadata": guidance_meta, "timings": tim, "total_seconds": total, "out": out}

@@ -62,8 +62,9 @@ def _diagnostics(classifier, dataset, root, ratio):
 
 
 
-def figure(summary, runs, diag, path: Path) -> None:
-    """``mini.png``: accuracy per arm (bars, seeds as dots) and what the guide sees in each expansion."""
+def figure(summary, runs, paired, diag, path: Path) -> None:
+    """``mini.png``: accuracy per arm (mean, 95 % interval, seeds as dots), each arm's paired difference to the
+    controls with its 95 % interval, and what the guide sees in each expansion."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,18 +73,28 @@ def figure(summary, runs, diag, path: Path) -> None:
 
     sns.set_theme(style="whitegrid", context="paper")
     order = list(dict.fromkeys(runs["arm"]))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.4), gridspec_kw={"width_ratios": [3, 2.2, 2]})
     ax = axes[0]
-    sns.barplot(data=runs, x="arm", y="accuracy", order=order, hue="group", dodge=False, errorbar="sd",
-                capsize=0.2, ax=ax, alpha=0.8)
-    sns.stripplot(data=runs, x="arm", y="accuracy", order=order, color="black", size=4, ax=ax)
-    lo = max(0.0, float(runs["accuracy"].min()) - 5)
-    ax.set_ylim(lo, min(100.0, float(runs["accuracy"].max()) + 3))
+    sns.pointplot(data=runs, x="arm", y="accuracy", order=order, errorbar=("ci", 95), linestyles="none",
+                  capsize=0.2, color="tab:blue", ax=ax)  # bootstrap 95 % interval of the mean
+    sns.stripplot(data=runs, x="arm", y="accuracy", order=order, color="black", size=3, alpha=0.6, ax=ax)
     ax.set_ylabel("test accuracy (%), final step")
     ax.set_xlabel("")
     ax.tick_params(axis="x", rotation=30)
     ax.set_title(f"{summary.attrs.get('title', '')}")
     ax = axes[1]
+    if len(paired):
+        for k, (control, g) in enumerate(paired.groupby("control", sort=False)):
+            y = np.arange(len(g)) + 0.15 * k
+            err = np.vstack([g["mean_diff"] - g["ci_low"], g["ci_high"] - g["mean_diff"]])
+            ax.errorbar(g["mean_diff"], y, xerr=err, fmt="o", capsize=3, label=f"minus {control}")
+            ax.set_yticks(np.arange(len(g)), g["arm"])
+        ax.axvline(0, color="grey", lw=1)
+        ax.invert_yaxis()
+        ax.legend(fontsize=7)
+        ax.set_xlabel("paired difference (points), 95 % interval")
+        ax.set_title("an effect only where the interval excludes 0")
+    ax = axes[2]
     if len(diag):
         d = diag.melt(id_vars=["arm"], value_vars=["p_yhat", "entropy", "label_agreement"], var_name="measure")
         d_order = list(dict.fromkeys(diag["arm"]))
@@ -110,27 +121,44 @@ def md_table(df, columns: list[str], floatfmt: str = "{:.2f}") -> str:
 
 
 
-def results_md(cfg, summary, diag, guidance_meta, tim, info) -> str:
+def paired_table(summary, paired):
+    """One row per arm: accuracy mean ± sd and, per control, the paired difference with its interval and verdict."""
+    from gifkit.experiments.stats import format_difference
+
+    t = summary[["arm", "description", "n_train", "n_seeds"]].copy()
+    t["accuracy (%)"] = [f"{m:.2f} ± {sd:.2f}" if n > 1 else f"{m:.2f}"
+                         for m, sd, n in zip(summary["accuracy_mean"], summary["accuracy_std"], summary["n_seeds"])]
+    for control, g in (paired.groupby("control", sort=False) if len(paired) else []):
+        cell = {r["arm"]: f"{format_difference(r['mean_diff'], r['ci_low'], r['ci_high'])} {r['verdict']}"
+                for _, r in g.iterrows()}
+        t[f"minus {control} [95 % CI]"] = [cell.get(a, "(control)" if a == control else "") for a in t["arm"]]
+    return t
+
+
+def results_md(cfg, summary, paired, diag, guidance_meta, tim, info) -> str:
     """``RESULTS.md`` of a mini run (``cfg``: its :class:`gifkit.experiments.mini.MiniConfig`)."""
-    s = summary.copy()
-    s["accuracy (%)"] = [f"{m:.2f} ± {sd:.2f}" if n > 1 else f"{m:.2f}"
-                         for m, sd, n in zip(s["accuracy_mean"], s["accuracy_std"], s["n_seeds"])]
+    t = paired_table(summary, paired)
     lines = [f"# Mini experiment: {cfg.dataset}, {cfg.n_per_class} labelled images per class",
              "",
              f"Written by `gifkit mini` ({'quick' if len(cfg.seeds) == 1 else 'full'} run). Test accuracy on the "
              f"{'official test set' if cfg.test_per_class is None else f'{cfg.test_per_class} test images per class'}"
              f", final step, mean ± sample std over seeds {list(cfg.seeds)} (each seed: its own expansion draw and "
-             f"training run). Every arm: {cfg.ratio}x expansion (except `original`), {cfg.steps} SGD steps of "
-             f"batch {cfg.batch_size}, lr {cfg.lr} cosine, weight decay {cfg.weight_decay}, {cfg.arch} "
-             f"(ResNet-18 adapted to 28 px, width 16) from scratch, random rotation 15° and flips.",
+             f"training run). Every arm: {cfg.ratio}x expansion (except `original`), the same {cfg.steps} SGD steps "
+             f"of batch {cfg.batch_size} (gifkit's equal-steps protocol), lr {cfg.lr} cosine, weight decay "
+             f"{cfg.weight_decay}, {cfg.arch} (ResNet-18 adapted to 28 px, width 16) from scratch, random rotation "
+             f"15° and flips. The difference columns pair the arms by seed: mean difference in points and its "
+             f"95 % Student-t interval; `higher` / `lower` only when the interval excludes 0.",
              "",
-             md_table(s, ["arm", "description", "n_train", "accuracy (%)", "best_over_epochs_mean", "n_seeds"]),
+             md_table(t, list(t.columns)),
              ""]
-    base = dict(zip(summary["arm"], summary["accuracy_mean"]))
-    if "gif-vae" in base:
-        cmp = [f"{other}: {base['gif-vae'] - base[other]:+.2f}" for other in ("original", "randaugment", "vae",
-                                                                               "vae-random") if other in base]
-        lines += [f"GIF-VAE minus the others (accuracy points, means): {'; '.join(cmp)}.", ""]
+    if len(paired):
+        eff = paired[paired["verdict"].isin(["higher", "lower"])]
+        none = paired[paired["verdict"] == "no effect"]
+        lines += ["Effects (the interval excludes 0): " + ("; ".join(
+            f"{r['arm']} {r['verdict']} than {r['control']} by {r['mean_diff']:+.2f}" for _, r in eff.iterrows())
+            or "none") + ".",
+                  "No effect measurable at this number of seeds (the interval holds 0): " + ("; ".join(
+                      f"{r['arm']} vs {r['control']}" for _, r in none.iterrows()) or "none") + ".", ""]
     if len(diag):
         lines += ["What the guidance model (EfficientNet-Lite0 prototypes) sees in the first seed's expansions: "
                   "p[y_hat] and entropy of the created images (y_hat: its prediction on the seed), agreement of its "

@@ -6,16 +6,18 @@
   it is the one dispatch shared by ``gifkit expand`` and the notebooks.
 - :func:`run_grid` runs every dataset x method x seed cell: expand the training split (method ``"original"``:
   no expansion), then :func:`gifkit.train.loop.train` on original + expanded data, and returns one row per cell.
-  All cells of a dataset train for the same number of update steps (the paper's protocol: the original set
-  trains as many steps as its expansion takes in the preset's epochs). Finished cells are resumed.
+  Every expansion of a dataset trains the same number of update steps (the paper's protocol: the same epochs
+  over sets expanded by the same ratio); the original set trains the preset's epochs over itself, as the
+  official README does (``original_steps="epochs"``), or as many steps as the expansions take
+  (``original_steps="equal"``, gifkit's equal-steps protocol, not the paper's). Finished cells are resumed.
 - :func:`summarize` gives mean, sample standard deviation (ddof=1; 0 for one run) and n over seeds.
 
 Layout of a grid in ``out``: ``<dataset>/<label>/seed_<s>/expanded/`` (the expansion, store format),
 ``<dataset>/<label>/seed_<s>/run/`` (the :func:`gifkit.train.loop.train` run, with ``cell.json``: the row and the
 settings it came from; with ``train`` overrides the folder is named by them, e.g. ``run_arch=resnext50``, so that
-several classifiers train on one expansion, as the paper's Tables 4 and 17 do); the ``original`` cells, whose
-number of steps follows the expansions they are compared with, live in ``<dataset>/original_as<r>x/`` (``r``:
-the ``steps_ratio`` they train). A folder re-run with other settings raises (nothing is overwritten).
+several classifiers train on one expansion, as the paper's Tables 4 and 17 do); the ``original`` cells live in
+``<dataset>/original/``, or, with equal steps, in ``<dataset>/original_as<r>x/`` (``r``: the ``steps_ratio``
+they train). A folder re-run with other settings raises (nothing is overwritten).
 Expansion seed and training seed are both ``s``, so the spread over seeds covers both randomness sources.
 """
 from __future__ import annotations
@@ -31,12 +33,14 @@ from gifkit.io.files import read_json, write_json
 from gifkit.io.runs import matching_record, normalized
 from gifkit.methods import build_models, get_method
 
-__all__ = ["ModelCache", "expand_method", "run_grid", "summarize", "method_spec", "train_config", "ROW_COLUMNS"]
+__all__ = ["ModelCache", "expand_method", "run_grid", "summarize", "method_spec", "train_config", "ROW_COLUMNS",
+           "ORIGINAL_STEPS"]
 
 ROW_COLUMNS = ["dataset", "method", "seed", "accuracy", "accuracy_macro", "n_train", "expand_seconds",
                "train_seconds", "run_dir", "expanded_dir", "base_method", "accuracy_micro", "best_accuracy",
                "arch", "ratio", "total_steps"]
-_ALIA_KEYS = ("descriptions", "descriptions_file", "editor", "filter", "filter_classifier", "template", "model_id",
+_ALIA_KEYS = ("descriptions", "descriptions_file", "editor", "filter", "filter_classifier", "threshold_by",
+              "semantic_clip", "template", "model_id",
               "captioner_id", "llm_id", "steps", "strength", "guidance_scale", "image_guidance_scale")
 
 
@@ -189,8 +193,11 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.,=+" else "_" for c in str(name)) or "_"
 
 
+ORIGINAL_STEPS = ("epochs", "equal")
+
+
 def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=None, train: dict | None = None,
-             expand: dict | None = None, progress=False):
+             expand: dict | None = None, original_steps: str = "epochs", progress=False):
     """For each dataset x method x seed: expand (method "original" = no expansion), then gifkit.train.loop.train with the
     profile's preset + `train` overrides on original + expanded data; resumes finished cells. One row per cell with
     columns dataset, method, seed, accuracy, accuracy_macro, n_train, expand_seconds, train_seconds, run_dir,
@@ -204,9 +211,11 @@ def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=
       ``guidance``, ``model_kwargs``: these two apply to the generative methods only, and a method's own
       options win over them). With profile ``paper`` a dataset of the
       paper gets its GIF-SD preset (:data:`gifkit.config.PRESET_OF`) unless ``expand`` names one.
-    - Equal update steps: unless ``train`` sets ``steps``/``steps_ratio`` (or the profile fixes the steps, as
-      mini does), every cell trains ``steps_ratio = ratio * n_expanded_seeds / n_original``, i.e. the steps
-      the expanded set takes in the preset's epochs.
+    - Steps: unless ``train`` sets ``steps``/``steps_ratio`` (or the profile fixes the steps, as mini does),
+      every expansion cell trains ``steps_ratio = ratio * n_expanded_seeds / n_original``, i.e. the steps the
+      expanded set takes in the preset's epochs; the ``original`` cells train the preset's epochs over the
+      original set (``original_steps="epochs"``: the official README's, fewer steps) or the expansions' steps
+      (``"equal"``: gifkit's equal-steps protocol).
     - Columns: ``method`` is the label; ``base_method`` the method it runs. ``accuracy`` is the final-epoch
       headline figure in % (macro accuracy on the MedMNIST sets, micro elsewhere, as the paper reports),
       ``accuracy_micro``/``accuracy_macro`` both, ``best_accuracy`` the best over epochs (optimistic: the official
@@ -218,6 +227,8 @@ def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=
     from gifkit.train.config import settings_of
     from gifkit.train.loop import train as train_run
 
+    if original_steps not in ORIGINAL_STEPS:
+        raise ValueError(f"original_steps must be one of {ORIGINAL_STEPS}, got {original_steps!r}")
     datasets = [data] if isinstance(data, (str, Path)) else list(data)
     specs = [method_spec(m) for m in methods]
     labels = [s[0] for s in specs]
@@ -249,7 +260,7 @@ def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=
                 n_orig = len(dataset)
                 n_seeds = n_orig if limit is None else min(int(limit), n_orig)
                 folder = _safe(label)
-                if cfg.steps is None and cfg.steps_ratio is None:
+                if cfg.steps is None and cfg.steps_ratio is None and (name != "original" or original_steps == "equal"):
                     cfg = dataclasses.replace(cfg, steps_ratio=r * n_seeds / n_orig)
                     if name == "original":  # its steps depend on the expansions it is compared with
                         folder += f"_as{cfg.steps_ratio:g}x"
@@ -260,7 +271,7 @@ def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=
                 prior = name == "original" or get_method(name).kind != "augment"  # guidance/model_kwargs: priors'
                 guidance = {**(base_guidance if prior else {}), **(opts.get("guidance") or {})}
                 model_kwargs = {**(base_kwargs if prior else {}), **(opts.get("model_kwargs") or {})}
-                key = {"profile": profile, "method": name, "ratio": r, "limit": limit, "guidance": guidance,
+                key = {"profile": profile, "method": name, "ratio": r, "original_steps": original_steps, "limit": limit, "guidance": guidance,
                        "model_kwargs": model_kwargs, "expand": exp, "train": settings_of(cfg)}
                 key = normalized(key)
                 done = run_dir / "cell.json"

@@ -66,6 +66,8 @@ class PriorOptions:
                                  choices=("designed", "class"))
     noise_scale: float | None = option(None, "DreamDA: std of the noise added to the U-Net bottleneck at every "
                                              "step (default 3)")
+    sampler: str | None = option(None, "DreamDA: CycleDiffusion (default, the official code) or DDIM img2img",
+                                 choices=("cycle", "img2img"))
     descriptions: list[str] | None = option(None, "ALIA: domain descriptions (default: BLIP captions summarised by "
                                                   "a text-generation model)")
     descriptions_file: str | None = option(None, "ALIA: descriptions, one per line (or a JSON list)")
@@ -75,6 +77,9 @@ class PriorOptions:
                                 choices=("both", "semantic", "confidence", "none"))
     filter_classifier: str | None = option(None, "ALIA: a finished `gifkit train` run for the confidence filter "
                                                  "(default: train one)")
+    threshold_by: str | None = option(None, "ALIA: the confidence filter's threshold, the edit's label's (default, "
+                                            "the official filter) or its predicted class's",
+                                      flag="--alia-threshold-by", choices=("label", "prediction"))
 
 
 def register_method(m: Method) -> Method:

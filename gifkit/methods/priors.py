@@ -101,7 +101,7 @@ def alia_prior(profile: str, device, *, descriptions=None, editor: str = "img2im
                guidance_scale: float | None = None, image_guidance_scale: float | None = None,
                fp16: bool | None = None, **_):
     """ALIA's editor (tiny under smoke): SD v1.5 img2img (strength 0.6, guidance 7.5) or InstructPix2Pix
-    (image guidance 1.2, guidance 7.5). ``descriptions`` (the domain descriptions) are required."""
+    (image guidance 1.2, text guidance 5): ALIA's official defaults. ``descriptions`` are required."""
     from gifkit.priors.alia import EDITOR_DEFAULTS, EDITORS, ALIAPrior
 
     if descriptions is None:
@@ -126,14 +126,16 @@ def alia_prior(profile: str, device, *, descriptions=None, editor: str = "img2im
 
 def dreamda_prior(profile: str, device, *, model_id: str | None = None, steps: int | None = None,
                   strength: float | None = None, guidance_scale: float | None = None,
-                  noise_scale: float | None = None, fp16: bool | None = None, **_):
-    """DreamDA (tiny SD under smoke, SD v1.5 otherwise): img2img with bottleneck noise at every step."""
+                  noise_scale: float | None = None, sampler: str | None = None, fp16: bool | None = None, **_):
+    """DreamDA (tiny SD under smoke, SD v1.5 otherwise): the seed re-generated with bottleneck noise at every
+    step; the official CycleDiffusion sampler with 100 steps on real profiles, ``sampler="img2img"`` the other."""
     from gifkit.priors.dreamda import DEFAULTS, DreamDAPrior
 
     prof = get_profile(profile)
     pipe = tiny.tiny_sd() if prof.tiny else hub.load_sd(model_id or MODEL_IDS["sd15"],
                                                         torch_dtype=_dtype(profile, device, fp16))
-    return DreamDAPrior(pipe, steps=steps or prof.sd_steps,
+    return DreamDAPrior(pipe, sampler=sampler or DEFAULTS["sampler"],
+                        steps=steps or (prof.sd_steps if prof.tiny else DEFAULTS["steps"]),
                         strength=strength if strength is not None else DEFAULTS["strength"],
                         guidance_scale=guidance_scale if guidance_scale is not None else DEFAULTS["guidance_scale"],
                         noise_scale=noise_scale if noise_scale is not None else DEFAULTS["noise_scale"], device=device)

@@ -1,8 +1,8 @@
 """ALIA's editor (Dunlap et al., NeurIPS 2023, arXiv 2305.16289, step (c)): language-guided edits of the seeds.
 
 Each seed is edited K times (K = the expansion ratio) with prompts such as "a photo of a {class}
-{description}": SD img2img (strength 0.6, guidance 7.5) or InstructPix2Pix (image guidance 1.2, guidance
-7.5). Variant v of seed i takes description ``(o_i + v) mod D`` with an offset ``o_i`` drawn from (seed, i), so
+{description}": SD img2img (strength 0.6, guidance 7.5) or InstructPix2Pix (image guidance 1.2, text guidance
+5), ALIA's official defaults. Variant v of seed i takes description ``(o_i + v) mod D`` with an offset ``o_i`` drawn from (seed, i), so
 every seed gets distinct descriptions when K <= D and usage stays balanced. The rest of ALIA (captions,
 descriptions, filters) is the pipeline driver :mod:`gifkit.experiments.alia`.
 """
@@ -22,7 +22,9 @@ __all__ = ["EDITORS", "TEMPLATES", "EDITOR_DEFAULTS", "check_descriptions", "des
 EDITORS = ("img2img", "instruct")
 FILTERS = ("both", "semantic", "confidence", "none")
 TEMPLATES = {"img2img": "a photo of a {class} {description}", "instruct": "put the {class} {description}"}
-EDITOR_DEFAULTS = {"img2img": dict(strength=0.6, guidance_scale=7.5), "instruct": dict(guidance_scale=7.5,
+# the official ALIA defaults: img2img strength 0.6 and text guidance 7.5; InstructPix2Pix text guidance 5 and
+# image guidance 1.2
+EDITOR_DEFAULTS = {"img2img": dict(strength=0.6, guidance_scale=7.5), "instruct": dict(guidance_scale=5.0,
                                                                                          image_guidance_scale=1.2)}
 
 

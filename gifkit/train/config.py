@@ -57,7 +57,7 @@ class TrainConfig:
     steps: int | None = option(None, "equal-update-steps mode: total optimizer steps")
     steps_ratio: float | None = option(None, "equal-update-steps mode: as many steps as a set (1 + R) times the "
                                              "original takes")
-    batch_size: int = option(128, "images per step (per process)")
+    batch_size: int = option(256, "images per step (per process)")
     lr: float = option(0.01, "peak learning rate (cosine decay)")
     momentum: float = option(0.9, "SGD momentum")
     weight_decay: float = option(1e-4, "SGD weight decay")
@@ -117,7 +117,7 @@ def make_config(preset: str | None = None, **overrides) -> TrainConfig:
     values = dict(TRAIN_PRESETS[preset])
     if preset in PROFILES:
         values["profile"] = preset
-    if preset == "paper" and str(overrides.get("data", "")).lower() in PAPER_LR:
+    if preset in ("paper", "official-original") and str(overrides.get("data", "")).lower() in PAPER_LR:
         values["lr"] = PAPER_LR[str(overrides["data"]).lower()]
     values.update(overrides)
     return TrainConfig(**values)
