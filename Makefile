@@ -33,13 +33,17 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
 	HF_HUB_OFFLINE=1 $(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
 
-# make notebooks PROFILE=smoke|mini|paper: executed notebooks, CSV and PNG under results/<profile>/
+# make notebooks [NB="05 06"] [PROFILE=smoke|mini|paper] [PARAMS="ratio=5 seeds=[0,1]"]: executed copies under
+# results/<profile>/notebooks/, their CSV and PNG under results/<profile>/<notebook>/
+NB ?=
+PARAMS ?=
 notebooks: $(STAMP)
-	$(PY) -m gifkit.experiments.notebooks --profile $(PROFILE)
+	$(PY) -m gifkit.experiments.notebooks --profile $(PROFILE) $(if $(NB),--only $(NB)) $(foreach p,$(PARAMS),--param '$(p)')
 
-# Re-execute the notebooks on the smoke profile and store their outputs in notebooks/ (committed).
+# Re-execute notebooks (all, or NB=...) in place, each on the profile its committed outputs come from, in a fresh
+# output folder (the shared study grid under results/<profile>/grid is reused), and store the outputs in notebooks/.
 notebooks-refresh: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m gifkit.experiments.notebooks --profile smoke --in-place
+	HF_HUB_OFFLINE=1 $(PY) -m gifkit.experiments.notebooks --refresh $(if $(NB),--only $(NB))
 
 clean-venv:
 	rm -rf $(VENV)

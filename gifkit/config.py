@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 __all__ = ["option", "Profile", "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "ALIA_SEMANTIC_CLIP", "GIF_SD_PRESETS",
-           "PRESET_OF", "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
+           "PRESET_OF", "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "NO_HFLIP", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
            "PAPER_DATASET", "PAPER_METHOD"]
 
 
@@ -147,6 +147,7 @@ TRAIN_PRESETS: dict[str, dict] = {
                  image_size=28, rotation=15.0, hflip=True, workers=0, precision="no", device="cpu"),
 }
 PAPER_LR = {"cifar100s": 0.1, "organsmnist": 0.1}  # App. D.4
+NO_HFLIP = ("mnist",)  # datasets whose class a horizontal flip can change (a digit's, not a garment's)
 # architecture aliases of `gifkit train --arch` -> timm model names (any other timm name works too);
 # resnext50 / wideresnet50 / mobilenetv2: the paper's Table 4; mini_resnet18: gifkit.models.mininet
 ARCHS = {"resnet50": "resnet50", "resnext50": "resnext50_32x4d", "wideresnet50": "wide_resnet50_2",

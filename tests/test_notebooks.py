@@ -45,7 +45,8 @@ def test_committed_outputs_come_from_a_clean_smoke_run(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_declared_profiles_are_known_and_include_smoke(path):
-    from gifkit.experiments.notebooks import PROFILES, supported_profiles
+    from gifkit.config import PROFILE_NAMES as PROFILES
+    from gifkit.experiments.notebooks import supported_profiles
 
     profiles = supported_profiles(path)
     assert "smoke" in profiles and set(profiles) <= set(PROFILES)

@@ -42,13 +42,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gifkit.config import TRAIN_PRESETS, option
+from gifkit.config import NO_HFLIP, TRAIN_PRESETS, option
 from gifkit.io.files import read_json, write_csv, write_json, write_text
-from gifkit.train.config import make_config
 
 # torch, pandas and the models are imported inside the functions that use them.
 
-__all__ = ["Arm", "ARMS", "QUICK_ARMS", "FULL_ARMS", "FLIP", "MiniConfig", "train_config", "grid_settings", "run_mini"]
+__all__ = ["Arm", "ARMS", "QUICK_ARMS", "FULL_ARMS", "FLIP", "MiniConfig", "grid_settings", "arm_specs", "run_mini"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
 ]}
 QUICK_ARMS = ("original", "randaugment", "vae", "gif-vae")
 FULL_ARMS = tuple(ARMS)
-FLIP = {"fashion-mnist": True, "mnist": False}  # horizontal flips keep a garment's class, not a digit's
+FLIP = {name: name not in NO_HFLIP for name in ("fashion-mnist", "mnist")}  # gifkit.config.NO_HFLIP
 
 
 @dataclass
@@ -142,15 +141,6 @@ def _data_kwargs(cfg: MiniConfig) -> dict:
     if cfg.download:
         kw["download"] = True
     return kw
-
-
-def train_config(cfg: MiniConfig, seed: int, expanded: Path | None, out: Path):
-    """The :class:`gifkit.train.config.TrainConfig` of one arm x seed (the ``mini`` training preset, same steps
-    for every arm)."""
-    return make_config("mini", data=cfg.dataset, data_root=cfg.data_root, data_kwargs=_data_kwargs(cfg),
-                       expanded=[str(expanded)] if expanded else [], arch=cfg.arch, epochs=cfg.epochs,
-                       steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                       hflip=FLIP.get(cfg.dataset, True), seed=seed, out=str(out), progress=False)
 
 
 def grid_settings(cfg: MiniConfig | None = None) -> dict:
