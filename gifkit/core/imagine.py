@@ -24,14 +24,14 @@ from typing import Callable, Sequence
 
 import torch
 
-from gifkit.config import option
+from gifkit.config import Check, check_fields, option
 from gifkit.core.guidance import CIFAR_MEAN, CIFAR_STD, entropy, guidance_terms
 from gifkit.core.perturb import NOISE_MODES, UPDATE_RULES, LatentOptimizer, init_noise, perturb, project_linf
 from gifkit.core.prior import Job, Prior
 from gifkit.core.rng import derive_seed, generator
 from gifkit.io.datasets import seed_path
 from gifkit.io.images import to_pil, to_tensor01
-from gifkit.io.runs import ExpansionRun
+from gifkit.io.runs import ExpansionRun, run_environment
 from gifkit.io.store import SKIPPED_FILE
 
 __all__ = ["GuidanceConfig", "ExpandResult", "job_noise", "imagine_batch", "expand"]
@@ -46,21 +46,22 @@ class GuidanceConfig:
     ``w_div`` weight the two criteria (Tables 20-21 ablate them).
     """
 
-    eps: float = option(0.8, "L-inf radius of the latent projection (Eq. 1)")
+    eps: float = option(0.8, "L-inf radius of the latent projection (Eq. 1)", check=Check(0))
     noise: str = option("channel", "channel-wise (the paper) or pixel-wise (App. B.2) noise", choices=NOISE_MODES)
     update: str = option("sign", "signed-gradient step (official) or Adam", choices=UPDATE_RULES)
-    opt_steps: int = option(1, "guidance steps on (z, b) (official 1; 0: random perturbation only)")
-    step_size: float = option(0.1, "size of each signed step (official 0.1)")
-    lr: float | None = option(None, "Adam learning rate (--update adam; default: the step size)")
-    w_inf: float = option(1.0, "weight of S_inf (0 ablates it)")
-    w_div: float = option(1.0, "weight of S_div (0 ablates it)")
+    opt_steps: int = option(1, "guidance steps on (z, b) (official 1; 0: random perturbation only)",
+                            check=Check(0, 10_000, integer=True))
+    step_size: float = option(0.1, "size of each signed step (official 0.1)", check=Check(0))
+    lr: float | None = option(None, "Adam learning rate (--update adam; default: the step size)",
+                              check=Check(0, lo_open=True))
+    w_inf: float = option(1.0, "weight of S_inf (0 ablates it)", check=Check())
+    w_div: float = option(1.0, "weight of S_div (0 ablates it)", check=Check())
     official_clip_norm: bool = option(
         False, "reproduce the official code's quirk: seeds normalised with CIFAR mean/std for CLIP, created images "
                "not normalised (default: CLIP's own preprocessing for both)", action="store_true")
 
     def __post_init__(self):
-        if self.eps < 0:
-            raise ValueError(f"eps must be >= 0, got {self.eps}")
+        check_fields(self)
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
         if self.update not in UPDATE_RULES:
@@ -220,7 +221,8 @@ def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier,
     settings = {"method": method, "ratio": int(ratio), "seed": seed, "batch_size": batch_size,
                 "output_size": output_size, "params": params or {}, "guidance": asdict(guidance) if guidance else None}
     run = ExpansionRun(out, dataset, class_names, settings, ratio=ratio, batch_size=batch_size, limit=limit,
-                       shard=shard, barrier=barrier)
+                       shard=shard, barrier=barrier,
+                       environment=run_environment(getattr(prior, "device", None), (prior, classifier)))
     store, class_names = run.store, run.class_names
     result = ExpandResult(out=Path(out))
     start = time.perf_counter()
