@@ -113,10 +113,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False
     except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(err, OSError):
+        if isinstance(err, OSError) and not isinstance(err, DiskFull):
             full = disk_full(err, path)
             if full is not err:
                 raise full from err
+            if err.filename in (None, str(tmp)):  # name the file the user asked for, not the temp file
+                named = OSError(f"cannot write {path}: {err.strerror or err}")
+                named.errno = err.errno
+                raise named from err
         raise
 
 
