@@ -87,7 +87,8 @@ class ExpandResult:
     def summary(self) -> str:
         lines = [f"expansion in {self.out}: {self.written} written, {self.existing} already there, "
                  f"{len(self.skipped)} seeds skipped, {self.flagged} variants flagged (non-finite score)",
-                 f"{self.seconds:.1f} s, {self.seconds_per_image:.3f} s per written image "
+                 f"{self.seconds:.1f} s, " + (f"{self.seconds_per_image:.3f} s per written image "
+                                                 if self.written else "nothing new to write ")
                  + "(" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()) + ")"]
         lines += [f"  skipped seed {i}: {why}" for i, why in self.skipped[:20]]
         if len(self.skipped) > 20:
