@@ -21,8 +21,9 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Check", "option", "check_fields", "EXPAND_CHECKS", "MAX_RATIO", "check_expand_args", "Profile", "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "GIF_SD_PRESETS",
-           "PRESET_OF", "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
+__all__ = ["Check", "option", "check_fields", "EXPAND_CHECKS", "MAX_RATIO", "check_expand_args", "Profile",
+           "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "GIF_SD_PRESETS", "PRESET_OF",
+           "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
            "PAPER_DATASET", "PAPER_METHOD"]
 
 

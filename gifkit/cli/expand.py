@@ -47,8 +47,10 @@ def add_expand_args(p: argparse.ArgumentParser) -> None:
 
 def _inputs(args) -> list[Path]:
     """The folders ``--data`` / ``--data-root`` name (a manifest's folder for a CSV), which --out must avoid."""
+    from gifkit.data import registered
+
     found = []
-    for value in (args.data, args.data_root):
+    for value in (None if registered(args.data) else args.data, args.data_root):
         p = Path(value).expanduser() if value else None
         if p is not None and p.exists():
             found.append(p if p.is_dir() else p.parent)

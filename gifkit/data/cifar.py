@@ -39,8 +39,9 @@ from gifkit.data.longtail import longtail_counts, longtail_indices
 from gifkit.errors import Refused
 from gifkit.io.files import write_text
 
-__all__ = ["CIFAR100_CLASSES", "CIFAR100_MD5", "CIFAR100_URL", "CORRUPTIONS", "INDEX_FILE", "read_cifar100", "cifar100s_indices", "read_cifar100c",
-           "load_cifar100", "load_cifar100s", "load_cifar100lt", "load_cifar100c"]
+__all__ = ["CIFAR100_CLASSES", "CIFAR100_MD5", "CIFAR100_URL", "CORRUPTIONS", "INDEX_FILE", "read_cifar100",
+           "cifar100s_indices", "read_cifar100c", "load_cifar100", "load_cifar100s", "load_cifar100lt",
+           "load_cifar100c"]
 
 INDEX_FILE = Path(__file__).with_name("cifar100s_indices.json")
 

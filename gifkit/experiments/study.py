@@ -127,14 +127,15 @@ def expand_method(data, method: str, out, *, profile="smoke", ratio=5, seed=0, l
         if any(v is not None for v in (guidance or {}).values()):
             raise ValueError(f"{method} is an augmentation baseline: it takes no guidance settings")
         return expand_augment(dataset, class_names, out, method=method, ratio=int(ratio), seed=seed,
-                              batch_size=16 if batch_size is None else batch_size, limit=limit, output_size=output_size,
+                              batch_size=16 if batch_size is None else batch_size, limit=limit,
+                              output_size=output_size,
                               params={k: v for k, v in (model_kwargs or {}).items() if v is not None} or None,
                               shard=shard, barrier=barrier, progress=progress)
     prior, classifier, g, params = (cache or ModelCache()).get(method, profile, class_names, preset, device,
                                                                guidance, model_kwargs, dataset)
     return expand(dataset, class_names, prior, classifier, out, ratio=int(ratio), method=method, guidance=g,
-                  seed=seed, batch_size=4 if batch_size is None else batch_size, limit=limit, output_size=output_size, params=params,
-                  shard=shard, barrier=barrier, progress=progress)
+                  seed=seed, batch_size=4 if batch_size is None else batch_size, limit=limit, output_size=output_size,
+                  params=params, shard=shard, barrier=barrier, progress=progress)
 
 
 def method_spec(entry) -> tuple[str, str, dict]:

@@ -140,7 +140,7 @@ def data_folders(dataset: Dataset) -> list[Path]:
     samples = getattr(dataset, "samples", None)
     if samples is not None:
         found |= {os.path.dirname(os.path.abspath(str(p))) for p, _ in samples}
-    return sorted({Path(os.path.realpath(f)) for f in found if f})
+    return sorted({Path(os.path.realpath(f)) for f in found if f and os.path.realpath(f) != os.path.sep})
 
 
 

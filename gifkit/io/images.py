@@ -14,7 +14,8 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
-__all__ = ["IMAGE_EXTENSIONS", "to_rgb", "max_pixels", "open_rgb", "BadImage", "to_tensor01", "stack01", "read01", "to_pil"]
+__all__ = ["IMAGE_EXTENSIONS", "to_rgb", "max_pixels", "open_rgb", "BadImage", "to_tensor01", "stack01", "read01",
+           "to_pil"]
 
 
 class BadImage(ValueError):
