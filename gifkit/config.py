@@ -16,32 +16,107 @@ said beside it and in ``docs/design.md``.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["option", "Profile", "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "ALIA_SEMANTIC_CLIP", "GIF_SD_PRESETS",
-           "PRESET_OF", "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "NO_HFLIP", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
+__all__ = ["Check", "option", "check_fields", "EXPAND_CHECKS", "MAX_RATIO", "check_expand_args", "Profile",
+           "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "ALIA_SEMANTIC_CLIP",
+           "GIF_SD_PRESETS", "PRESET_OF", "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "NO_HFLIP", "ARCHS",
+           "MACRO_DATASETS", "FINETUNE_PRESETS",
            "PAPER_DATASET", "PAPER_METHOD"]
 
 
 # ----------------------------------------------------------------------------- how settings are declared
 
 
+@dataclass(frozen=True)
+class Check:
+    """The one numeric check of gifkit's settings, shared by the command line and the Python API.
+
+    A value passes when it is a real number (not a bool), finite, ``lo <= value`` (``lo < value`` with
+    ``lo_open``), ``value <= hi``, and a whole number when ``integer``; ``None`` passes (an unset optional).
+    :func:`option` attaches a check to a dataclass field (its ``__post_init__`` calls :func:`check_fields`,
+    the generated flag applies it when parsing); :data:`EXPAND_CHECKS` holds those of the expansion arguments.
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    integer: bool = False
+    lo_open: bool = False
+
+    def describe(self) -> str:
+        """What the check asks for, e.g. ``"an integer >= 1"`` or ``"a finite number in (0, 1]"``."""
+        kind = "an integer" if self.integer else "a finite number"
+        if self.lo is not None and self.hi is not None:
+            return f"{kind} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
+        if self.lo is not None:
+            return f"{kind} {'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.hi is not None:
+            return f"{kind} <= {self.hi:g}"
+        return kind
+
+    def __call__(self, name: str, value: Any) -> Any:
+        """``value`` if it passes (an integral float becomes an int when ``integer``); else ``ValueError``
+        naming ``name``, what is asked for and the value given."""
+        if value is None:
+            return None
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+        if ok and self.integer:
+            ok = float(value) == int(value)
+        if ok:
+            v = float(value)
+            ok = (self.lo is None or (v > self.lo if self.lo_open else v >= self.lo)) and \
+                (self.hi is None or v <= self.hi)
+        if not ok:
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+        return int(value) if self.integer else value
+
+
 def option(default: Any = None, help: str = "", *, flag: str | None = None, choices=None, action: str | None = None,
-           required: bool = False, convert: Callable | None = None, cli: bool = True, **field_kwargs):
+           required: bool = False, convert: Callable | None = None, cli: bool = True, check: Check | None = None,
+           **field_kwargs):
     """A dataclass field that is also a command-line flag (:mod:`gifkit.cli.args` generates the flag).
 
     ``flag``: the flag's name (default ``--`` + the field name with ``-``); ``choices``; ``action``:
     ``"store_true"`` / ``"store_false"`` (a flag that sets True / False) or ``"append"`` (repeatable, gathered
     into a list); ``required``: required on the command line; ``convert``: applied to the parsed value
-    (e.g. ``balanced-softmax`` -> ``balanced_softmax``); ``cli=False``: no flag. A ``list``/``dict``/``set``
-    default is given through ``default_factory`` (in ``field_kwargs``).
+    (e.g. ``balanced-softmax`` -> ``balanced_softmax``); ``cli=False``: no flag; ``check``: a :class:`Check`
+    of the value, applied by the flag and by :func:`check_fields`. A ``list``/``dict``/``set`` default is given
+    through ``default_factory`` (in ``field_kwargs``).
     """
     meta = {"help": help, "flag": flag, "choices": choices, "action": action, "required": required,
-            "convert": convert, "cli": cli}
+            "convert": convert, "cli": cli, "check": check}
     if "default_factory" in field_kwargs:
         return dataclasses.field(metadata=meta, **field_kwargs)
     return dataclasses.field(default=default, metadata=meta, **field_kwargs)
+
+
+def check_fields(obj: Any) -> None:
+    """Apply the :class:`Check` of every field of the dataclass instance ``obj`` (its ``__post_init__`` calls
+    this); a value that fails raises ``ValueError`` naming the field."""
+    for f in dataclasses.fields(obj):
+        check = f.metadata.get("check")
+        if check is not None:
+            object.__setattr__(obj, f.name, check(f.name, getattr(obj, f.name)))
+
+
+MAX_RATIO = 1000  # K images per seed: the paper uses at most 30; more is a typo, refused before any work
+# the arguments of every expansion (gifkit expand, expand_method, expand, expand_augment, run_alia)
+EXPAND_CHECKS: dict[str, Check] = {
+    "ratio": Check(1, MAX_RATIO, integer=True),
+    "batch_size": Check(1, 1 << 16, integer=True),
+    "limit": Check(1, integer=True),
+    "output_size": Check(1, 1 << 14, integer=True),
+    "seed": Check(0, (1 << 63) - 1, integer=True),
+}
+
+
+def check_expand_args(**values: Any) -> dict:
+    """``values`` (``ratio``, ``batch_size``, ``limit``, ``output_size``, ``seed``) checked by
+    :data:`EXPAND_CHECKS` and returned (integral floats as ints); ``None`` passes."""
+    return {k: EXPAND_CHECKS[k](k, v) for k, v in values.items()}
 
 
 # ----------------------------------------------------------------------------- profiles

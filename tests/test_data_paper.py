@@ -46,22 +46,22 @@ def test_cifar100_class_names_are_the_official_sorted_list():
 def test_cifar100_and_subset(tmp_path):
     recorded_before = cifar.INDEX_FILE.exists()
     root = write_cifar100(tmp_path)
-    full, classes = load_dataset("cifar100", "train", root=root)
+    full, classes = load_dataset("cifar100", "train", root=root, trust_pickle=True)
     assert len(full) == 600 and classes[1] == "aquarium fish"
     image, label = full[101]
     assert image.size == (32, 32) and image.mode == "RGB" and label == 1
     assert np.asarray(image)[0, 0, 0] == 101
-    sub, _ = load_dataset("cifar100s", "train", root=root, per_class=3)
+    sub, _ = load_dataset("cifar100s", "train", root=root, trust_pickle=True, per_class=3)
     assert len(sub) == 300 and np.bincount(sub.targets).tolist() == [3] * 100
-    again, _ = load_dataset("cifar100s", "train", root=root, per_class=3)
+    again, _ = load_dataset("cifar100s", "train", root=root, trust_pickle=True, per_class=3)
     assert again.indices == sub.indices  # reproducible
     assert all(full.targets[i] == y for i, y in zip(sub.indices, sub.targets))
-    other, _ = load_dataset("cifar100s", "train", root=root, per_class=3, subset_seed=1)
+    other, _ = load_dataset("cifar100s", "train", root=root, trust_pickle=True, per_class=3, subset_seed=1)
     assert other.indices != sub.indices
-    test, _ = load_dataset("cifar100s", "test", root=root)
+    test, _ = load_dataset("cifar100s", "test", root=root, trust_pickle=True)
     assert len(test) == 200
     with pytest.raises(ValueError, match="only 6 images"):
-        load_dataset("cifar100s", "train", root=root)  # 100 per class needs the real data
+        load_dataset("cifar100s", "train", root=root, trust_pickle=True)  # 100 per class needs the real data
     # only the official train file (by MD5) is recorded as the repository's index list
     assert cifar.INDEX_FILE.exists() == recorded_before
     assert not (root / "cifar-100-python" / cifar.INDEX_FILE.name).exists()
@@ -81,11 +81,11 @@ def test_longtail_counts_and_ldam_selection(tmp_path):
     assert counts[0] == 500 and counts[-1] == 5 and sum(counts) == 10847
     assert all(a >= b for a, b in zip(counts, counts[1:]))
     root = write_cifar100(tmp_path, per_class_train=10)
-    train, _ = load_dataset("cifar100lt", "train", root=root, imbalance_ratio=10)
+    train, _ = load_dataset("cifar100lt", "train", root=root, trust_pickle=True, imbalance_ratio=10)
     expect = longtail_counts(10, 100, 10)
     assert np.bincount(train.targets, minlength=100).tolist() == expect == train.class_counts
     # exactly LDAM-DRW's IMBALANCECIFAR100.gen_imbalanced_data
-    labels = np.asarray(load_dataset("cifar100", "train", root=root)[0].targets)
+    labels = np.asarray(load_dataset("cifar100", "train", root=root, trust_pickle=True)[0].targets)
     np.random.seed(0)
     ldam = []
     for c, n in zip(np.unique(labels), expect):
@@ -93,7 +93,7 @@ def test_longtail_counts_and_ldam_selection(tmp_path):
         np.random.shuffle(idx)
         ldam += idx[:n].tolist()
     assert train.indices == ldam
-    test, _ = load_dataset("cifar100lt", "test", root=root, imbalance_ratio=10)
+    test, _ = load_dataset("cifar100lt", "test", root=root, trust_pickle=True, imbalance_ratio=10)
     assert len(test) == 200 and test.class_counts == expect
 
 

@@ -43,6 +43,10 @@ def test_presets_and_overrides():
     with pytest.raises(ValueError, match="loss"):
         make_config("paper", data="smoke", loss="focal")
     import timm
+
+    from gifkit.models.mininet import register_arch
+
+    register_arch()
     assert all(timm.is_model(n) for n in ARCHS.values())
     assert ARCHS["resnext50"] == "resnext50_32x4d" and ARCHS["wideresnet50"] == "wide_resnet50_2"
     assert ARCHS["mobilenetv2"] == "mobilenetv2_100"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from gifkit.cli import doctor, evaluate, expand, finetune, mini, train
@@ -29,11 +30,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     mini.add_parser(sub)
     finetune.add_parser(sub)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error (default: one line)")
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns its exit status (2 for a usage error or an error the user can fix)."""
+    """Run one command; returns its exit status.
+
+    The one error path of the command line: an error the user can cause or fix (:class:`UserError`, any
+    ``ValueError`` or ``OSError``: bad input, a damaged file, a full disk, a refused folder) ends as one line
+    ``gifkit <command>: error: ...`` and exit status 2, without a traceback (``--debug``, or
+    ``GIFKIT_DEBUG=1``, shows it); Ctrl-C ends with ``gifkit <command>: interrupted; re-run the same command
+    to resume`` and status 130. Anything else is a bug and keeps its traceback.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -42,10 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("GIFKIT_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"gifkit {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
     except (UserError, ValueError, OSError) as e:
-        print(f"gifkit {args.command}: error: {e}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"gifkit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if debug or type(e).__name__ != "OutOfMemoryError":
+            raise
+        print(f"gifkit {args.command}: error: out of memory ({_one_line(e)}); lower --batch-size (or the "
+              f"images per pass) and re-run: finished work is kept", file=sys.stderr)
         return 2
 
 

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import typing
 
-__all__ = ["add_dataclass_args", "values"]
+__all__ = ["add_dataclass_args", "values", "checked"]
 
 
 def _flag_fields(cls, prefix: str = "", only=None, skip=()):
@@ -43,6 +43,19 @@ def _default_text(f: dataclasses.Field) -> str:
     return ""
 
 
+def checked(typ, check, name: str):
+    """An argparse ``type``: ``typ`` (int or float) of the text, then ``check`` (a
+    :class:`gifkit.config.Check`); a failure becomes argparse's one-line usage error naming the flag."""
+    def parse(text: str):
+        try:
+            return check(name, typ(text))
+        except (TypeError, ValueError) as e:
+            what = "an integer" if typ is int else "a number"
+            raise argparse.ArgumentTypeError(str(e) if "must be" in str(e) else f"expected {what}, got {text!r}")
+    parse.__name__ = typ.__name__
+    return parse
+
+
 def add_dataclass_args(parser, cls, *, prefix: str = "", only=None, skip=(), defaults: dict | None = None) -> None:
     """Add a flag for every :func:`~gifkit.config.option` field of ``cls`` to ``parser`` (or an argument group).
 
@@ -66,6 +79,8 @@ def add_dataclass_args(parser, cls, *, prefix: str = "", only=None, skip=(), def
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = typ if typ in (int, float) else str
+            if meta.get("check") is not None and typ in (int, float):
+                kw["type"] = checked(typ, meta["check"], f.name)
             if many:
                 kw["nargs"] = "+"
             if meta.get("choices"):

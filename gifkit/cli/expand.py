@@ -6,8 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from gifkit.cli.args import add_dataclass_args, values
-from gifkit.config import DEFAULT_RATIO, GIF_SD_PRESETS, PROFILE_NAMES
+from gifkit.cli.args import add_dataclass_args, checked, values
+from gifkit.config import DEFAULT_RATIO, EXPAND_CHECKS, GIF_SD_PRESETS, MAX_RATIO, PROFILE_NAMES, check_expand_args
+from gifkit.errors import UserError
 from gifkit.core.imagine import GuidanceConfig
 from gifkit.methods import METHODS, PriorOptions, method_names
 
@@ -19,16 +20,24 @@ def add_expand_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset name (e.g. smoke) or an image folder <root>/<class>/<img>")
     p.add_argument("--split", default="train")
     p.add_argument("--data-root", default=None, help="where a named dataset's files are")
-    p.add_argument("--out", required=True, help="output folder (ImageFolder + metadata.csv); re-running resumes")
+    p.add_argument("--out", required=True, help="output folder (ImageFolder + metadata.csv); re-running resumes; "
+                                                 "never the --data folder, inside it or above it")
+    p.add_argument("--force-new", action="store_true",
+                   help="delete the expansion --out holds (its images and records, nothing else) and start a new one "
+                        "(default: resume it, or refuse when it was made from other data, settings or condition)")
     p.add_argument("--method", default="gif-sd", choices=method_names(), metavar="METHOD",
                    help="expansion method: " + "; ".join(f"{n} ({m.kind})" for n, m in METHODS.items()))
-    p.add_argument("--ratio", type=int, default=None, help="K, variants per seed (default: the preset's, else 5)")
+    p.add_argument("--ratio", type=checked(int, EXPAND_CHECKS["ratio"], "ratio"), default=None,
+                   help=f"K, variants per seed, 1 to {MAX_RATIO} (default: the preset's, else 5)")
     p.add_argument("--profile", default="smoke", choices=list(PROFILE_NAMES))
     p.add_argument("--preset", default=None, help="the paper's per-dataset settings, e.g. cifar100s, pets, pathmnist")
-    p.add_argument("--batch-size", type=int, default=4, help="seeds per batch (batch_size * K images per pass)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="only the first N seed images")
-    p.add_argument("--output-size", type=int, default=None, help="save at N px (default: the prior's resolution)")
+    p.add_argument("--batch-size", type=checked(int, EXPAND_CHECKS["batch_size"], "batch_size"), default=4,
+                   help="seeds per batch (batch_size * K images per pass)")
+    p.add_argument("--seed", type=checked(int, EXPAND_CHECKS["seed"], "seed"), default=0)
+    p.add_argument("--limit", type=checked(int, EXPAND_CHECKS["limit"], "limit"), default=None,
+                   help="only the first N seed images")
+    p.add_argument("--output-size", type=checked(int, EXPAND_CHECKS["output_size"], "output_size"), default=None,
+                   help="save at N px (default: the prior's resolution)")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     add_dataclass_args(p.add_argument_group("guidance (GIF methods; see docs/design.md §1.6)"), GuidanceConfig,
@@ -36,19 +45,43 @@ def add_expand_args(p: argparse.ArgumentParser) -> None:
     add_dataclass_args(p.add_argument_group("the prior (generative methods) and ALIA / DreamDA"), PriorOptions)
 
 
+def _inputs(args) -> list[Path]:
+    """The folders ``--data`` / ``--data-root`` name (a manifest's folder for a CSV), which --out must avoid."""
+    from gifkit.data import registered
+
+    found = []
+    for value in (None if registered(args.data) else args.data, args.data_root):
+        p = Path(value).expanduser() if value else None
+        if p is not None and p.exists():
+            found.append(p if p.is_dir() else p.parent)
+    return found
+
+
 def run_expand(args):
-    """Run ``gifkit expand`` for ``args`` through :func:`gifkit.experiments.study.expand_method`; returns the result."""
+    """Run ``gifkit expand`` for ``args`` through :func:`gifkit.experiments.study.expand_method`; returns the result.
+
+    Before anything is loaded: --out may not be, lie in or contain the data (:func:`check_output_folder`);
+    ``--force-new`` clears the expansion --out holds (the main process, then every process waits)."""
     from accelerate import PartialState
 
     from gifkit.data import load_dataset
     from gifkit.experiments.study import expand_method
+    from gifkit.io.runs import check_output_folder
+    from gifkit.io.store import clear_store
 
+    check_output_folder(args.out, _inputs(args))
     state = PartialState(cpu=args.device == "cpu")
-    dataset, class_names = load_dataset(args.data, args.split, root=args.data_root, profile=args.profile)
     ratio = args.ratio if args.ratio is not None else GIF_SD_PRESETS.get(args.preset or "", {}).get("ratio", DEFAULT_RATIO)
-    if ratio < 1:
-        raise ValueError(f"--ratio must be >= 1, got {ratio}")
+    check_expand_args(ratio=ratio)
     kind = METHODS[args.method].kind
+    if args.force_new:
+        if state.is_main_process:
+            out = Path(args.out)
+            for folder in (out, out.with_name(out.name + ".alia") / "candidates") if kind == "pipeline" else (out,):
+                if folder.is_dir():
+                    print(f"--force-new: removed {clear_store(folder)} files of the expansion in {folder}")
+        state.wait_for_everyone()
+    dataset, class_names = load_dataset(args.data, args.split, root=args.data_root, profile=args.profile)
     guidance = values(args, GuidanceConfig) if kind == "prior" else None  # ALIA's edits are not guided
     model_kwargs = values(args, PriorOptions) if kind != "augment" else None
     device = args.device if args.device else (state.device if state.num_processes > 1 else None)
@@ -64,6 +97,10 @@ def run_expand(args):
 def cmd_expand(args) -> int:
     result = run_expand(args)
     print(result.summary())
+    made = getattr(result, "expand", result)  # ALIA: its candidates' expansion
+    if made.written == 0 and made.existing == 0 and made.skipped:
+        raise UserError(f"nothing was written: every one of the {len(made.skipped)} seed images was unreadable "
+                        f"(e.g. seed {made.skipped[0][0]}: {made.skipped[0][1]})")
     return 0
 
 
@@ -83,6 +120,7 @@ def cmd_demo(args) -> int:
             return cmd_mini(argparse.Namespace(quick=True, out=args.out))
     from gifkit.data import load_dataset
     from gifkit.experiments.plots import expansion_grid
+    from gifkit.io.files import atomic_save_image
 
     out = Path(args.out or "results/demo")
     parser = argparse.ArgumentParser()
@@ -93,7 +131,7 @@ def cmd_demo(args) -> int:
     print(result.summary())
     dataset, _ = load_dataset("smoke", "train")
     grid = out / "grid.png"
-    expansion_grid(dataset, out / "gif-sd", n_seeds=8).save(grid)
+    atomic_save_image(grid, expansion_grid(dataset, out / "gif-sd", n_seeds=8))
     print(f"demo done in {time.perf_counter() - t:.1f} s: images and metadata.csv in {out / 'gif-sd'}, "
           f"seeds (left column) and their variants in {grid}")
     print("Note: the smoke profile uses tiny random models, so the images are noise-like; "

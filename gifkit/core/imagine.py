@@ -25,14 +25,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from gifkit.config import option
+from gifkit.config import Check, check_fields, option
 from gifkit.core.guidance import CIFAR_MEAN, CIFAR_STD, GuidanceTerms, entropy, guidance_terms
 from gifkit.core.perturb import NOISE_MODES, UPDATE_RULES, LatentOptimizer, init_noise, perturb, project_linf
 from gifkit.core.prior import Job, Prior
 from gifkit.core.rng import derive_seed, generator
 from gifkit.io.datasets import seed_path
 from gifkit.io.images import to_pil, to_tensor01
-from gifkit.io.runs import ExpansionRun
+from gifkit.io.runs import ExpansionRun, run_environment
 from gifkit.io.store import SKIPPED_FILE
 
 __all__ = ["GuidanceConfig", "ExpandResult", "group_slices", "score_groups", "job_noise", "imagine_batch", "expand"]
@@ -48,18 +48,21 @@ class GuidanceConfig:
     S_div groups a seed's variants and how sharp its softmax is (:func:`score_groups`).
     """
 
-    eps: float = option(0.8, "L-inf radius of the latent projection (Eq. 1)")
+    eps: float = option(0.8, "L-inf radius of the latent projection (Eq. 1)", check=Check(0))
     noise: str = option("channel", "channel-wise (the paper) or pixel-wise (App. B.2) noise", choices=NOISE_MODES)
     update: str = option("sign", "signed-gradient step (official) or Adam", choices=UPDATE_RULES)
-    opt_steps: int = option(1, "guidance steps on (z, b) (official 1; 0: random perturbation only)")
-    step_size: float = option(0.1, "size of each signed step (official 0.1)")
-    lr: float | None = option(None, "Adam learning rate (--update adam; default: the step size)")
-    w_inf: float = option(1.0, "weight of S_inf (0 ablates it)")
-    w_div: float = option(1.0, "weight of S_div (0 ablates it)")
+    opt_steps: int = option(1, "guidance steps on (z, b) (official 1; 0: random perturbation only)",
+                            check=Check(0, 10_000, integer=True))
+    step_size: float = option(0.1, "size of each signed step (official 0.1)", check=Check(0))
+    lr: float | None = option(None, "Adam learning rate (--update adam; default: the step size)",
+                              check=Check(0, lo_open=True))
+    w_inf: float = option(1.0, "weight of S_inf (0 ablates it)", check=Check())
+    w_div: float = option(1.0, "weight of S_div (0 ablates it)", check=Check())
     div_group: int = option(2, "S_div over groups of this many variants of a seed (official: 2, as its "
-                               "--expanded_batch_size; 0: all K variants together)")
+                               "--expanded_batch_size; 0: all K variants together)", check=Check(0, integer=True))
     div_temperature: float = option(1.0, "softmax temperature of S_div (official and paper: 1, at which S_div "
-                                         "hardly moves a sign; smaller makes it matter, docs/design.md §1.5)")
+                                         "hardly moves a sign; smaller makes it matter, docs/design.md §1.5)",
+                                    check=Check(0, lo_open=True))
     div_diagnostics: bool = option(False, "measure, per variant, how many signs of the (z, b) gradient S_div "
                                           "flips and the ratio of the two gradients' norms (one extra backward)",
                                    action="store_true")
@@ -68,16 +71,11 @@ class GuidanceConfig:
                "not normalised (default: CLIP's own preprocessing for both)", action="store_true")
 
     def __post_init__(self):
-        if self.eps < 0:
-            raise ValueError(f"eps must be >= 0, got {self.eps}")
+        check_fields(self)
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
         if self.update not in UPDATE_RULES:
             raise ValueError(f"update must be one of {UPDATE_RULES}, got {self.update!r}")
-        if isinstance(self.div_group, bool) or int(self.div_group) != self.div_group or self.div_group < 0:
-            raise ValueError(f"div_group must be an integer >= 0 (0: all K variants), got {self.div_group!r}")
-        if not self.div_temperature > 0:
-            raise ValueError(f"div_temperature must be > 0, got {self.div_temperature}")
 
 
 def group_slices(k: int, group: int) -> list[slice]:
@@ -126,7 +124,8 @@ class ExpandResult:
     def summary(self) -> str:
         lines = [f"expansion in {self.out}: {self.written} written, {self.existing} already there, "
                  f"{len(self.skipped)} seeds skipped, {self.flagged} variants flagged (non-finite score)",
-                 f"{self.seconds:.1f} s, {self.seconds_per_image:.3f} s per written image "
+                 f"{self.seconds:.1f} s, " + (f"{self.seconds_per_image:.3f} s per written image "
+                                                 if self.written else "nothing new to write ")
                  + "(" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()) + ")"]
         if self.div_entries:
             med = float(np.nanmedian(self.div_ratios)) if self.div_ratios else float("nan")
@@ -281,7 +280,8 @@ def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier,
     settings = {"method": method, "ratio": int(ratio), "seed": seed, "batch_size": batch_size,
                 "output_size": output_size, "params": params or {}, "guidance": asdict(guidance) if guidance else None}
     run = ExpansionRun(out, dataset, class_names, settings, ratio=ratio, batch_size=batch_size, limit=limit,
-                       shard=shard, barrier=barrier)
+                       shard=shard, barrier=barrier,
+                       environment=run_environment(getattr(prior, "device", None), (prior, classifier)))
     store, class_names = run.store, run.class_names
     result = ExpandResult(out=Path(out))
     start = time.perf_counter()

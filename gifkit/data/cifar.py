@@ -16,6 +16,11 @@ LDAM-DRW's code exactly (:mod:`gifkit.data.longtail`). The CIFAR100-S index list
 ``gifkit/data/cifar100s_indices.json`` the first time the *official* CIFAR-100 train file (checked by its
 MD5) is loaded, and checked against on later loads: it is a record for users of other tools and a
 regression check; the subset's definition does not depend on it.
+
+The official files are Python pickles, and loading a pickle can run code. gifkit therefore checks each
+file's MD5 against the official digest (:data:`CIFAR100_MD5`) before unpickling it and refuses any other
+file with a message. A file you made yourself (e.g. a test fixture) loads with ``trust_pickle=True``
+(``--data-arg trust_pickle=true``). CIFAR-100-C is NumPy ``.npy`` (no pickles: ``allow_pickle`` stays off).
 """
 from __future__ import annotations
 
@@ -31,9 +36,12 @@ import numpy as np
 
 from gifkit.data.base import ArrayDataset, DatasetMissing, check_split, data_root, hash_subset, missing, readable
 from gifkit.data.longtail import longtail_counts, longtail_indices
+from gifkit.errors import Refused
+from gifkit.io.files import write_text
 
-__all__ = ["CIFAR100_CLASSES", "CORRUPTIONS", "INDEX_FILE", "read_cifar100", "cifar100s_indices", "read_cifar100c",
-           "load_cifar100", "load_cifar100s", "load_cifar100lt", "load_cifar100c"]
+__all__ = ["CIFAR100_CLASSES", "CIFAR100_MD5", "CIFAR100_URL", "CORRUPTIONS", "INDEX_FILE", "read_cifar100",
+           "cifar100s_indices", "read_cifar100c", "load_cifar100", "load_cifar100s", "load_cifar100lt",
+           "load_cifar100c"]
 
 INDEX_FILE = Path(__file__).with_name("cifar100s_indices.json")
 
@@ -53,13 +61,16 @@ CORRUPTIONS = ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", 
                "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
                "jpeg_compression"]
 CIFAR100C_URL = "https://zenodo.org/record/3555552/files/CIFAR-100-C.tar"
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"  # MD5 eb9058c3a382ffc7106e4002c42a8d85
+# MD5 of the official files inside the archive (the digests torchvision lists); checked before unpickling
+CIFAR100_MD5 = {"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+                "meta": "7973b15100ade9c7d40fb424638fde48"}
 
 
 def _cifar_missing(root: Path, name: str) -> DatasetMissing:
     return missing(name, root / "cifar-100-python" / "{train,test,meta}",
                     "Get it with download=True (CLI --download), i.e. torchvision.datasets.CIFAR100(root, "
-                    "download=True), or fetch https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and "
-                    f"extract it into {root}")
+                    f"download=True), or fetch {CIFAR100_URL} and extract it into {root}")
 
 
 def _ensure_cifar100(root: Path, download: bool, name: str = "cifar100") -> Path:
@@ -72,33 +83,53 @@ def _ensure_cifar100(root: Path, download: bool, name: str = "cifar100") -> Path
     return base
 
 
-def read_cifar100(root: str | Path, train: bool, download: bool = False,
-                  name: str = "cifar100") -> tuple[np.ndarray, list[int], list[str]]:
+_MD5_CACHE: dict[tuple, str] = {}
+
+
+def _md5(path: Path) -> str:
+    """The file's MD5 (cached per path, size and modification time)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _MD5_CACHE:
+        h = hashlib.md5()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _MD5_CACHE[key] = h.hexdigest()
+    return _MD5_CACHE[key]
+
+
+def _unpickle(path: Path, name: str, trust_pickle: bool):
+    """The content of an official CIFAR-100 pickle; any other file is refused before it is unpickled (loading a
+    pickle can run code), unless the caller trusts it (``trust_pickle``)."""
+    if not trust_pickle:
+        digest, official = _md5(path), CIFAR100_MD5[path.name]
+        if digest != official:
+            raise Refused(f"dataset {name!r}: {path} is not the official CIFAR-100 file (MD5 {digest}, expected "
+                          f"{official}); gifkit unpickles only the official files, because loading a pickle can run "
+                          f"code. Fetch them again (download=True / --download, or {CIFAR100_URL}), or pass "
+                          f"trust_pickle=True (--data-arg trust_pickle=true) for a file you made yourself and trust")
+    with open(path, "rb") as fh:
+        return pickle.load(fh, encoding="latin1")
+
+
+def read_cifar100(root: str | Path, train: bool, download: bool = False, name: str = "cifar100",
+                  trust_pickle: bool = False) -> tuple[np.ndarray, list[int], list[str]]:
     """CIFAR-100 from the official python pickles: ``(uint8 [N, 32, 32, 3], fine labels, class names)``.
 
-    Reads ``root/cifar-100-python/{train,test,meta}`` itself rather than through
-    ``torchvision.datasets.CIFAR100``, whose MD5 check rejects anything but the
-    official files (torchvision is used for the download only). Class names are
-    the fine label names with ``_`` replaced by spaces.
+    Reads ``root/cifar-100-python/{train,test,meta}`` itself (torchvision is used for the download only),
+    each file checked against its official MD5 before it is unpickled (:data:`CIFAR100_MD5`; a file that
+    differs is refused unless ``trust_pickle``). Class names are the fine label names with ``_`` replaced
+    by spaces.
     """
     base = _ensure_cifar100(Path(root), download, name)
-    with open(base / ("train" if train else "test"), "rb") as fh:
-        d = pickle.load(fh, encoding="latin1")
+    d = _unpickle(base / ("train" if train else "test"), name, trust_pickle)
     images = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     labels = [int(v) for v in d["fine_labels"]]
     classes = CIFAR100_CLASSES
     if (base / "meta").is_file():
-        with open(base / "meta", "rb") as fh:
-            classes = [readable(n) for n in pickle.load(fh, encoding="latin1")["fine_label_names"]]
+        classes = [readable(n) for n in _unpickle(base / "meta", name, trust_pickle)["fine_label_names"]]
     return images, labels, classes
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cifar100s_indices(labels: Sequence[int], per_class: int = 100, seed: int = 0) -> list[int]:
@@ -119,13 +150,11 @@ def _record_cifar100s(indices: list[int], base: Path, per_class: int, seed: int)
     computed list still equals the recorded one. Other files (e.g. test fakes)
     are neither recorded nor checked.
     """
-    from torchvision.datasets import CIFAR100
-
-    if (per_class, seed) != (100, 0) or _md5(base / "train") != CIFAR100.train_list[0][1]:
+    if (per_class, seed) != (100, 0) or _md5(base / "train") != CIFAR100_MD5["train"]:
         return
     record = {"definition": "per class c: the 100 CIFAR-100 train indices i with label c with the smallest "
                             "gifkit.core.rng.derive_seed(0, 'cifar100s', i)",
-              "train_md5": CIFAR100.train_list[0][1], "per_class": per_class, "seed": seed, "indices": indices}
+              "train_md5": CIFAR100_MD5["train"], "per_class": per_class, "seed": seed, "indices": indices}
     if INDEX_FILE.is_file():
         saved = json.loads(INDEX_FILE.read_text())
         if saved.get("indices") != indices:
@@ -135,7 +164,7 @@ def _record_cifar100s(indices: list[int], base: Path, per_class: int, seed: int)
     text = json.dumps(record, separators=(",", ":")) + "\n"
     for target in (INDEX_FILE, base / INDEX_FILE.name):
         try:
-            target.write_text(text)
+            write_text(target, text)
             warnings.warn(f"recorded the CIFAR100-S index list in {target}", stacklevel=3)
             return
         except OSError:
@@ -143,21 +172,22 @@ def _record_cifar100s(indices: list[int], base: Path, per_class: int, seed: int)
 
 
 
-def load_cifar100(split: str = "train", root=None, profile: str = "paper", download: bool = False, **_):
+def load_cifar100(split: str = "train", root=None, profile: str = "paper", download: bool = False,
+                  trust_pickle: bool = False, **_):
     """Full CIFAR-100 (``train`` 50,000 / ``test`` 10,000)."""
     check_split("cifar100", split, ("train", "test"))
-    images, labels, classes = read_cifar100(data_root(root), split == "train", download)
+    images, labels, classes = read_cifar100(data_root(root), split == "train", download, trust_pickle=trust_pickle)
     ds = ArrayDataset(images, labels, classes)
     return ds, ds.classes
 
 
 def load_cifar100s(split: str = "train", root=None, profile: str = "paper", download: bool = False,
-                   per_class: int = 100, subset_seed: int = 0, **_):
+                   per_class: int = 100, subset_seed: int = 0, trust_pickle: bool = False, **_):
     """CIFAR100-Subset: ``train`` = 100 per class of CIFAR-100 train (:func:`cifar100s_indices`),
     ``test`` = the full CIFAR-100 test set. ``.indices`` holds the chosen train indices."""
     check_split("cifar100s", split, ("train", "test"))
     root = data_root(root)
-    images, labels, classes = read_cifar100(root, split == "train", download, "cifar100s")
+    images, labels, classes = read_cifar100(root, split == "train", download, "cifar100s", trust_pickle)
     if split == "test":
         ds = ArrayDataset(images, labels, classes)
         return ds, ds.classes
@@ -168,17 +198,17 @@ def load_cifar100s(split: str = "train", root=None, profile: str = "paper", down
 
 
 def load_cifar100lt(split: str = "train", root=None, profile: str = "paper", download: bool = False,
-                    imbalance_ratio: float = 100, **_):
+                    imbalance_ratio: float = 100, trust_pickle: bool = False, **_):
     """CIFAR100-LT: ``train`` = :func:`longtail_indices` (ratio 100: 500 down to 5 per class),
     ``test`` = the full, balanced CIFAR-100 test set. ``.class_counts`` = train images per class."""
     check_split("cifar100lt", split, ("train", "test"))
     root = data_root(root)
-    images, labels, classes = read_cifar100(root, True, download, "cifar100lt")
+    images, labels, classes = read_cifar100(root, True, download, "cifar100lt", trust_pickle)
     counts = longtail_counts(len(labels) // len(classes), len(classes), imbalance_ratio)
     if split == "train":
         ds = ArrayDataset(images, labels, classes, indices=longtail_indices(labels, imbalance_ratio))
     else:
-        images, labels, classes = read_cifar100(root, False)
+        images, labels, classes = read_cifar100(root, False, trust_pickle=trust_pickle)
         ds = ArrayDataset(images, labels, classes)
     ds.class_counts = counts
     return ds, ds.classes
@@ -213,11 +243,11 @@ def read_cifar100c(root: str | Path, corruption: str, severity: int, download: b
 
 
 def load_cifar100c(split: str = "gaussian_noise-3", root=None, profile: str = "paper", download: bool = False,
-                   corruption: str | None = None, severity: int | None = None, **_):
+                   corruption: str | None = None, severity: int | None = None, trust_pickle: bool = False, **_):
     """CIFAR-100-C test sets: ``split`` = ``"<corruption>-<severity>"`` (e.g. ``"fog-3"``), or pass
     ``corruption=`` and ``severity=``; ``split="clean"`` or ``"test"`` is the CIFAR-100 test set."""
     if split in ("clean", "test") and corruption is None:
-        return load_cifar100("test", root, profile, download)
+        return load_cifar100("test", root, profile, download, trust_pickle)
     if corruption is None:
         m = re.fullmatch(r"([a-z_]+)-([1-5])", split)
         if not m:

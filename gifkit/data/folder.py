@@ -4,10 +4,16 @@ Like torchvision's ``ImageFolder`` but: every image is returned as 8-bit RGB
 whatever its mode (grey, RGBA, palette, 16-bit); empty class folders are kept
 (so labels stay stable) and listed in ``empty_classes``; unreadable files raise
 :class:`gifkit.io.images.BadImage` at access time, which the expansion loop
-catches, skips and reports.
+catches, skips and reports. What is not read is said, never dropped silently:
+hidden folders (``.name``, ``..x``), files beside the class folders, folders
+nested inside a class folder, files with other extensions and class folders
+that cannot be listed (permissions) are listed in ``ignored`` and named in one
+warning.
 """
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -17,14 +23,33 @@ __all__ = ["ImageFolderDataset", "load_imagefolder"]
 from gifkit.io.images import IMAGE_EXTENSIONS, open_rgb
 
 
+def _entries(folder: Path) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
 class ImageFolderDataset(Dataset):
-    """``(PIL RGB image, label)`` items from ``root/<class_name>/*``; ``.classes``, ``.targets``, ``.samples``."""
+    """``(PIL RGB image, label)`` items from ``root/<class_name>/*``; ``.classes``, ``.targets``, ``.samples``;
+    ``.ignored``: ``[(path, why), ...]`` of what was not read."""
 
     def __init__(self, root: str | Path, classes: list[str] | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder {str(self.root)!r} does not exist")
-        found = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        self.ignored: list[tuple[str, str]] = []
+        try:
+            top = _entries(self.root)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot list the image folder {str(self.root)!r}: {e.strerror}") from e
+        found = []
+        for e in top:
+            if e.is_dir():
+                if e.name.startswith("."):
+                    self.ignored.append((e.path, "hidden folder"))
+                else:
+                    found.append(e.name)
+            elif not e.name.startswith("."):
+                self.ignored.append((e.path, "a file beside the class folders"))
         if classes is None:
             classes = found
         else:
@@ -37,11 +62,28 @@ class ImageFolderDataset(Dataset):
         self.samples: list[tuple[str, int]] = []
         self.empty_classes: list[str] = []
         for label, name in enumerate(self.classes):
+            files = []
             d = self.root / name
-            files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()) if d.is_dir() else []
+            try:
+                entries = _entries(d) if d.is_dir() else []
+            except OSError as e:
+                self.ignored.append((str(d), f"class folder cannot be listed: {e.strerror}"))
+                entries = []
+            for e in entries:
+                if e.is_dir():
+                    self.ignored.append((e.path, "nested folder (only <root>/<class>/<image> files are read)"))
+                elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                    files.append(e.path)
+                elif not e.name.startswith("."):
+                    self.ignored.append((e.path, "not an image file extension"))
             if not files:
                 self.empty_classes.append(name)
-            self.samples += [(str(p), label) for p in files]
+            self.samples += [(p, label) for p in files]
+        if self.ignored:
+            shown = "; ".join(f"{p} ({why})" for p, why in self.ignored[:5])
+            more = f"; and {len(self.ignored) - 5} more" if len(self.ignored) > 5 else ""
+            warnings.warn(f"image folder {str(self.root)!r}: {len(self.ignored)} entries not read: {shown}{more}",
+                          stacklevel=2)
         if not self.samples:
             raise ValueError(f"{str(self.root)!r} holds no image files with extensions {IMAGE_EXTENSIONS}")
         self.targets = [label for _, label in self.samples]

@@ -6,16 +6,17 @@ it when present; without it every row belongs to every split). Class names:
 integer labels 0..max -> ``"0"``, ``"1"``, ...; names -> sorted unique names,
 unless a ``classes.json`` (list of names in label order) lies beside the CSV.
 Unreadable images raise :class:`gifkit.io.images.BadImage` at access time, like the
-image-folder loader.
+image-folder loader; a CSV that cannot be parsed (or a damaged ``classes.json``)
+raises an error naming it.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from gifkit.data.base import FileListDataset
+from gifkit.io.files import read_json
 
 __all__ = ["ManifestDataset", "load_manifest"]
 
@@ -27,7 +28,11 @@ class ManifestDataset(FileListDataset):
         csv = Path(csv).expanduser()
         if not csv.is_file():
             raise FileNotFoundError(f"manifest {str(csv)!r} does not exist; expected a CSV with columns path,label")
-        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        try:
+            table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+            raise ValueError(f"manifest {csv} cannot be read as CSV ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())}); expected columns path,label") from e
         missing = {"path", "label"} - set(table.columns)
         if missing:
             raise ValueError(f"manifest {csv}: missing column(s) {sorted(missing)}; columns are {list(table.columns)}")
@@ -40,7 +45,9 @@ class ManifestDataset(FileListDataset):
         labels = table["label"].str.strip()
         classes_file = csv.with_name("classes.json")
         if classes_file.is_file():
-            classes = json.loads(classes_file.read_text(encoding="utf-8"))
+            classes = read_json(classes_file, what="the manifest's class names")
+            if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+                raise ValueError(f"{classes_file} must hold a JSON list of class names")
         elif labels.str.fullmatch(r"\d+").all():
             classes = [str(i) for i in range(int(labels.astype(int).max()) + 1)]
         else:

@@ -36,6 +36,7 @@ everything. Layout of ``run_alia(out=OUT)``::
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -49,8 +50,9 @@ import torch
 from gifkit.config import ALIA_SEMANTIC_CLIP, MODEL_IDS, get_profile
 from gifkit.core.rng import py_random
 from gifkit.experiments.alia_filters import ALIA_JSON, FILTER_CSV, FILTERS, filter_expansion, train_filter_classifier
-from gifkit.io.datasets import dataset_labels
+from gifkit.io.datasets import data_folders, dataset_labels, seed_fingerprint
 from gifkit.io.files import atomic_write_bytes, read_json, write_json
+from gifkit.io.runs import check_output_folder
 from gifkit.io.images import BadImage
 from gifkit.priors.alia import EDITORS, check_descriptions
 from gifkit.train.runs import load_run
@@ -232,11 +234,17 @@ def _free(device) -> None:
 
 
 def _captions(dataset, work: Path, profile: str, captioner_id: str | None, device, batch_size: int) -> list[str]:
+    """Step (a), cached in ``captions.csv`` for the same captioner and the same seed images (their
+    :func:`~gifkit.io.datasets.seed_fingerprint`: captions of another dataset are never reused)."""
     path = work / CAPTIONS_CSV
     key = captioner_id or ("tiny" if get_profile(profile).tiny else "default")
+    seeds = seed_fingerprint(dataset)["digest"]
     if path.is_file():
-        old = pd.read_csv(path, dtype={"caption": str}, keep_default_na=False)
-        if len(old) == len(dataset) and set(old["captioner"]) == {key}:
+        try:
+            old = pd.read_csv(path, dtype={"caption": str, "seeds": str}, keep_default_na=False)
+        except (ValueError, UnicodeDecodeError):  # a damaged cache is made again
+            old = pd.DataFrame()
+        if len(old) == len(dataset) and set(old.get("captioner", [])) == {key} and set(old.get("seeds", [])) == {seeds}:
             return old["caption"].tolist()
     from gifkit.models import hub, tiny
 
@@ -246,7 +254,8 @@ def _captions(dataset, work: Path, profile: str, captioner_id: str | None, devic
     del bundle
     _free(device)
     labels = dataset_labels(dataset)
-    table = pd.DataFrame({"index": range(len(dataset)), "label": labels, "caption": captions, "captioner": key})
+    table = pd.DataFrame({"index": range(len(dataset)), "label": labels, "caption": captions, "captioner": key,
+                          "seeds": seeds})
     atomic_write_bytes(path, table.to_csv(index=False, lineterminator="\n").encode())
     return captions
 
@@ -254,9 +263,10 @@ def _captions(dataset, work: Path, profile: str, captioner_id: str | None, devic
 def _summarised(captions: list[str], work: Path, profile: str, llm_id: str | None, device, seed: int) -> dict:
     path = work / DESCRIPTIONS_JSON
     key = llm_id or ("tiny" if get_profile(profile).tiny else "default")
+    digest = hashlib.blake2b("\n".join(captions).encode(), digest_size=8).hexdigest()
     if path.is_file():
-        old = read_json(path, what="ALIA's descriptions")
-        if old.get("source") == f"llm:{key}" and old.get("seed") == seed and old.get("n_captions") == len(captions):
+        old = read_json(path, {}, "ALIA's descriptions")
+        if old.get("source") == f"llm:{key}" and old.get("seed") == seed and old.get("captions") == digest:
             return old
     from gifkit.models import hub, tiny
 
@@ -266,7 +276,7 @@ def _summarised(captions: list[str], work: Path, profile: str, llm_id: str | Non
     res = summarize_captions(captions, bundle, seed=seed, max_new_tokens=60 if get_profile(profile).tiny else 200)
     del bundle
     _free(device)
-    info = {"source": f"llm:{key}", "seed": seed, "n_captions": len(captions), **res}
+    info = {"source": f"llm:{key}", "seed": seed, "n_captions": len(captions), "captions": digest, **res}
     write_json(path, info)
     return info
 
@@ -317,6 +327,8 @@ def run_alia(data: str, out: str | Path, *, profile: str = "smoke", split: str =
     if dataset is None or class_names is None:
         dataset, class_names = load_dataset(data, split, root=data_root, profile=profile, **(data_kwargs or {}))
     class_names = list(class_names)
+    for folder in (out, work):  # the candidates' run checks its own folder
+        check_output_folder(folder, data_folders(dataset))
 
     t = time.perf_counter()
     if descriptions is not None:

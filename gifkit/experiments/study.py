@@ -27,7 +27,7 @@ import json
 import time
 from pathlib import Path
 
-from gifkit.config import DEFAULT_RATIO, GIF_SD_PRESETS, NO_HFLIP, PRESET_OF, get_profile
+from gifkit.config import DEFAULT_RATIO, GIF_SD_PRESETS, NO_HFLIP, PRESET_OF, check_expand_args, get_profile
 from gifkit.core.imagine import GuidanceConfig
 from gifkit.io.files import read_json, write_json
 from gifkit.io.runs import matching_record, normalized
@@ -105,8 +105,7 @@ def expand_method(data, method: str, out, *, profile="smoke", ratio=5, seed=0, l
     kind = get_method(method).kind
     if ratio is None:
         ratio = GIF_SD_PRESETS.get(preset or "", {}).get("ratio", DEFAULT_RATIO)
-    if int(ratio) != ratio or ratio < 1:
-        raise ValueError(f"ratio must be an integer >= 1, got {ratio}")
+    check_expand_args(ratio=ratio, batch_size=batch_size, limit=limit, output_size=output_size)  # before any work
     if kind == "pipeline":
         from gifkit.experiments.alia import run_alia
 
@@ -115,7 +114,7 @@ def expand_method(data, method: str, out, *, profile="smoke", ratio=5, seed=0, l
             raise ValueError(f"alia: unknown option(s) {unknown or sorted(guidance)}; model_kwargs may hold "
                              f"{', '.join(_ALIA_KEYS)}")
         return run_alia(str(data), out, profile=profile, split=split, data_root=data_root, data_kwargs=data_kwargs,
-                        ratio=int(ratio), seed=seed, batch_size=batch_size or 4, limit=limit,
+                        ratio=int(ratio), seed=seed, batch_size=4 if batch_size is None else batch_size, limit=limit,
                         output_size=output_size, device=device, shard=shard, barrier=barrier, progress=progress,
                         dataset=dataset, class_names=class_names,
                         **{k: v for k, v in (model_kwargs or {}).items() if v is not None})
@@ -132,14 +131,15 @@ def expand_method(data, method: str, out, *, profile="smoke", ratio=5, seed=0, l
         if any(v is not None for v in (guidance or {}).values()):
             raise ValueError(f"{method} is an augmentation baseline: it takes no guidance settings")
         return expand_augment(dataset, class_names, out, method=method, ratio=int(ratio), seed=seed,
-                              batch_size=batch_size or 16, limit=limit, output_size=output_size,
+                              batch_size=16 if batch_size is None else batch_size, limit=limit,
+                              output_size=output_size,
                               params={k: v for k, v in (model_kwargs or {}).items() if v is not None} or None,
                               shard=shard, barrier=barrier, progress=progress)
     prior, classifier, g, params = (cache or ModelCache()).get(method, profile, class_names, preset, device,
                                                                guidance, model_kwargs, dataset)
     return expand(dataset, class_names, prior, classifier, out, ratio=int(ratio), method=method, guidance=g,
-                  seed=seed, batch_size=batch_size or 4, limit=limit, output_size=output_size, params=params,
-                  shard=shard, barrier=barrier, progress=progress)
+                  seed=seed, batch_size=4 if batch_size is None else batch_size, limit=limit, output_size=output_size,
+                  params=params, shard=shard, barrier=barrier, progress=progress)
 
 
 def method_spec(entry) -> tuple[str, str, dict]:

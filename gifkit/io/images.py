@@ -14,7 +14,8 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
-__all__ = ["IMAGE_EXTENSIONS", "to_rgb", "open_rgb", "BadImage", "to_tensor01", "stack01", "read01", "to_pil"]
+__all__ = ["IMAGE_EXTENSIONS", "to_rgb", "max_pixels", "open_rgb", "BadImage", "to_tensor01", "stack01", "read01",
+           "to_pil"]
 
 
 class BadImage(ValueError):
@@ -42,13 +43,28 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def max_pixels() -> int:
+    """The largest image (width x height) gifkit decodes: PIL's ``Image.MAX_IMAGE_PIXELS`` (about 89
+    megapixels), beyond which a file is treated as a decompression bomb."""
+    return int(Image.MAX_IMAGE_PIXELS or 0) or 1 << 62
+
+
 def open_rgb(path: str | Path) -> Image.Image:
-    """Open an image file fully (not lazily) as 8-bit RGB; raise :class:`BadImage` if it cannot be decoded."""
+    """Open an image file fully (not lazily) as 8-bit RGB; raise :class:`BadImage` if it cannot be decoded:
+    damaged, truncated, unreadable (permissions), or larger than :func:`max_pixels` (a decompression bomb:
+    refused from its header, before any pixel is decoded)."""
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels():
+                raise BadImage(f"cannot read image {str(path)!r}: {w} x {h} pixels is over the limit of "
+                               f"{max_pixels()} (PIL.Image.MAX_IMAGE_PIXELS; a decompression bomb?)")
             im.load()
             return to_rgb(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except BadImage:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            MemoryError) as e:
         raise BadImage(f"cannot read image {str(path)!r}: {e}") from e
 
 

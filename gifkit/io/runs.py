@@ -3,26 +3,35 @@
 :func:`matching_record` is the one compare-settings-then-resume step of gifkit: an expansion's ``run.json``,
 a training run's ``result.json`` and checkpoint, a fine-tuned model, the mini VAE prior and a study cell all
 record the settings that made them and are reused only by a run with the same settings.
-:class:`ExpansionRun` is the protocol every expansion method follows in a store folder.
+:class:`ExpansionRun` is the protocol every expansion method follows in a store folder; its ``run.json``
+also records which seed images it expands (:func:`gifkit.io.datasets.seed_fingerprint`) and the condition
+its bytes depend on (:func:`run_environment`), so that a resume never mixes other data or other numerics.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import platform
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from gifkit.io.datasets import dataset_labels
+from gifkit.config import check_expand_args
+from gifkit.errors import Refused
+from gifkit.io.datasets import data_folders, dataset_labels, seed_fingerprint
 from gifkit.io.files import atomic_write_bytes, read_json
 from gifkit.io.images import BadImage
-from gifkit.io.store import PARTS, RUN_FILE, SKIPPED_FILE, ExpansionStore
+from gifkit.io.store import CLASSES, PARTS, RUN_FILE, SKIPPED_FILE, ExpansionStore, describe_difference, \
+    has_outputs, read_classes
 
-__all__ = ["normalized", "settings_diff", "matching_record", "Batch", "ExpansionRun"]
+__all__ = ["normalized", "settings_diff", "matching_record", "LIBRARIES", "run_environment", "check_output_folder",
+           "Batch", "ExpansionRun"]
 
 
 def normalized(settings: Any) -> Any:
@@ -58,6 +67,102 @@ def matching_record(path: str | os.PathLike, settings: dict, *, key: str | None 
     raise ValueError(f"{path} records {what} made with other settings ({', '.join(diff)} differ); {hint}")
 
 
+# ----------------------------------------------------------------------------- what the bytes depend on
+
+# the libraries whose versions can change an expansion's bytes (distribution names)
+LIBRARIES = ("gifkit", "torch", "numpy", "pillow", "diffusers", "transformers", "open_clip_torch", "timm")
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _dtypes(objects: Sequence[Any]) -> list[str]:
+    """The parameter dtypes of the torch modules in ``objects`` and one level inside them (a prior's
+    pipeline components, a classifier's model)."""
+    found: set[str] = set()
+
+    def add(m: Any) -> None:
+        if isinstance(m, torch.nn.Module):
+            found.update(str(p.dtype).replace("torch.", "") for p in m.parameters())
+
+    for obj in objects:
+        if obj is None:
+            continue
+        add(obj)
+        inner = getattr(obj, "__dict__", {})
+        for value in list(inner.values()):
+            add(value)
+            components = getattr(value, "components", None)
+            if isinstance(components, dict):
+                for c in components.values():
+                    add(c)
+    return sorted(found)
+
+
+def run_environment(device: str | torch.device | None = None, models: Sequence[Any] = (), *,
+                    threads: bool = True, libraries: Sequence[str] = LIBRARIES) -> dict:
+    """The condition an expansion's bytes depend on, recorded in ``run.json``: the device (``cpu`` with the
+    machine and its vector instructions, or the CUDA device's name, compute capability and CUDA / cuDNN
+    versions), the parameter dtypes of ``models``, the CPU thread count (``torch.get_num_threads()``, which
+    changes the order of floating-point sums), whether torch's deterministic algorithms are on, and the
+    versions of ``libraries``. Runs under the same condition write the same bytes; a resume under another
+    one is refused. ``threads=False`` leaves the thread count out (methods that do not use torch kernels)."""
+    env: dict[str, Any] = {}
+    if device is not None:
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            index = dev.index if dev.index is not None else torch.cuda.current_device()
+            major, minor = torch.cuda.get_device_capability(index)
+            env["device"] = {"type": "cuda", "name": torch.cuda.get_device_name(index),
+                             "capability": f"{major}.{minor}", "cuda": torch.version.cuda,
+                             "cudnn": torch.backends.cudnn.version()}
+        else:
+            cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "unknown")()
+            env["device"] = {"type": dev.type, "machine": platform.machine(), "cpu_capability": cap}
+        env["deterministic_algorithms"] = torch.are_deterministic_algorithms_enabled()
+    if models:
+        env["dtypes"] = _dtypes(models)
+    if threads:
+        env["threads"] = torch.get_num_threads()
+    env["versions"] = {name: _version(name) for name in libraries}
+    return normalized(env)
+
+
+def _flat(d: Any, prefix: str = "") -> dict:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _environment_diff(old: dict, new: dict) -> list[str]:
+    a, b = _flat(old), _flat(new)
+    return [f"{k} {a.get(k)} there, {b.get(k)} here" for k in settings_diff(a, b)]
+
+
+def check_output_folder(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Refuse (:class:`~gifkit.errors.Refused`) an output folder that is an existing file, or that is,
+    lies inside or contains one of the input folders ``inputs`` (after resolving symlinks): gifkit never
+    writes into a user's dataset. Returns ``out``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise Refused(f"output folder {out} exists and is not a folder: give another --out")
+    real = Path(os.path.realpath(out))
+    for d in inputs:
+        d_real = Path(os.path.realpath(d))
+        if real == d_real or d_real in real.parents or real in d_real.parents:
+            how = "is" if real == d_real else ("lies inside" if d_real in real.parents else "contains")
+            raise Refused(f"output folder {out} {how} the input data {d}; gifkit never writes into a dataset "
+                          f"(its next load would count the generated images as seeds): give an --out outside it")
+    return out
+
+
 @dataclass
 class Batch:
     """One batch of seeds still to expand: ``items`` ``[(index, PIL image, label)]`` of the seeds that could be
@@ -74,22 +179,28 @@ class Batch:
 class ExpansionRun:
     """The protocol every expansion method follows in a store folder (GIF priors, augmentations, ALIA, ...).
 
-    * one folder holds one run: ``run.json`` records ``settings``; a later run with other settings is refused
-      (``limit`` may grow, so it is not a setting);
+    * one folder holds one run: ``run.json`` records ``settings``, the seed images
+      (:func:`~gifkit.io.datasets.seed_fingerprint`) and the condition the bytes depend on (``environment``,
+      see :func:`run_environment`); a later run with other settings, other seeds or under another condition
+      is refused, naming what differs (``limit`` may grow, so it is not a setting). A folder whose run wrote
+      nothing yet (a failed start) does not bind: its records are replaced;
+    * the output folder may not be, lie in or contain the dataset's folders (or ``inputs``), nor hold
+      symlinks on the way (:func:`check_output_folder`, :class:`~gifkit.io.store.ExpansionStore`);
     * seeds ``0 .. n-1`` (``n = min(limit, len(dataset))``) are cut into batches of ``batch_size``; batch ``j``
       belongs to shard ``j % count`` of ``shard=(index, count)``: :attr:`batches` are this process's;
-    * a batch is the unit of resume (:meth:`done`) and of skip lists (:meth:`save_skipped`);
+    * a batch is the unit of resume (:meth:`done`) and of skip lists (:meth:`save_skipped`); a batch with a
+      seed skipped earlier (unreadable then) is done again, so the seed is retried and the images already
+      there are kept;
     * :meth:`finish` lets shard 0 fold the skip lists into ``skipped.json`` and the parts into ``metadata.csv``
       once every shard is done (``barrier``: e.g. accelerate's ``wait_for_everyone``).
     """
 
     def __init__(self, out: str | os.PathLike, dataset: Dataset, class_names: Sequence[str], settings: dict, *,
                  ratio: int, batch_size: int, limit: int | None = None, shard: tuple[int, int] = (0, 1),
-                 barrier: Any = None):
-        if int(ratio) != ratio or ratio < 1:
-            raise ValueError(f"ratio (K images per seed) must be an integer >= 1, got {ratio}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+                 barrier: Any = None, environment: dict | None = None, inputs: Sequence[str | os.PathLike] = ()):
+        checked = check_expand_args(ratio=ratio, batch_size=batch_size, limit=limit,
+                                    output_size=settings.get("output_size"))
+        ratio, batch_size, limit = checked["ratio"], checked["batch_size"], checked["limit"]
         self.class_names = list(class_names)
         self.labels = dataset_labels(dataset)
         bad = sorted({y for y in self.labels if not 0 <= y < len(self.class_names)})
@@ -99,19 +210,77 @@ class ExpansionRun:
         if n_seeds == 0:
             raise ValueError("the dataset has no seed images")
         self.out, self.ratio, self.index, self.count = Path(out), int(ratio), *shard
-        self.barrier = barrier
-        self.store = ExpansionStore(self.out, self.class_names)
+        self.barrier, self.dataset = barrier, dataset
+        check_output_folder(self.out, [*data_folders(dataset), *inputs])
         settings = normalized(settings)
-        old = matching_record(self.out / RUN_FILE, settings, what="an expansion run",
-                              hint="use another --out, or the same settings to resume")
+        self.environment = normalized(environment or {})
+        problems, record = self._compare(settings)
+        if problems and has_outputs(self.out):
+            raise Refused(f"{self.out} holds an expansion made with {' and with '.join(problems)}; adding to it "
+                          f"would mix two runs: use another --out, or the same data, settings and condition to "
+                          f"resume, or --force-new (gifkit.io.store.clear_store) to delete it and start over")
         self._sync()  # everyone has compared before shard 0 writes
-        if old is None and self.index == 0:
-            atomic_write_bytes(self.out / RUN_FILE, (json.dumps(settings, indent=1, sort_keys=True) + "\n").encode())
-        self.known_skipped = {int(i) for i, _ in read_json(self.out / SKIPPED_FILE, [])}
-        for p in self._skip_parts():
-            self.known_skipped |= {int(i) for i, _ in json.loads(p.read_text())}
+        if problems and self.index == 0:  # a failed start left records but no images: they do not bind
+            for name in (RUN_FILE, CLASSES, SKIPPED_FILE):
+                (self.out / name).unlink(missing_ok=True)
+            record = None
+        self._sync()
+        self.store = ExpansionStore(self.out, self.class_names)
+        self.store.remove_stale_temps()
+        self.known_skipped = set(self._skipped())
+        if self.index == 0 and (record is None or "seeds" not in record or "environment" not in record):
+            self._write_record(settings, self.known_skipped)
+        self._sync()
+        if self.index != 0 and record is None:  # shard 0 wrote the record: this process's condition must match
+            now = read_json(self.out / RUN_FILE, None, "the record of an expansion run")
+            if now is None:  # shards run one after the other (no barrier): the first one records
+                self._write_record(settings, self.known_skipped)
+            diff = _environment_diff(now.get("environment", {}), self.environment) if now else []
+            if diff:
+                raise Refused(f"shard {self.index} runs under another condition than shard 0 ({'; '.join(diff)}); "
+                              f"the shards' images would differ from one run's: run every process alike")
+        self.settings = settings
         batches = [list(range(s, min(s + batch_size, n_seeds))) for s in range(0, n_seeds, batch_size)]
         self.batches = [b for j, b in enumerate(batches) if j % self.count == self.index]
+
+    def _compare(self, settings: dict) -> tuple[list[str], dict | None]:
+        """What differs between the folder's record and this run (empty when nothing), and the record."""
+        problems: list[str] = []
+        if (self.out / CLASSES).is_file():
+            old = read_classes(self.out)
+            if old != self.class_names:
+                problems.append(f"another class list ({describe_difference(old, self.class_names)})")
+        record = read_json(self.out / RUN_FILE, None, "the record of an expansion run")
+        if record is None:
+            return problems, None
+        if not isinstance(record, dict):
+            return problems + ["a damaged run.json"], None
+        old = {k: v for k, v in record.items() if k not in ("seeds", "environment")}
+        diff = settings_diff(old, settings)
+        if diff:
+            problems.append(f"other settings ({', '.join(diff)} differ)")
+        seeds = record.get("seeds")
+        if isinstance(seeds, dict):
+            now = seed_fingerprint(self.dataset, exclude=seeds.get("skipped", []))
+            if (now["n"], now["digest"]) != (seeds.get("n"), seeds.get("digest")):
+                problems.append(f"other seed images ({seeds.get('n')} seeds with fingerprint {seeds.get('digest')} "
+                                f"there, {now['n']} with {now['digest']} here)")
+        env = record.get("environment")
+        if isinstance(env, dict):
+            diff = _environment_diff(env, self.environment)
+            if diff:
+                hint = ""
+                if "threads" in {d.split(" ")[0] for d in diff}:
+                    hint = (f"; e.g. OMP_NUM_THREADS={env.get('threads')} or torch.set_num_threads("
+                            f"{env.get('threads')}) restores the thread count")
+                problems.append(f"another condition, so other bytes ({'; '.join(diff)}{hint})")
+        return problems, record
+
+    def _write_record(self, settings: dict, skipped: set[int]) -> None:
+        seeds = {**seed_fingerprint(self.dataset, exclude=skipped), "skipped": sorted(skipped)}
+        record = {**settings, "seeds": seeds, "environment": self.environment}
+        atomic_write_bytes(self.out / RUN_FILE, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(),
+                           fsync=True)
 
     def _sync(self) -> None:
         if self.barrier is not None:
@@ -121,14 +290,29 @@ class ExpansionRun:
         parts = self.out / PARTS
         return sorted(parts.glob("*.skipped.json")) if parts.is_dir() else []
 
+    def _skipped(self) -> dict[int, str]:
+        """``{seed index: reason}`` of the seeds skipped so far: ``skipped.json``, then the parts of batches
+        committed since (a part lists its batch's seeds: those not skipped again were read this time)."""
+        skipped = {int(i): str(why) for i, why in read_json(self.out / SKIPPED_FILE, [], "the skipped seeds")}
+        for p in self._skip_parts():
+            part = read_json(p, [], "a batch's skipped seeds")
+            if isinstance(part, dict):
+                for i in part.get("seeds", []):
+                    skipped.pop(int(i), None)
+                part = part.get("skipped", [])
+            skipped.update({int(i): str(why) for i, why in part})
+        return skipped
+
     @staticmethod
     def batch_id(seeds: Sequence[int]) -> str:
         return f"{seeds[0]:06d}"
 
     def done(self, seeds: Sequence[int]) -> int:
-        """The number of images of the batch already complete on disk (0 when it must be (re)done)."""
-        expected = [self.store.relpath(self.labels[i], i, v) for i in seeds if i not in self.known_skipped
-                    for v in range(self.ratio)]
+        """The number of images of the batch already complete on disk (0 when it must be (re)done: also when
+        one of its seeds was skipped before, so that it is retried)."""
+        if any(i in self.known_skipped for i in seeds):
+            return 0
+        expected = [self.store.relpath(self.labels[i], i, v) for i in seeds for v in range(self.ratio)]
         return len(expected) if expected and self.store.batch_done(self.batch_id(seeds), expected) else 0
 
     def pending(self, dataset: Dataset, result: Any, *, progress: bool = True, desc: str = "") -> Iterator[Batch]:
@@ -171,22 +355,27 @@ class ExpansionRun:
             self.store.write_part(self.batch_id(batch.seeds), rows)
 
     def save_skipped(self, seeds: Sequence[int], skipped: Sequence[tuple[int, str]]) -> None:
-        if skipped:
-            (self.out / PARTS).mkdir(exist_ok=True)
-            atomic_write_bytes(self.out / PARTS / f"{self.batch_id(seeds)}.skipped.json",
-                               json.dumps(list(skipped)).encode())
+        """``.parts/<batch id>.skipped.json``: the batch's seeds and those skipped (written when some are, or
+        when the batch retried seeds skipped before, so :meth:`finish` knows which were read this time)."""
+        if skipped or any(i in self.known_skipped for i in seeds):
+            self.store.write_skipped(self.batch_id(seeds), {"seeds": [int(i) for i in seeds],
+                                                            "skipped": [[int(i), str(w)] for i, w in skipped]})
 
     def finish(self) -> None:
-        """Shard 0, after every shard: skip lists into ``skipped.json``, the parts into ``metadata.csv``."""
+        """Shard 0, after every shard: skip lists into ``skipped.json`` (removed when none is left), the
+        record's seed fingerprint brought up to date, the parts into ``metadata.csv``."""
         self._sync()
         if self.index == 0:
             parts = self._skip_parts()
-            skipped = {int(i): why for i, why in read_json(self.out / SKIPPED_FILE, [])}
-            for p in parts:
-                skipped.update({int(i): why for i, why in json.loads(p.read_text())})
+            skipped = self._skipped()
             if skipped:
                 atomic_write_bytes(self.out / SKIPPED_FILE,
-                                   (json.dumps(sorted(skipped.items()), indent=1) + "\n").encode())
+                                   (json.dumps(sorted(skipped.items()), indent=1) + "\n").encode(), fsync=True)
+            else:
+                (self.out / SKIPPED_FILE).unlink(missing_ok=True)
+            record = read_json(self.out / RUN_FILE, {}, "the record of an expansion run")
+            if (record.get("seeds") or {}).get("skipped") != sorted(skipped):
+                self._write_record(self.settings, set(skipped))
             for p in parts:
                 p.unlink()
             self.store.finalize()

@@ -15,11 +15,16 @@ path relative to ``root`` with forward slashes.
 
 Every write is atomic (temp file in the same folder, then ``os.replace``), so an
 interrupted run never leaves a truncated file under a final name, and a re-run
-skips what exists. Work is done in *batches*: a run writes a batch's images,
+skips what exists. Nothing is read or written through a symlink inside the folder
+(a symlinked class folder, ``.parts`` or image is refused, naming it), and no
+``metadata.csv`` path may leave the folder. Work is done in *batches*: a run writes a batch's images,
 then the batch's part file; :meth:`ExpansionStore.finalize` merges all parts
 into ``metadata.csv`` with rows sorted by ``(seed_index, variant)`` and a fixed
 column order, so the bytes do not depend on which batch, shard or process
 finished first.
+
+This module is one cohesive thing: the on-disk format of an expansion, its
+writer, and the guards that keep reads and writes inside the folder.
 """
 from __future__ import annotations
 
@@ -40,11 +45,14 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from gifkit.io.files import atomic_save_image, atomic_write_bytes
+from gifkit.errors import Damaged, Refused
+from gifkit.io.files import atomic_save_image, atomic_write_bytes, is_temp_name, make_dirs, read_json, \
+    remove_stale_temps
 
 __all__ = [
     "FIXED_COLUMNS", "METADATA", "CLASSES", "PARTS", "RUN_FILE", "SKIPPED_FILE",
     "safe_dirname", "ExpansionStore", "read_metadata", "read_classes", "describe_difference", "write_subset",
+    "STORE_FILE", "refuse_symlink", "inside", "has_outputs", "clear_store",
 ]
 
 METADATA = "metadata.csv"
@@ -116,25 +124,107 @@ def _parse_metadata(src: Any) -> pd.DataFrame:
     return pd.read_csv(src, dtype=dtype, keep_default_na=False, na_values=[""], encoding="utf-8")
 
 
+def _damaged_csv(path: Path, err: Exception) -> Damaged:
+    return Damaged(f"{path} is damaged ({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}); "
+                   f"delete it and re-run the expansion: the images are kept and it is rebuilt")
+
+
 def read_metadata(root: str | os.PathLike) -> pd.DataFrame:
-    """Load ``<root>/metadata.csv`` as a typed DataFrame."""
+    """Load ``<root>/metadata.csv`` as a typed DataFrame (a damaged file raises :class:`~gifkit.errors.Damaged`
+    naming it; a symlink is refused)."""
     path = Path(root) / METADATA
+    refuse_symlink(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"no {METADATA} in {root}: run `gifkit expand` on it (which finalizes) "
             f"or call ExpansionStore(root, class_names).finalize() first")
-    return _parse_metadata(path)
+    try:
+        return _parse_metadata(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise _damaged_csv(path, err) from err
 
 
 def read_classes(root: str | os.PathLike) -> list[str]:
     """The class names (label order) of an expansion folder, from ``classes.json``."""
     path = Path(root) / CLASSES
+    refuse_symlink(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {CLASSES} in {root}: not a gifkit expansion folder")
-    names = json.loads(path.read_text(encoding="utf-8"))
+    names = read_json(path, what="the class names of an expansion")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"{path} must hold a JSON list of class names")
+        raise Damaged(f"{path} must hold a JSON list of class names")
     return names
+
+
+STORE_FILE = re.compile(r"\d{6}_\d{3}\.png")  # the file names ExpansionStore.relpath makes
+
+
+def refuse_symlink(path: str | os.PathLike) -> None:
+    """Raise :class:`~gifkit.errors.Refused` when ``path`` is a symlink: gifkit never reads or writes through a
+    symlink inside an expansion folder (it could lead anywhere)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise Refused(f"{path} is a symlink (to {os.readlink(path)}); gifkit does not read or write through "
+                      f"symlinks inside an expansion folder: replace it by a real folder or file, or use "
+                      f"another output folder")
+
+
+def inside(root: str | os.PathLike, relpath: str) -> Path:
+    """The path of ``relpath`` (a ``file_name`` of ``metadata.csv``) under ``root``; refused
+    (:class:`~gifkit.errors.Refused`, naming it) when it is absolute, climbs out with ``..``, or resolves
+    (through symlinks) outside ``root``."""
+    root = Path(root)
+    rel = PurePosixPath(str(relpath))
+    if rel.is_absolute() or ".." in rel.parts or "\\" in str(relpath) or not rel.parts:
+        raise Refused(f"{root / METADATA}: file_name {relpath!r} leaves the expansion folder; gifkit reads only "
+                      f"files inside it (a damaged or hostile metadata.csv?)")
+    path = root.joinpath(*rel.parts)
+    real = os.path.realpath(path)
+    base = os.path.realpath(root)
+    if os.path.commonpath([real, base]) != base:
+        raise Refused(f"{path} leads outside {root} (to {real}) through a symlink; gifkit reads only files "
+                      f"inside an expansion folder")
+    return path
+
+
+def _gifkit_files(root: Path) -> Iterator[Path]:
+    """The files an expansion run makes in ``root``: images with store names in its class folders, the
+    records, ``.parts`` and temp files (never anything else a user keeps there)."""
+    for name in (METADATA, CLASSES, RUN_FILE, SKIPPED_FILE):
+        if (root / name).is_file() or (root / name).is_symlink():
+            yield root / name
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    for e in entries:
+        if e.is_file(follow_symlinks=False) and is_temp_name(e.name):
+            yield Path(e.path)
+        elif e.is_dir(follow_symlinks=False):
+            for f in sorted(os.scandir(e.path), key=lambda f: f.name):
+                if f.is_file(follow_symlinks=False) and (e.name == PARTS or STORE_FILE.fullmatch(f.name)
+                                                         or is_temp_name(f.name)):
+                    yield Path(f.path)
+
+
+def has_outputs(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds images, part files or ``metadata.csv`` of an expansion (not only records)."""
+    root = Path(root)
+    return any(p.name not in (CLASSES, RUN_FILE, SKIPPED_FILE) and not is_temp_name(p.name)
+               for p in _gifkit_files(root))
+
+
+def clear_store(root: str | os.PathLike) -> int:
+    """Delete what an expansion run made in ``root`` (its images, records, ``.parts``; class folders left
+    empty), and nothing else; returns the number of files removed. ``gifkit expand --force-new``."""
+    root = Path(root)
+    files = list(_gifkit_files(root))
+    for p in files:
+        p.unlink(missing_ok=True)
+    for d in {p.parent for p in files} - {root}:
+        with contextlib.suppress(OSError):
+            d.rmdir()
+    return len(files)
 
 
 def describe_difference(old: list[str], new: list[str]) -> str:
@@ -184,12 +274,16 @@ class ExpansionStore:
         self.class_names = names
         self.dirnames = [safe_dirname(n) for n in names]
         self.parts_dir = self.root / PARTS
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise FileExistsError(f"{self.root} exists and is not a folder: give another output folder")
+        make_dirs(self.root)
+        for name in {*self.dirnames, PARTS, METADATA, CLASSES, RUN_FILE, SKIPPED_FILE}:
+            refuse_symlink(self.root / name)
         classes = self.root / CLASSES
         if classes.exists():
             old = read_classes(self.root)
             if old != names:
-                raise ValueError(
+                raise Refused(
                     f"{classes} was written for another class list ({describe_difference(old, names)}); "
                     f"this folder belongs to another dataset or class order: use a new output folder")
         else:
@@ -214,11 +308,22 @@ class ExpansionStore:
         return self.root.joinpath(*rel.parts)
 
     def exists(self, relpath: str) -> bool:
-        """True if the file is present and non-empty."""
+        """True if the file is present and non-empty (a symlink there is refused)."""
+        path = self.path(relpath)
         try:
-            return self.path(relpath).stat().st_size > 0
+            st = os.lstat(path)
         except FileNotFoundError:
             return False
+        if not os.path.isfile(path) or os.path.islink(path):
+            refuse_symlink(path)
+            raise Refused(f"{path} is not a file; remove it and re-run")
+        return st.st_size > 0
+
+    def remove_stale_temps(self) -> int:
+        """Remove the temp files that killed writers left in the folder, its class folders and ``.parts``
+        (:func:`gifkit.io.files.remove_stale_temps`); returns how many."""
+        folders = [self.root, self.parts_dir, *(self.root / d for d in set(self.dirnames))]
+        return sum(remove_stale_temps(f) for f in folders if f.is_dir() and not f.is_symlink())
 
     def _part_path(self, batch_id: str) -> Path:
         if not isinstance(batch_id, str) or not _BATCH_ID.fullmatch(batch_id):
@@ -232,7 +337,10 @@ class ExpansionStore:
         except FileNotFoundError:
             return set()
         if stamp != self._finalized_stamp:
-            col = pd.read_csv(self.root / METADATA, usecols=["file_name"], dtype=str, keep_default_na=False)
+            try:
+                col = pd.read_csv(self.root / METADATA, usecols=["file_name"], dtype=str, keep_default_na=False)
+            except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+                raise _damaged_csv(self.root / METADATA, err) from err
             self._finalized, self._finalized_stamp = set(col["file_name"]), stamp
         return self._finalized
 
@@ -254,7 +362,8 @@ class ExpansionStore:
         if self.exists(relpath):
             return False
         if path.parent not in self._made_dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            refuse_symlink(path.parent)
+            make_dirs(path.parent)
             self._made_dirs.add(path.parent)
         atomic_save_image(path, image)
         return True
@@ -279,8 +388,16 @@ class ExpansionStore:
             row = dict(row)
             row.setdefault("class_name", self.class_names[int(row["label"])])
             cells.append([_cell(row.get(c)) for c in columns])
-        self.parts_dir.mkdir(exist_ok=True)
+        refuse_symlink(self.parts_dir)
+        make_dirs(self.parts_dir)
         atomic_write_bytes(path, _csv_bytes(pd.DataFrame(cells, columns=columns, dtype=str)), fsync=True)
+
+    def write_skipped(self, batch_id: str, record: Any) -> None:
+        """Atomically write a batch's skip record (JSON) to ``.parts/<batch_id>.skipped.json``."""
+        path = self._part_path(batch_id).with_suffix(".skipped.json")
+        refuse_symlink(self.parts_dir)
+        make_dirs(self.parts_dir)
+        atomic_write_bytes(path, json.dumps(record).encode(), fsync=True)
 
     def finalize(self) -> pd.DataFrame:
         """Merge metadata.csv and all part files into metadata.csv; return it typed.
@@ -292,11 +409,17 @@ class ExpansionStore:
         class in ImageFolder); :meth:`batch_done` then consults metadata.csv.
         """
         meta = self.root / METADATA
+        refuse_symlink(meta)
+        refuse_symlink(self.parts_dir)
         with _locked(self.root):
-            frames = [_read_text_csv(meta)] if meta.is_file() else []
             parts = sorted(self.parts_dir.glob("*.csv")) if self.parts_dir.is_dir() else []
             parts = [p for p in parts if not p.name.startswith(".")]
-            frames += [_read_text_csv(p) for p in parts]
+            frames = []
+            for p in ([meta] if meta.is_file() else []) + parts:
+                try:
+                    frames.append(_read_text_csv(p))
+                except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+                    raise _damaged_csv(p, err) from err
             columns = _order_columns(set().union(*(f.columns for f in frames)))
             if frames:
                 table = pd.concat([f.reindex(columns=columns, fill_value="") for f in frames], ignore_index=True)
@@ -313,6 +436,7 @@ class ExpansionStore:
             for p in parts:
                 p.unlink(missing_ok=True)
             if self.parts_dir.is_dir():
+                remove_stale_temps(self.parts_dir)
                 try:
                     self.parts_dir.rmdir()
                 except OSError:
@@ -333,9 +457,6 @@ class ExpansionStore:
                               f"re-run the expansion to complete them", stacklevel=3)
 
 
-_STORE_FILE = re.compile(r"\d{6}_\d{3}\.png")  # the file names ExpansionStore.relpath makes
-
-
 def write_subset(source: str | os.PathLike, rows: pd.DataFrame, out: str | os.PathLike,
                  class_names: Sequence[str] | None = None, part: str = "subset") -> Path:
     """Write the images of ``rows`` (metadata rows of the store ``source``, extra columns welcome) as the store
@@ -349,13 +470,14 @@ def write_subset(source: str | os.PathLike, rows: pd.DataFrame, out: str | os.Pa
     for d in set(store.dirnames):
         folder = out / d
         for f in folder.glob("*.png") if folder.is_dir() else []:
-            if _STORE_FILE.fullmatch(f.name) and f"{d}/{f.name}" not in keep:
+            if STORE_FILE.fullmatch(f.name) and f"{d}/{f.name}" not in keep:
                 f.unlink()
     for rel in rows["file_name"]:
         if not store.exists(rel):
             dst = store.path(rel)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(dst, (source / rel).read_bytes())
+            refuse_symlink(dst.parent)
+            make_dirs(dst.parent)
+            atomic_write_bytes(dst, inside(source, rel).read_bytes())
     (out / METADATA).unlink(missing_ok=True)
     records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
                for r in rows.to_dict("records")]

@@ -10,12 +10,13 @@ name that is taken.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-from gifkit.config import GIF_SD_PRESETS, get_profile, option
+from gifkit.config import GIF_SD_PRESETS, Check, check_fields, get_profile, option
 from gifkit.core.imagine import GuidanceConfig
 from gifkit.methods import augment, priors
 
@@ -59,20 +60,20 @@ class PriorOptions:
 
     model_id: str | None = option(None, "hub id or local directory of the prior's checkpoint")
     steps: int | None = option(None, "sampler steps: SD's DDIM (smoke 10, paper 50) or the unCLIP decoder's "
-                                     "(smoke 4, paper 100)")
-    strength: float | None = option(None, "img2img strength (SD, ALIA, DreamDA)")
-    guidance_scale: float | None = option(None, "classifier-free guidance scale of SD")
+                                     "(smoke 4, paper 100)", check=Check(1, 10_000, integer=True))
+    strength: float | None = option(None, "img2img strength (SD, ALIA, DreamDA)", check=Check(0, 1, lo_open=True))
+    guidance_scale: float | None = option(None, "classifier-free guidance scale of SD", check=Check(0))
     prompts: str | None = option(None, "GIF-SD's designed prompts or 'a photo of a {class}'",
                                  choices=("designed", "class"))
     noise_scale: float | None = option(None, "DreamDA: std of the noise added to the U-Net bottleneck at every "
-                                             "step (default 3)")
+                                             "step (default 3)", check=Check(0))
     sampler: str | None = option(None, "DreamDA: CycleDiffusion (default, the official code) or DDIM img2img",
                                  choices=("cycle", "img2img"))
     descriptions: list[str] | None = option(None, "ALIA: domain descriptions (default: BLIP captions summarised by "
                                                   "a text-generation model)")
     descriptions_file: str | None = option(None, "ALIA: descriptions, one per line (or a JSON list)")
     editor: str | None = option(None, "ALIA: SD img2img (default) or InstructPix2Pix", choices=("img2img", "instruct"))
-    image_guidance_scale: float | None = option(None, "ALIA InstructPix2Pix (default 1.2)")
+    image_guidance_scale: float | None = option(None, "ALIA InstructPix2Pix (default 1.2)", check=Check(0))
     filter: str | None = option(None, "ALIA: filters applied to the edits (default both)", flag="--alia-filter",
                                 choices=("both", "semantic", "confidence", "none"))
     filter_classifier: str | None = option(None, "ALIA: a finished `gifkit train` run for the confidence filter "
@@ -80,6 +81,9 @@ class PriorOptions:
     threshold_by: str | None = option(None, "ALIA: the confidence filter's threshold, the edit's label's (default, "
                                             "the official filter) or its predicted class's",
                                       flag="--alia-threshold-by", choices=("label", "prediction"))
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def register_method(m: Method) -> Method:
@@ -119,6 +123,8 @@ def build_models(method: str, profile: str, class_names: list[str], *, preset: s
     m = get_method(method)
     if m.kind == "augment":
         raise ValueError(f"{method} is an augmentation baseline: it has no models (use expand_augment)")
+    known = {f.name for f in dataclasses.fields(PriorOptions)}
+    PriorOptions(**{k: v for k, v in overrides.items() if k in known})  # the numeric checks of the flags
     get_profile(profile)
     if m.profiles is not None and profile not in m.profiles:
         raise ValueError(f"method {method!r} runs on the {' and '.join(m.profiles)} profile(s), not {profile!r}")

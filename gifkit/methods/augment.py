@@ -48,7 +48,7 @@ from gifkit.core.imagine import ExpandResult
 from gifkit.core.rng import derive_seed, np_random
 from gifkit.io.datasets import seed_path
 from gifkit.io.images import BadImage
-from gifkit.io.runs import ExpansionRun
+from gifkit.io.runs import ExpansionRun, run_environment
 
 __all__ = ["AUGMENT_METHODS", "DEFAULT_PARAMS", "SUMMARIES", "augment_one", "cutout", "gridmask", "mixup", "cutmix",
            "expand_augment"]
@@ -215,7 +215,8 @@ def expand_augment(dataset, class_names: Sequence[str], out: str | Path, *, meth
     settings = {"method": method, "ratio": int(ratio), "seed": seed, "batch_size": batch_size,
                 "output_size": output_size, "params": params, "guidance": None}
     run = ExpansionRun(out, dataset, class_names, settings, ratio=ratio, batch_size=batch_size, limit=limit,
-                       shard=shard, barrier=barrier)
+                       shard=shard, barrier=barrier,  # PIL and NumPy only: the thread count does not matter
+                       environment=run_environment(threads=False, libraries=("gifkit", "numpy", "pillow")))
     store, labels = run.store, run.labels
     result = ExpandResult(out=Path(out), timings={"augment": 0.0, "io": 0.0})
     start = time.perf_counter()

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from gifkit.config import option
+from gifkit.config import Check, check_fields, option
 from gifkit.io.images import open_rgb
 from gifkit.io.store import read_metadata
 from gifkit.models.classifiers import AMSTNet
@@ -59,19 +59,17 @@ __all__ = ["AMSTConfig", "AMST", "pseudo_labels", "amst_loss", "train_amst", "tr
 class AMSTConfig:
     """AMST settings (see the module docstring); ``gifkit train --amst --amst-<field> ...``."""
 
-    heads: int = option(4, "auxiliary heads (the paper: four)")
-    threshold: float = option(0.8, "minimum mean probability of the agreed class (gifkit's choice)")
-    warmup_epochs: int | None = option(None, "real-only epochs first (default: 10 % of the epochs, rounded down)")
-    weight: float = option(1.0, "weight of the synthetic (pseudo-label) loss")
-    synthetic_batch_size: int | None = option(None, "synthetic images per step (default: the real batch size)")
+    heads: int = option(4, "auxiliary heads (the paper: four)", check=Check(1, 64, integer=True))
+    threshold: float = option(0.8, "minimum mean probability of the agreed class (gifkit's choice)",
+                              check=Check(0, 1))
+    warmup_epochs: int | None = option(None, "real-only epochs first (default: 10 % of the epochs, rounded down)",
+                                       check=Check(0, integer=True))
+    weight: float = option(1.0, "weight of the synthetic (pseudo-label) loss", check=Check(0))
+    synthetic_batch_size: int | None = option(None, "synthetic images per step (default: the real batch size)",
+                                              check=Check(1, integer=True))
 
     def __post_init__(self):
-        if self.heads < 1:
-            raise ValueError(f"AMST needs at least one auxiliary head, got heads={self.heads}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.warmup_epochs is not None and self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        check_fields(self)
 
 
 def pseudo_labels(aux_logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

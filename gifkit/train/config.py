@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from gifkit.config import ARCHS, PAPER_LR, PROFILE_NAMES, PROFILES, TRAIN_PRESETS, get_profile, option
+from gifkit.config import ARCHS, PAPER_LR, PROFILE_NAMES, PROFILES, TRAIN_PRESETS, Check, check_fields, get_profile, option
 
 __all__ = ["TrainConfig", "make_config", "parse_kv", "VOLATILE", "settings_of"]
 
@@ -53,17 +53,18 @@ class TrainConfig:
                           choices=PROFILE_NAMES)
     arch: str = option("resnet50", f"{', '.join(ARCHS)} or any timm model name")
     pretrained: bool = option(False, "start from timm's pretrained weights", action="store_true")
-    epochs: int = option(100, "epochs (evaluation rounds in the equal-steps mode)")
-    steps: int | None = option(None, "equal-update-steps mode: total optimizer steps")
+    epochs: int = option(100, "epochs (evaluation rounds in the equal-steps mode)", check=Check(1, integer=True))
+    steps: int | None = option(None, "equal-update-steps mode: total optimizer steps", check=Check(1, integer=True))
     steps_ratio: float | None = option(None, "equal-update-steps mode: as many steps as a set (1 + R) times the "
-                                             "original takes")
-    batch_size: int = option(256, "images per step (per process)")
-    lr: float = option(0.01, "peak learning rate (cosine decay)")
-    momentum: float = option(0.9, "SGD momentum")
-    weight_decay: float = option(1e-4, "SGD weight decay")
+                                             "original takes", check=Check(0))
+    batch_size: int = option(256, "images per step (per process)", check=Check(1, integer=True))
+    lr: float = option(0.01, "peak learning rate (cosine decay)", check=Check(0, lo_open=True))
+    momentum: float = option(0.9, "SGD momentum", check=Check(0, 1))
+    weight_decay: float = option(1e-4, "SGD weight decay", check=Check(0))
     nesterov: bool = option(False, "Nesterov momentum")
-    image_size: int = option(224, "training and test images are resized to this (bicubic)")
-    rotation: float = option(15.0, "max random rotation in degrees (0: none)")
+    image_size: int = option(224, "training and test images are resized to this (bicubic)",
+                             check=Check(1, 1 << 14, integer=True))
+    rotation: float = option(15.0, "max random rotation in degrees (0: none)", check=Check(0, 180))
     hflip: bool = option(True, "random horizontal flips")
     vflip: bool = option(False, "random vertical flips")
     loss: str = option("ce", "cross-entropy or Balanced Softmax", choices=("ce", "balanced-softmax"),
@@ -71,14 +72,14 @@ class TrainConfig:
     soft_labels: bool = option(True, "ignore the soft labels of mixup/cutmix expansions", flag="--hard-labels",
                                action="store_false")
     kd: str | None = option(None, "distil CLIP zero-shot probabilities (baseline)", choices=("clip",))
-    kd_alpha: float = option(0.5, "weight of the distillation term")
-    kd_temperature: float = option(4.0, "distillation temperature")
+    kd_alpha: float = option(0.5, "weight of the distillation term", check=Check(0, 1))
+    kd_temperature: float = option(4.0, "distillation temperature", check=Check(0, lo_open=True))
     precision: str = option("auto", "mixed precision (auto: bf16 or fp16 on a GPU, none on a CPU)",
                             choices=("auto", "no", "fp16", "bf16"))
     seed: int = option(0, cli=False)
     long_tail: bool | None = option(None, "report many/medium/few-shot accuracy (default: when the dataset has "
                                           "class counts)", action="store_true")
-    workers: int = option(8, "data loader processes")
+    workers: int = option(8, "data loader processes", check=Check(0, 1024, integer=True))
     device: str | None = option(None, "cpu to force the CPU")
     out: str | None = option(None, "run folder (seed_<n>/ per seed, aggregate.json); resumes", required=True)
     resume: bool = option(True, "start over instead of resuming", flag="--no-resume", action="store_false")
@@ -86,6 +87,7 @@ class TrainConfig:
     download: bool = option(False, "allow downloading the dataset", action="store_true")
 
     def __post_init__(self):
+        check_fields(self)
         if self.loss not in ("ce", "balanced_softmax"):
             raise ValueError(f"loss must be 'ce' or 'balanced_softmax', got {self.loss!r}")
         if self.kd not in (None, "clip"):

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # torch is imported inside the functions that use it
     import torch
 
 from gifkit.config import FINETUNE_PRESETS, GIF_SD_PRESETS, MODEL_IDS, PROFILES, get_profile, option
-from gifkit.io.files import atomic_write_bytes, write_json
+from gifkit.io.files import atomic_save_image, atomic_write_bytes, replace_dir, write_json
 from gifkit.io.runs import matching_record
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "make_finetune_config", "finetune_sd", "instance_prompts",
@@ -276,7 +276,7 @@ def _class_images(pipe, cfg: FinetuneConfig, out: Path) -> list:
         if not path.is_file():
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i)
             im = t2i(prompt, num_inference_steps=cfg.class_steps, generator=gen).images[0]
-            im.save(path)
+            atomic_save_image(path, im)  # a kill never leaves a truncated image to reuse
         images.append(Image.open(path).convert("RGB"))
     return images
 
@@ -427,7 +427,4 @@ def _save(pipe, out: Path, cfg: FinetuneConfig, losses: list[float], seconds: fl
             "trained": ["unet"] + (["text_encoder"] if cfg.train_text_encoder else [])}
     write_json(tmp / CONFIG_FILE, info)
     atomic_write_bytes(tmp / "loss.csv", ("step,loss\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(losses))).encode())
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
+    replace_dir(tmp, out)  # the old model stays whole until the new one is in place

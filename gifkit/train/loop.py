@@ -18,7 +18,9 @@ evaluation rounds.
 
 A run folder holds ``result.json`` (settings, final and best-over-epochs micro and macro accuracy, per-class
 accuracy, history, throughput), ``model.safetensors`` and ``checkpoint/`` (resumed automatically when the
-settings match). ``train_seeds`` runs ``seed_<n>/`` folders and writes ``aggregate.json`` (mean and sample std).
+settings match; written atomically, tensors and JSON only: :mod:`gifkit.train.checkpoint`). Unreadable
+training images are skipped and listed in ``result.json`` (``dataset.unreadable_images_skipped``).
+``train_seeds`` runs ``seed_<n>/`` folders and writes ``aggregate.json`` (mean and sample std).
 """
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gifkit.config import ARCHS, MACRO_DATASETS
-from gifkit.io.files import write_json
+from gifkit.io.files import atomic_write_bytes, make_dirs, write_json
 from gifkit.io.runs import matching_record, normalized
+from gifkit.train.checkpoint import load_checkpoint, save_checkpoint
 from gifkit.train.config import TrainConfig, settings_of
 from gifkit.train.data import EpochSampler, Transformed, batches, eval_transform, load_splits, train_transform
 from gifkit.train.metrics import classification_metrics, shot_accuracy
@@ -166,15 +169,12 @@ def _evaluate(model, loader, acc, classes) -> dict:
     return classification_metrics(torch.cat(preds).numpy(), torch.cat(labels).numpy(), classes)
 
 
-def _save_checkpoint(acc, ckpt: Path | None, state: dict) -> None:
-    """End of an epoch: accelerate's state into ``ckpt`` and, from the main process, ``state.json`` (epoch,
-    history, settings) beside it, then wait for every process. ``ckpt=None``: no checkpoints."""
+def _save_checkpoint(acc, ckpt: Path | None, model, optimizer, state: dict) -> None:
+    """End of an epoch: the checkpoint (model, optimizer, random states, ``state.json`` with epoch, history and
+    settings) swapped in atomically (:func:`gifkit.train.checkpoint.save_checkpoint`). ``ckpt=None``: none."""
     if ckpt is None:
         return
-    acc.save_state(str(ckpt))
-    if acc.is_main_process:
-        write_json(ckpt / "state.json", state)
-    acc.wait_for_everyone()
+    save_checkpoint(acc, ckpt, model, optimizer, state)
 
 
 def train(cfg: TrainConfig, objective: Objective | None = None) -> dict:
@@ -231,10 +231,9 @@ def train(cfg: TrainConfig, objective: Objective | None = None) -> dict:
     start_epoch = 0
     ckpt = out / "checkpoint" if out is not None else None
     if ckpt is not None and cfg.resume:
-        state = matching_record(ckpt / "state.json", key, key="config", what="a training checkpoint",
+        state = load_checkpoint(acc, ckpt, model, optimizer, key,
                                 hint="use another --out, or --no-resume to start over")
         if state is not None:
-            acc.load_state(str(ckpt))
             start_epoch, history = state["epoch"], state["history"]
             if main:
                 print(f"resuming {out} after epoch {start_epoch}")
@@ -278,7 +277,7 @@ def train(cfg: TrainConfig, objective: Objective | None = None) -> dict:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, test micro "
                        f"{metrics['accuracy_micro']:.2f} % / macro {metrics['accuracy_macro']:.2f} %, "
                        f"{record['train_images_per_s']:.1f} img/s")
-        _save_checkpoint(acc, ckpt, {"epoch": epoch + 1, "history": history, "config": key})
+        _save_checkpoint(acc, ckpt, model, optimizer, {"epoch": epoch + 1, "history": history, "config": key})
 
     if metrics is None:  # resumed after the last epoch
         metrics = _evaluate(model, test_loader, acc, classes)
@@ -288,11 +287,13 @@ def train(cfg: TrainConfig, objective: Objective | None = None) -> dict:
     result["objective"] = objective.name
     result["settings"] = key
     objective.finish(result, everything, len(original))
+    result["dataset"]["unreadable_images_skipped"] = everything.damaged  # stood in for by readable ones
     if out is not None and main:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(out / "model.safetensors"))
+        make_dirs(out)
+        atomic_write_bytes(out / "model.safetensors",
+                           save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}))
         write_json(out / "result.json", result)
     acc.wait_for_everyone()
     return result

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from gifkit.errors import Damaged
 from gifkit.io.files import read_json
 
 __all__ = ["TrainedRun", "load_run"]
@@ -40,7 +41,8 @@ class TrainedRun:
 
 
 def load_run(run: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
-    """The trained network of a run folder, on ``device``, in eval mode."""
+    """The trained network of a run folder, on ``device``, in eval mode. A damaged ``result.json`` or
+    ``model.safetensors`` raises :class:`~gifkit.errors.Damaged` naming the file (re-train, or restore it)."""
     from safetensors.torch import load_file
 
     from gifkit.models.classifiers import AMSTNet, create_model
@@ -52,12 +54,20 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
         raise FileNotFoundError(f"{run} is not a finished `gifkit train` run: expected result.json and "
                                 f"model.safetensors there (a multi-seed run keeps them in seed_<n>/)")
     result = read_json(run / "result.json", what="a training result")
-    m = result["model"]
-    if result.get("objective") == "amst":
-        backbone = create_model(m["timm_name"], 0, pretrained=False)
-        model = AMSTNet(backbone, backbone.num_features, m["num_classes"], result["amst"]["heads"])
-    else:
-        model = create_model(m["timm_name"], m["num_classes"], pretrained=False)
-    model.load_state_dict(load_file(str(weights)))
-    return TrainedRun(model.to(device).eval(), result, eval_transform(m["image_size"], m["mean"], m["std"]),
-                      list(result["dataset"]["classes"]))
+    try:
+        m = result["model"]
+        if result.get("objective") == "amst":
+            backbone = create_model(m["timm_name"], 0, pretrained=False)
+            model = AMSTNet(backbone, backbone.num_features, m["num_classes"], result["amst"]["heads"])
+        else:
+            model = create_model(m["timm_name"], m["num_classes"], pretrained=False)
+        transform = eval_transform(m["image_size"], m["mean"], m["std"])
+        classes = list(result["dataset"]["classes"])
+    except (KeyError, TypeError) as e:
+        raise Damaged(f"{run / 'result.json'} is damaged (no {e}); re-train the run, or restore the file") from e
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except Exception as e:  # noqa: BLE001  (safetensors' own errors, a wrong shape or key: a damaged file)
+        raise Damaged(f"{weights} is damaged ({type(e).__name__}: {' '.join(str(e).split())[:200]}); re-train "
+                      f"the run (gifkit train --no-resume), or restore the file") from e
+    return TrainedRun(model.to(device).eval(), result, transform, classes)
