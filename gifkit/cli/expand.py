@@ -25,7 +25,9 @@ def add_expand_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratio", type=int, default=None, help="K, variants per seed (default: the preset's, else 5)")
     p.add_argument("--profile", default="smoke", choices=list(PROFILE_NAMES))
     p.add_argument("--preset", default=None, help="the paper's per-dataset settings, e.g. cifar100s, pets, pathmnist")
-    p.add_argument("--batch-size", type=int, default=4, help="seeds per batch (batch_size * K images per pass)")
+    p.add_argument("--batch-size", type=_batch_size, default=4,
+                   help="seeds per batch (batch_size * K images through the sampler at once; the guidance pass runs "
+                        "one seed's K variants at a time), or 'auto': as many as fit in the free GPU memory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="only the first N seed images")
     p.add_argument("--output-size", type=int, default=None, help="save at N px (default: the prior's resolution)")
@@ -34,6 +36,18 @@ def add_expand_args(p: argparse.ArgumentParser) -> None:
     add_dataclass_args(p.add_argument_group("guidance (GIF methods; see docs/design.md §1.6)"), GuidanceConfig,
                        defaults={"eps": "0.8 (GIF-SD); GIF-MAE 5, GIF-DALLE 0.1; a --preset's"})
     add_dataclass_args(p.add_argument_group("the prior (generative methods) and ALIA / DreamDA"), PriorOptions)
+
+
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seeds or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--batch-size must be >= 1, got {value}")
+    return value
 
 
 def run_expand(args):
@@ -51,10 +65,23 @@ def run_expand(args):
     kind = METHODS[args.method].kind
     guidance = values(args, GuidanceConfig) if kind == "prior" else None  # ALIA's edits are not guided
     model_kwargs = values(args, PriorOptions) if kind != "augment" else None
+    batch_size = args.batch_size
+    if kind == "pipeline":  # ALIA builds its CLIP (semantic filter) deep inside: hand it over by the environment
+        import os
+
+        from gifkit.models.guides import CLIP_ENV
+
+        for var, key in zip(CLIP_ENV, ("clip_model", "clip_pretrained")):
+            if model_kwargs.get(key):
+                os.environ[var] = model_kwargs[key]
+        model_kwargs = {k: v for k, v in model_kwargs.items()
+                        if k not in ("clip_model", "clip_pretrained", "dtype", "grad_checkpointing")}
+    if batch_size == "auto" and kind != "prior":
+        batch_size = None  # the method's default
     device = args.device if args.device else (state.device if state.num_processes > 1 else None)
     return expand_method(args.data, args.method, args.out, profile=args.profile, ratio=ratio, seed=args.seed,
                          limit=args.limit, preset=args.preset, guidance=guidance, model_kwargs=model_kwargs,
-                         dataset=dataset, class_names=class_names, device=device, batch_size=args.batch_size,
+                         dataset=dataset, class_names=class_names, device=device, batch_size=batch_size,
                          progress=not args.no_progress and state.is_local_main_process, split=args.split,
                          data_root=args.data_root, output_size=args.output_size,
                          shard=(state.process_index, state.num_processes),

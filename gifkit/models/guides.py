@@ -16,6 +16,7 @@ The mini profile's guide, ImageNet features with class prototypes, is :mod:`gifk
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import torch
@@ -25,7 +26,7 @@ from gifkit.config import GUIDANCE_CLIP, get_profile
 from gifkit.core.guidance import CLIP_MEAN, CLIP_STD, DEFAULT_TEMPLATES, FeatureClassifier, clip_preprocess, square_size
 from gifkit.models import hub, tiny
 
-__all__ = ["ZeroShotClassifier", "TransformersCLIPZeroShot", "text_embeddings", "guide_clip",
+__all__ = ["ZeroShotClassifier", "TransformersCLIPZeroShot", "text_embeddings", "CLIP_ENV", "guide_clip",
            "zero_shot_classifier"]
 
 
@@ -86,6 +87,7 @@ class ZeroShotClassifier(FeatureClassifier):
         self.class_names, self.templates = [str(c) for c in class_names], tuple(
             (templates,) if isinstance(templates, str) else templates)
         self.register_buffer("text_features", text)
+        self.provenance = hub.source_of(model)  # where the CLIP came from (None: a tiny random one)
 
     def image_features(self, images01: torch.Tensor) -> torch.Tensor:
         """``normalize(I(preprocess(x)))``: L2-normalised float32 features ``[N, D]``."""
@@ -129,8 +131,11 @@ class TransformersCLIPZeroShot(FeatureClassifier):
         fe = pipe.feature_extractor
         crop = fe.crop_size
         size = crop if isinstance(crop, int) else crop["height"]  # dict or transformers SizeDict
-        return cls(pipe.text_encoder, pipe.tokenizer, pipe.image_encoder, class_names, image_size=size,
-                   mean=fe.image_mean, std=fe.image_std, **kwargs)
+        clf = cls(pipe.text_encoder, pipe.tokenizer, pipe.image_encoder, class_names, image_size=size,
+                  mean=fe.image_mean, std=fe.image_std, **kwargs)
+        src = hub.source_of(pipe)
+        clf.provenance = {**src, "part": "text_encoder + image_encoder"} if src else None
+        return clf
 
     def image_features(self, images01: torch.Tensor) -> torch.Tensor:
         """normalize(I(preprocess(x))): L2-normalised float32 image embeddings [N, E] of images in [0, 1]."""
@@ -140,17 +145,25 @@ class TransformersCLIPZeroShot(FeatureClassifier):
         return F.normalize(emb.float(), dim=-1)  # [N, E]
 
 
+CLIP_ENV = ("GIFKIT_CLIP_MODEL", "GIFKIT_CLIP_PRETRAINED")  # process-wide default of the guiding CLIP
+
+
 def guide_clip(profile: str, device: str | torch.device = "cpu", name: str | None = None,
                pretrained: str | None = None) -> hub.ClipBundle:
-    """The open_clip model a profile guides (and distils, and zero-shot classifies) with.
+    """The open_clip model a profile guides (and distils, and zero-shot classifies, and ALIA filters) with.
 
-    ``smoke``: :func:`gifkit.models.tiny.tiny_clip`; every other profile: ``hub.load_clip(name, pretrained)``
-    with :data:`gifkit.config.GUIDANCE_CLIP` (CLIP ViT-B/32, OpenAI weights) for what is not given;
-    ``pretrained`` may be a local weights file or folder.
+    ``smoke``: :func:`gifkit.models.tiny.tiny_clip`; every other profile: ``hub.load_clip(name, pretrained)``,
+    what is not given taken from the environment variables ``GIFKIT_CLIP_MODEL`` / ``GIFKIT_CLIP_PRETRAINED``
+    (``gifkit expand --clip-model/--clip-pretrained`` sets them for the commands that build their CLIP deep
+    inside, e.g. ALIA's semantic filter), else :data:`gifkit.config.GUIDANCE_CLIP` (CLIP ViT-B/32 with OpenAI's
+    weights and QuickGELU). ``pretrained`` may be a local weights file or folder (e.g. a download of
+    ``timm/vit_base_patch32_clip_224.openai``).
     """
     if get_profile(profile).tiny:
         return tiny.tiny_clip()
-    return hub.load_clip(name or GUIDANCE_CLIP[0], pretrained or GUIDANCE_CLIP[1], device=device)
+    name = name or os.environ.get(CLIP_ENV[0]) or GUIDANCE_CLIP[0]
+    pretrained = pretrained or os.environ.get(CLIP_ENV[1]) or GUIDANCE_CLIP[1]
+    return hub.load_clip(name, pretrained, device=device)
 
 
 def zero_shot_classifier(profile: str, class_names: Sequence[str], device: str | torch.device = "cpu",

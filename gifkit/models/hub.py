@@ -1,4 +1,4 @@
-"""Real checkpoints by hub id or local directory.
+"""Real checkpoints by hub id or local directory (one cohesive thing: finding, checking and loading them).
 
 Real loaders (``load_clip``, ``load_sd``, ``load_mae``, ``load_unclip``, ``load_blip``,
 ``load_text_generator``, ``load_instruct_pix2pix``) wrap open_clip / diffusers / transformers. Each
