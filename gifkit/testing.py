@@ -362,8 +362,9 @@ def _write_llm(d: Path, size: str, seed: int, device) -> None:
     vocab = {c: i for i, c in enumerate(_byte_alphabet())}
     added = {tok: len(vocab) + i for i, tok in enumerate(LLM_SPECIALS)}
     cfg = Qwen2Config(vocab_size=len(vocab) + len(added), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      bos_token_id=added["<|endoftext|>"], eos_token_id=added["<|im_end|>"], tie_word_embeddings=True)
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                      bos_token_id=added["<|endoftext|>"], eos_token_id=added["<|im_end|>"],
+                      tie_word_embeddings=False)  # untied: a random model then does not just repeat one token
     cfg.architectures = ["Qwen2ForCausalLM"]
     model = _build(Qwen2ForCausalLM, cfg, seed=seed, device=device)
     model.generation_config.max_new_tokens = 24
@@ -372,7 +373,7 @@ def _write_llm(d: Path, size: str, seed: int, device) -> None:
     (d / "merges.txt").write_text("#version: 0.2\n")
     _json(d / "tokenizer_config.json", {
         "add_prefix_space": False, "bos_token": None, "chat_template": LLM_CHAT_TEMPLATE, "clean_up_tokenization_spaces":
-        False, "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": 512, "pad_token": "<|endoftext|>",
+        False, "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": 4096, "pad_token": "<|endoftext|>",
         "split_special_tokens": False, "tokenizer_class": "Qwen2Tokenizer", "unk_token": None,
         "added_tokens_decoder": {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
                                           "single_word": False, "special": True} for t, i in added.items()}})
@@ -413,11 +414,13 @@ def snapshot_dir(cache: str | Path, repo_id: str, revision: str = "0" * 40) -> P
 
 
 def plant_hub_cache(kind: str, cache: str | Path, size: str = "tiny", *, seed: int = 0, revision: str = "0" * 40,
-                    device: str | torch.device | None = None) -> Path:
+                    device: str | torch.device | None = None, repo_id: str | None = None) -> Path:
     """Write ``kind`` into the Hugging Face cache ``cache`` (``HF_HUB_CACHE``) under its hub id
-    (:data:`HUB_IDS`), as ``huggingface_hub`` lays out a download (``refs/main`` names the snapshot
-    ``revision``), so ``from_pretrained(<hub id>)`` finds it offline. Returns the snapshot folder."""
-    snap = write_checkpoint(kind, snapshot_dir(cache, HUB_IDS[kind], revision), size, seed=seed, device=device)
+    (:data:`HUB_IDS`, or ``repo_id``: e.g. SD v1.5's id for an ``sd`` layout), as ``huggingface_hub`` lays out a
+    download (``refs/main`` names the snapshot ``revision``), so ``from_pretrained(<hub id>)`` finds it offline.
+    Returns the snapshot folder."""
+    snap = write_checkpoint(kind, snapshot_dir(cache, repo_id or HUB_IDS[kind], revision), size, seed=seed,
+                            device=device)
     refs = snap.parent.parent / "refs"
     refs.mkdir(exist_ok=True)
     (refs / "main").write_text(revision)

@@ -278,11 +278,23 @@ def _clip_weights_file(directory: Path) -> Path | None:
 
 def clip_uses_quick_gelu(name: str, pretrained: str | None = None, config: dict | None = None) -> bool:
     """Whether the CLIP ``name`` / ``pretrained`` has QuickGELU activations: the OpenAI weights (and every tag
-    open_clip marks ``quick_gelu``) do; so do ``*-quickgelu`` architectures and folder configs that say so."""
+    open_clip marks ``quick_gelu``) do, also as a local download of their Hub repo (timm's ``config.json`` there
+    names the tag ``openai``); so do ``*-quickgelu`` architectures and folder configs that say so."""
     import open_clip
 
     if config is not None and config.get("model_cfg", {}).get("quick_gelu"):
         return True
+    if pretrained and looks_like_path(pretrained):  # a download of an OpenAI repo: timm's config names the tag
+        p = Path(os.path.expanduser(pretrained))
+        timm_cfg = p / "config.json" if p.is_dir() else p.parent / "config.json"
+        try:
+            import json
+
+            tag = json.loads(timm_cfg.read_text()).get("pretrained_cfg", {}).get("tag", "")
+        except (OSError, ValueError, AttributeError):
+            tag = ""
+        if str(tag).startswith("openai") or ".openai" in str(p.resolve()):
+            return True
     base = name.split(":", 1)[-1]
     if base.endswith("-quickgelu") or (open_clip.get_model_config(base) or {}).get("quick_gelu"):
         return True
