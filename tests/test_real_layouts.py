@@ -203,3 +203,20 @@ def test_full_size_gif_sd_512px(tmp_path):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB
     print(f"\nfull-size GIF-SD 512 px, K=2, 2 steps: checkpoints written in {written:.0f} s, expansion {seconds:.0f} s, "
           f"peak RSS {peak:.1f} GiB")
+
+
+def test_colab_stages_run_and_resume_on_the_smoke_profile(tmp_path):
+    """The colab profile's stages (data, expand sd / gif-sd, grids, diagnostics, linear probe), on tiny models."""
+    from gifkit.experiments.colab import run_colab
+
+    kw = dict(profile="smoke", data="smoke", n_classes=2, seeds_per_class=1, test_per_class=2, ratio=2,
+              progress=False)
+    s = run_colab(tmp_path, **kw)
+    assert s["arms"]["gif-sd"]["written"] == 4 and set(s["seconds"]) == {"data", "expand", "grids", "diagnostics",
+                                                                          "probe"}
+    gif = next(d for d in s["diagnostics"] if d["arm"] == "gif-sd")
+    assert gif["s_inf"] is not None and gif["s_div"] is not None and 0 <= gif["p_yhat"] <= 1
+    assert [p["train"] for p in s["probe"]] == ["original", "original + sd", "original + gif-sd"]
+    assert (tmp_path / "grid_gif-sd.png").is_file() and (tmp_path / "probe.csv").is_file()
+    again = run_colab(tmp_path, **kw)  # after a disconnect: nothing is made twice
+    assert again["arms"]["gif-sd"] == {**again["arms"]["gif-sd"], "written": 0, "existing": 4}
