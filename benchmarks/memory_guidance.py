@@ -1,8 +1,8 @@
 """Peak memory of GIF-SD's guidance pass on the CPU at 512 px: the full-size SD v1 VAE decoder and CLIP
 ViT-B/32 (random weights, gifkit.testing), decode with gradients + CLIP + backward for N variants at once.
 
-Each setting runs in a fresh process; the figure is the rise of the peak RSS (``resource.getrusage``) over the
-models' own footprint, per image. "before" = all ``batch_size * K`` variants in one pass (gifkit <= 0.1);
+Each setting runs in a fresh process; the figure is the peak resident memory during the pass (Linux ``VmHWM``
+of ``/proc/self/status``, reset by ``/proc/self/clear_refs`` just before it) over the models' own footprint. "before" = all ``batch_size * K`` variants in one pass (gifkit <= 0.1);
 "after" = one seed's K variants per pass, optionally with gradient checkpointing of the decoder.
 
     python benchmarks/memory_guidance.py [--images 1 2] [--dtype fp32]
@@ -16,6 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def one(n: int, checkpointing: bool, dtype: str, folder: str) -> dict:
@@ -32,7 +40,8 @@ def one(n: int, checkpointing: bool, dtype: str, folder: str) -> dict:
     if checkpointing:
         vae.enable_gradient_checkpointing()
     clf = ZeroShotClassifier(clip.model, clip.tokenizer, ["cat", "dog"])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _rss_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark: the peak of the pass alone
     z = torch.zeros(n, 4, 1, 1, requires_grad=True)
     f = torch.randn(n, 4, 64, 64)
     t = time.perf_counter()
@@ -40,7 +49,7 @@ def one(n: int, checkpointing: bool, dtype: str, folder: str) -> dict:
     feats = clf.image_features((x.float() / 2 + 0.5).clamp(0, 1))
     feats.sum().backward()
     seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _rss_kib("VmHWM")
     return {"images": n, "checkpointing": checkpointing, "dtype": dtype, "seconds": round(seconds, 1),
             "models_gib": round(before / 2 ** 20, 2), "pass_gib": round((peak - before) / 2 ** 20, 2),
             "per_image_gib": round((peak - before) / 2 ** 20 / n, 2)}
