@@ -47,7 +47,9 @@ def sd_prior(profile: str, device, *, model_id: str | None = None, steps: int | 
              dtype: str | None = None, grad_checkpointing: bool | None = None, **_):
     """GIF-SD's prior: SD v1-4 img2img, DDIM (tiny SD under smoke); defaults: CIFAR100-S's official settings.
     ``dtype``: fp32 | fp16 | bf16 | auto (the profile's); ``grad_checkpointing``: recompute the VAE decoder's
-    blocks in the guidance backward pass (less memory, ~30 % more guidance time)."""
+    blocks in the guidance backward pass (less memory, more guidance time); default: on for a real checkpoint on
+    a CUDA GPU with less than 24 GiB (a 16 GB T4 cannot hold one seed's K = 5 decoder activations at 512 px
+    without it, README "Memory")."""
     from gifkit.priors.sd import SDPrior
 
     prof = get_profile(profile)
@@ -55,6 +57,10 @@ def sd_prior(profile: str, device, *, model_id: str | None = None, steps: int | 
     pipe = tiny.tiny_sd() if prof.tiny else hub.load_sd(model_id or MODEL_IDS["sd"], torch_dtype=torch_dtype)
     if prof.tiny and torch_dtype is not None:
         pipe = pipe.to(dtype=torch_dtype)
+    if grad_checkpointing is None:
+        dev = torch.device(device)
+        grad_checkpointing = not prof.tiny and dev.type == "cuda" and \
+            torch.cuda.get_device_properties(dev.index or 0).total_memory < 24 * 2 ** 30
     return _tagged(SDPrior(pipe, steps=steps or prof.sd_steps, strength=strength, guidance_scale=guidance_scale,
                            prompts=prompts, domain=domain, device=device,
                            checkpointing=bool(grad_checkpointing)), profile)
