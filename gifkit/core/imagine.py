@@ -9,9 +9,9 @@ gradients. Unguided methods decode f as it is.
 
 Work is cut into batches of ``batch_size`` seeds (``batch_size * K`` images
 through the prior's sampler at once). The guidance pass (decode with
-gradients + CLIP + backward) runs ``seeds_per_pass`` seeds at a time (default
-one seed: its K variants stay together for S_div), so its memory does not grow
-with the batch size. Batches are the unit of resume and of sharding: batch j
+gradients + CLIP + backward) runs ``seeds_per_pass`` seeds at a time (SD and
+MAE: one seed, its K variants together for S_div), so its memory does not
+grow with the batch size. Batches are the unit of resume and of sharding: batch j
 runs on process ``j % num_processes``, and a batch whose part file and images
 exist is skipped, so a resumed or sharded run writes what one uninterrupted
 run writes.
@@ -19,6 +19,7 @@ run writes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -115,10 +116,13 @@ def job_noise(f: torch.Tensor, jobs: list[Job], mode: str = "channel", channel_d
 
 
 def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
-                  guidance: GuidanceConfig | None, timings: dict[str, float] | None = None, seeds_per_pass: int = 1):
+                  guidance: GuidanceConfig | None, timings: dict[str, float] | None = None,
+                  seeds_per_pass: int | None = None):
     """Create the images of ``jobs`` (seed-major: K consecutive jobs per seed).
 
-    The guidance pass runs ``seeds_per_pass`` seeds (``seeds_per_pass * K`` variants) at a time: decode with
+    The guidance pass runs ``seeds_per_pass`` seeds (``seeds_per_pass * K`` variants) at a time (default: the
+    prior's ``guidance_seeds_per_pass``, 1 for the SD and MAE priors whose decoders dominate memory, else the whole
+    batch): decode with
     gradients, CLIP, the seed's score, backward (gradients of later seeds accumulate in (z, b); a seed's score
     depends on its own rows only, so the update equals one pass over the batch). Returns
     ``(images01 [N, 3, R, R], rows)``: ``rows[j]`` holds job j's figures for metadata (prompt, CLIP's p[y_hat]
@@ -129,9 +133,11 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
     n, k = len(jobs), ratio
     if n % k:
         raise ValueError(f"imagine_batch: {n} jobs do not hold K = {k} variants for every seed")
+    seeds = n // k
+    if seeds_per_pass is None:
+        seeds_per_pass = getattr(prior, "guidance_seeds_per_pass", None) or max(seeds, 1)
     if int(seeds_per_pass) < 1:
         raise ValueError(f"seeds_per_pass must be >= 1, got {seeds_per_pass}")
-    seeds = n // k
 
     t0 = tick()
     lat = prior.prepare(jobs)
@@ -223,20 +229,22 @@ def provenance(prior: Prior | None, classifier) -> dict:
     weight-file sha256 (the ``provenance`` the prior and the guiding classifier report; ``None`` for the tiny
     random models), the prior's dtype and device type, and the versions of torch, diffusers, transformers and
     open_clip."""
-    import importlib.metadata as md
-
-    def version(pkg: str) -> str | None:
-        try:
-            return md.version(pkg)
-        except md.PackageNotFoundError:
-            return None
-
     dtype = getattr(prior, "dtype", None)
     return {"profile": getattr(prior, "profile", None),
             "models": {"prior": getattr(prior, "provenance", None), "guide": getattr(classifier, "provenance", None)},
             "dtype": str(dtype).replace("torch.", "") if dtype is not None else None,
             "device": torch.device(getattr(prior, "device", "cpu")).type,
-            "versions": {p: version(p) for p in ("torch", "diffusers", "transformers", "open_clip_torch")}}
+            "versions": {p: _version(p) for p in ("torch", "diffusers", "transformers", "open_clip_torch")}}
+
+
+@functools.lru_cache(maxsize=None)
+def _version(pkg: str) -> str | None:
+    import importlib.metadata as md
+
+    try:
+        return md.version(pkg)
+    except md.PackageNotFoundError:
+        return None
 
 
 def auto_batch_size(prior: Prior, ratio: int, device: torch.device | str | None = None, *, limit: int = 16) -> int:
@@ -261,7 +269,7 @@ def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier,
            ratio: int, method: str, guidance: GuidanceConfig | None = None, seed: int = 0,
            batch_size: int | str = 4, limit: int | None = None, output_size: int | None = None,
            params: dict | None = None, shard: tuple[int, int] = (0, 1), barrier: Callable[[], None] | None = None,
-           progress: bool = True, seeds_per_pass: int = 1) -> ExpandResult:
+           progress: bool = True, seeds_per_pass: int | None = None) -> ExpandResult:
     """Expand ``dataset`` K = ``ratio`` times into the store at ``out``.
 
     ``dataset`` yields ``(PIL image, label)``; unreadable seeds are skipped and

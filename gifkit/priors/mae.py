@@ -78,6 +78,7 @@ class MAEPrior(Prior):
     """
 
     name = "mae"
+    guidance_seeds_per_pass = 1  # the guidance pass decodes one seed's K variants at a time (memory)
     channel_dim = -1  # channel-wise noise [K, 1, D], shared over tokens
 
     def __init__(self, model, *, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,

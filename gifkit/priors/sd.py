@@ -59,6 +59,7 @@ class SDPrior(Prior):
 
     name = "sd"
     channel_dim = 1
+    guidance_seeds_per_pass = 1  # the guidance pass decodes one seed's K variants at a time (memory)
 
     def __init__(self, pipe, *, steps: int = 50, strength: float = 0.9, guidance_scale: float = 50.0,
                  eta: float = 0.0, prompts: str = "designed", domain: str | None = None,
