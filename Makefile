@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.gifkit-installed
 PROFILE ?= smoke
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv notebooks notebooks-refresh clean-venv
+.PHONY: demo test test-compat gpu-check venv notebooks notebooks-refresh clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,25 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
 	HF_HUB_OFFLINE=1 $(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
 
+# The unit tests in a second environment at the oldest versions gifkit claims (constraints-compat.txt: the
+# Colab-like set torch 2.9.1, diffusers 0.35.2, transformers 4.57.6, open_clip 3.2.0, accelerate 1.10.1), in
+# .venv-compat (a CUDA build of torch: a few GB the first time).
+COMPAT := .venv-compat
+$(COMPAT)/.gifkit-installed: pyproject.toml constraints-compat.txt
+	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip install -q --upgrade pip
+	$(COMPAT)/bin/python -m pip install -q -c constraints-compat.txt -e ".[dev,mini]"
+	touch $@
+
+test-compat: $(COMPAT)/.gifkit-installed
+	HF_HUB_OFFLINE=1 $(COMPAT)/bin/python -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
+
+# The paper path on one CUDA GPU with full-size random-weight checkpoints (no downloads, < 8 min on an H100/H200):
+# results/gpu/<gpu-name>.json and a README table. GPU_CHECK_ARGS=--smoke runs it on tiny checkpoints on the CPU.
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+
 # make notebooks [NB="05 06"] [PROFILE=smoke|mini|paper] [PARAMS="ratio=5 seeds=[0,1]"]: executed copies under
 # results/<profile>/notebooks/, their CSV and PNG under results/<profile>/<notebook>/
 NB ?=
@@ -41,7 +60,7 @@ notebooks: $(STAMP)
 	$(PY) -m gifkit.experiments.notebooks --profile $(PROFILE) $(if $(NB),--only $(NB)) $(foreach p,$(PARAMS),--param '$(p)')
 
 # Re-execute notebooks (all, or NB=...) in place, each on the profile its committed outputs come from, in a fresh
-# output folder (the shared study grid under results/<profile>/grid is reused), and store the outputs in notebooks/.
+# output folder (the shared study grid under results/<profile>/work/grid is reused), and store the outputs in notebooks/.
 notebooks-refresh: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m gifkit.experiments.notebooks --refresh $(if $(NB),--only $(NB))
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 __all__ = ["Check", "option", "check_fields", "EXPAND_CHECKS", "MAX_RATIO", "check_expand_args", "Profile",
-           "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "ALIA_SEMANTIC_CLIP",
-           "GIF_SD_PRESETS", "PRESET_OF", "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "NO_HFLIP", "ARCHS",
-           "MACRO_DATASETS", "FINETUNE_PRESETS",
+           "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "GUIDANCE_CLIP_REPO",
+           "ALIA_SEMANTIC_CLIP", "ALIA_SEMANTIC_CLIP_REPO", "DTYPES", "GIF_SD_PRESETS", "PRESET_OF",
+           "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "NO_HFLIP", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
            "PAPER_DATASET", "PAPER_METHOD"]
 
 
@@ -122,13 +122,18 @@ def check_expand_args(**values: Any) -> dict:
 # ----------------------------------------------------------------------------- profiles
 
 
+DTYPES = ("auto", "fp32", "fp16", "bf16")  # --dtype; auto: bf16 on a CUDA GPU of compute capability >= 8, fp16 on
+# older CUDA GPUs (T4, V100), fp32 on a CPU or MPS (gifkit.models.hub.resolve_dtype)
+
+
 @dataclass(frozen=True)
 class Profile:
     """What a profile builds. ``tiny``: tiny randomly initialised models of the real classes (no checkpoint);
     ``sd_steps``: DDIM steps of the SD img2img priors; ``unclip_steps``: (decoder, super-resolution) steps of
     the unCLIP prior; ``train_preset`` / ``finetune_preset``: entries of :data:`TRAIN_PRESETS` /
-    :data:`FINETUNE_PRESETS`; ``half_on_cuda``: real checkpoints in float16 on a CUDA device. Which methods
-    run on which profile is said by each method (:data:`gifkit.methods.METHODS`)."""
+    :data:`FINETUNE_PRESETS`; ``dtype``: the precision of real checkpoints (one of :data:`DTYPES`; ``--dtype``
+    overrides it); ``ratio``: the profile's K where it fixes one (the colab profile). Which methods run on which
+    profile is said by each method (:data:`gifkit.methods.METHODS`)."""
 
     name: str
     summary: str
@@ -137,7 +142,8 @@ class Profile:
     unclip_steps: tuple[int, int]
     train_preset: str
     finetune_preset: str | None
-    half_on_cuda: bool = True
+    dtype: str = "auto"
+    ratio: int | None = None
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
@@ -145,10 +151,15 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             tiny=True, sd_steps=10, unclip_steps=(4, 2), train_preset="smoke", finetune_preset="smoke"),
     Profile("mini", "real Fashion-MNIST, a small VAE prior gifkit trains itself and an ImageNet EfficientNet-Lite0 "
                     "guide; offline on a 2-core CPU; minutes",
-            tiny=False, sd_steps=50, unclip_steps=(100, 7), train_preset="mini", finetune_preset=None,
-            half_on_cuda=False),
+            tiny=False, sd_steps=50, unclip_steps=(100, 7), train_preset="mini", finetune_preset=None, dtype="fp32"),
     Profile("paper", "the real checkpoints (SD v1-4, CLIP ViT-B/32, MAE ViT-L/16, Karlo unCLIP) and datasets; GPU",
             tiny=False, sd_steps=50, unclip_steps=(100, 7), train_preset="paper", finetune_preset="paper"),
+    # colab: real GIF-SD on a free Colab T4 (16 GB) in under 45 minutes with downloads: 10 CIFAR-100 classes x 5
+    # seeds, K = 5, the cifar100s preset (CFG 50, strength 0.9, eps 0.8) at 20 DDIM steps instead of 50
+    # (gifkit.experiments.colab; README "Colab")
+    Profile("colab", "real SD v1-4 + CLIP ViT-B/32 on 10 CIFAR-100 classes x 5 seeds, K = 5, 20 DDIM steps; a free "
+                     "Colab T4 in under 45 minutes",
+            tiny=False, sd_steps=20, unclip_steps=(25, 7), train_preset="paper", finetune_preset=None, ratio=5),
 ]}
 PROFILE_NAMES = tuple(PROFILES)
 
@@ -173,8 +184,13 @@ MODEL_IDS: dict[str, str] = {
     "llm": "Qwen/Qwen2.5-1.5B-Instruct",  # ALIA step (b): an open instruction-tuned LM (ALIA used GPT-4 / Vicuna)
     "ip2p": "timbrooks/instruct-pix2pix",  # ALIA's InstructPix2Pix editor
 }
-GUIDANCE_CLIP = ("ViT-B-32", "openai")  # open_clip (architecture, pretrained tag) of GIF's zero-shot guidance
-ALIA_SEMANTIC_CLIP = ("ViT-L-14", "openai")  # the CLIP of ALIA's semantic filter (the official code's)
+# open_clip (architecture, pretrained tag) of GIF's zero-shot guidance: OpenAI's CLIP ViT-B/32, which uses QuickGELU
+# (open_clip 3.x builds plain "ViT-B-32" with GELU); the tag's weights live in GUIDANCE_CLIP_REPO on the Hub
+GUIDANCE_CLIP = ("ViT-B-32-quickgelu", "openai")
+GUIDANCE_CLIP_REPO = "timm/vit_base_patch32_clip_224.openai"
+# the CLIP of ALIA's semantic filter: the official code's OpenAI ViT-L/14, also a QuickGELU model
+ALIA_SEMANTIC_CLIP = ("ViT-L-14-quickgelu", "openai")
+ALIA_SEMANTIC_CLIP_REPO = "timm/vit_large_patch14_clip_224.openai"
 
 
 # ----------------------------------------------------------------------------- GIF-SD per-dataset presets

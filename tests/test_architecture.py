@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "gifkit"
 # lower layers first; a module may import its own layer and the ones before it
-LAYERS = ["errors", "config", "io", "core", "data", "models", "priors", "methods", "train", "experiments", "cli"]
+LAYERS = ["errors", "config", "io", "core", "data", "models", "testing", "priors", "methods", "train", "experiments",
+          "cli"]
 
 
 def module_name(path: Path) -> str:

@@ -196,7 +196,7 @@ def test_mini_methods_through_build_models(fake_fashion, tiny_vae_dir):
     _, _, g_none, _ = build_models("vae", "mini", names, device="cpu", support=ds, model_id=str(tiny_vae_dir),
                                    guide_size=32)
     assert g_none is None
-    with pytest.raises(ValueError, match="smoke and paper profile"):
+    with pytest.raises(ValueError, match="smoke and paper and colab profile"):
         build_models("gif-sd", "mini", names, device="cpu")
     with pytest.raises(ValueError, match="labelled set"):
         build_models("gif-vae", "mini", names, device="cpu", model_id=str(tiny_vae_dir))

@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gifkit", description="Dataset expansion with guided imagination (GIF).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser("doctor", help="versions, device, offline mode, cached checkpoints")
+    doctor.add_doctor_args(d)
     d.set_defaults(func=doctor.cmd_doctor)
     e = sub.add_parser("expand", help="expand a dataset with a generative prior (resumable; accelerate launch to shard)")
     expand.add_expand_args(e)

@@ -4,7 +4,17 @@ from __future__ import annotations
 import importlib.metadata as md
 import platform
 
-__all__ = ["cmd_doctor"]
+__all__ = ["add_doctor_args", "cmd_doctor"]
+
+
+def add_doctor_args(p) -> None:
+    """``--check`` (load every found checkpoint) and ``--path KEY=DIR`` (check a local folder instead)."""
+    p.add_argument("--check", action="store_true",
+                   help="load every checkpoint found (on the CPU; seconds to minutes, and its size in memory) and say "
+                        "'loadable' only for what loads; an incomplete folder names its missing files")
+    p.add_argument("--path", action="append", default=[], metavar="KEY=DIR",
+                   help="check the local folder DIR as checkpoint KEY (clip, sd, sd15, mae, unclip, blip, llm, ip2p); "
+                        "implies --check; repeatable")
 
 
 def _version(pkg: str) -> str:
@@ -32,9 +42,20 @@ def cmd_doctor(args) -> int:
     from huggingface_hub import constants
 
     print(f"Hugging Face cache: {constants.HF_HUB_CACHE}")
-    print("checkpoints:")
+    paths = {}
+    for item in getattr(args, "path", None) or []:
+        key, _, folder = item.partition("=")
+        if key not in hub.KNOWN_CHECKPOINTS or not folder:
+            raise ValueError(f"--path expects KEY=DIR with KEY one of {', '.join(hub.KNOWN_CHECKPOINTS)}, got {item!r}")
+        paths[key] = folder
+    check = bool(getattr(args, "check", False) or paths)
+    print("checkpoints:" + ("" if check else "  (gifkit doctor --check loads the cached ones)"))
     for key, ck in hub.KNOWN_CHECKPOINTS.items():
-        print(f"  {key:7s} {ck.repo_id:45s} {hub.checkpoint_status(key)}   ({ck.used_by})")
+        where = paths.get(key, ck.repo_id)
+        status = hub.checkpoint_status(key) if key not in paths else f"local folder {paths[key]}"
+        if check and (key in paths or status.startswith("cached")):
+            status += ": " + hub.check_checkpoint(key, paths.get(key))
+        print(f"  {key:7s} {where:45s} {status}   ({ck.used_by})")
     print("mini profile:")
     for what, status in _mini_status():
         print(f"  {what:62s} {status}")

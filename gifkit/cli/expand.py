@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from gifkit.cli.args import add_dataclass_args, checked, values
-from gifkit.config import DEFAULT_RATIO, EXPAND_CHECKS, GIF_SD_PRESETS, MAX_RATIO, PROFILE_NAMES, check_expand_args
+from gifkit.config import (ALIA_SEMANTIC_CLIP, DEFAULT_RATIO, EXPAND_CHECKS, GIF_SD_PRESETS, MAX_RATIO, PROFILE_NAMES,
+                           check_expand_args)
 from gifkit.errors import UserError
 from gifkit.core.imagine import GuidanceConfig
 from gifkit.methods import METHODS, PriorOptions, method_names
@@ -31,8 +32,9 @@ def add_expand_args(p: argparse.ArgumentParser) -> None:
                    help=f"K, variants per seed, 1 to {MAX_RATIO} (default: the preset's, else 5)")
     p.add_argument("--profile", default="smoke", choices=list(PROFILE_NAMES))
     p.add_argument("--preset", default=None, help="the paper's per-dataset settings, e.g. cifar100s, pets, pathmnist")
-    p.add_argument("--batch-size", type=checked(int, EXPAND_CHECKS["batch_size"], "batch_size"), default=4,
-                   help="seeds per batch (batch_size * K images per pass)")
+    p.add_argument("--batch-size", type=_batch_size, default=4,
+                   help="seeds per batch (batch_size * K images through the sampler at once; the guidance pass runs "
+                        "one seed's K variants at a time), or 'auto': as many as fit in the free GPU memory")
     p.add_argument("--seed", type=checked(int, EXPAND_CHECKS["seed"], "seed"), default=0)
     p.add_argument("--limit", type=checked(int, EXPAND_CHECKS["limit"], "limit"), default=None,
                    help="only the first N seed images")
@@ -55,6 +57,16 @@ def _inputs(args) -> list[Path]:
         if p is not None and p.exists():
             found.append(p if p.is_dir() else p.parent)
     return found
+
+
+def _batch_size(text: str) -> int | str:
+    """--batch-size: a number of seeds (checked as the API checks it) or 'auto'."""
+    if text == "auto":
+        return text
+    try:
+        return checked(int, EXPAND_CHECKS["batch_size"], "batch_size")(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e} (or 'auto')") from None
 
 
 def run_expand(args):
@@ -84,6 +96,11 @@ def run_expand(args):
     dataset, class_names = load_dataset(args.data, args.split, root=args.data_root, profile=args.profile)
     guidance = values(args, GuidanceConfig) if kind == "prior" else None  # ALIA's edits are not guided
     model_kwargs = values(args, PriorOptions) if kind != "augment" else None
+    if kind == "pipeline":  # ALIA's CLIP is its semantic filter's (ViT-L/14 by default), not a guiding CLIP
+        clip = (model_kwargs.pop("clip_model", None), model_kwargs.pop("clip_pretrained", None))
+        if any(clip):
+            model_kwargs["semantic_clip"] = tuple(c or d for c, d in zip(clip, ALIA_SEMANTIC_CLIP))
+        model_kwargs = {k: v for k, v in model_kwargs.items() if k not in ("dtype", "grad_checkpointing")}
     device = args.device if args.device else (state.device if state.num_processes > 1 else None)
     return expand_method(args.data, args.method, args.out, profile=args.profile, ratio=ratio, seed=args.seed,
                          limit=args.limit, preset=args.preset, guidance=guidance, model_kwargs=model_kwargs,

@@ -8,7 +8,10 @@ into the L-infinity ball of radius eps around f and decode it without
 gradients. Unguided methods decode f as it is.
 
 Work is cut into batches of ``batch_size`` seeds (``batch_size * K`` images
-per forward pass). Batches are the unit of resume and of sharding: batch j
+through the prior's sampler at once). The guidance pass (decode with
+gradients + CLIP + backward) runs ``seeds_per_pass`` seeds at a time (SD and
+MAE: one seed, its K variants together for S_div), so its memory does not
+grow with the batch size. Batches are the unit of resume and of sharding: batch j
 runs on process ``j % num_processes``, and a batch whose part file and images
 exist is skipped, so a resumed or sharded run writes what one uninterrupted
 run writes.
@@ -31,11 +34,13 @@ from gifkit.core.perturb import NOISE_MODES, UPDATE_RULES, LatentOptimizer, init
 from gifkit.core.prior import Job, Prior
 from gifkit.core.rng import derive_seed, generator
 from gifkit.io.datasets import seed_path
+from gifkit.io.files import read_json
 from gifkit.io.images import to_pil, to_tensor01
 from gifkit.io.runs import ExpansionRun, run_environment
-from gifkit.io.store import SKIPPED_FILE
+from gifkit.io.store import RUN_FILE, SKIPPED_FILE
 
-__all__ = ["GuidanceConfig", "ExpandResult", "group_slices", "score_groups", "job_noise", "imagine_batch", "expand"]
+__all__ = ["GuidanceConfig", "ExpandResult", "group_slices", "score_groups", "job_noise", "imagine_batch",
+           "provenance", "auto_batch_size", "expand"]
 
 
 @dataclass
@@ -155,12 +160,17 @@ def job_noise(f: torch.Tensor, jobs: list[Job], mode: str = "channel", channel_d
 
 
 def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
-                  guidance: GuidanceConfig | None, timings: dict[str, float] | None = None):
+                  guidance: GuidanceConfig | None, timings: dict[str, float] | None = None,
+                  seeds_per_pass: int | None = None):
     """Create the images of ``jobs`` (seed-major: K consecutive jobs per seed).
 
-    Returns ``(images01 [N, 3, R, R], rows)``: ``rows[j]`` holds job j's
-    figures for metadata (prompt, CLIP's p[y_hat] and entropy on the seed and
-    on the created image, the score terms, and whether it was flagged).
+    The guidance pass runs ``seeds_per_pass`` seeds (``seeds_per_pass * K`` variants) at a time (default: the
+    prior's ``guidance_seeds_per_pass``, 1 for the SD and MAE priors whose decoders dominate memory, else the whole
+    batch): decode with
+    gradients, CLIP, the seed's score, backward (gradients of later seeds accumulate in (z, b); a seed's score
+    depends on its own rows only, so the update equals one pass over the batch). Returns
+    ``(images01 [N, 3, R, R], rows)``: ``rows[j]`` holds job j's figures for metadata (prompt, CLIP's p[y_hat]
+    and entropy on the seed and on the created image, the score terms, and whether it was flagged).
     """
     timings = timings if timings is not None else {}
     tick = lambda: (_sync(prior.device), time.perf_counter())[1]  # noqa: E731
@@ -168,6 +178,10 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
     if n % k:
         raise ValueError(f"imagine_batch: {n} jobs do not hold K = {k} variants for every seed")
     seeds = n // k
+    if seeds_per_pass is None:
+        seeds_per_pass = getattr(prior, "guidance_seeds_per_pass", None) or max(seeds, 1)
+    if int(seeds_per_pass) < 1:
+        raise ValueError(f"seeds_per_pass must be >= 1, got {seeds_per_pass}")
 
     t0 = tick()
     lat = prior.prepare(jobs)
@@ -192,26 +206,37 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
         z, b = z.requires_grad_(True), b.requires_grad_(True)
         opt = LatentOptimizer([z, b], rule=guidance.update, steps=guidance.opt_steps,
                               step_size=guidance.step_size, lr=guidance.lr)
+        per = int(seeds_per_pass)
         for _ in range(opt.steps):
-            with gen_norm():
-                feats = prior.guidance_features(perturb(f.float(), z, b), classifier)  # [N, D], unprojected latent
-            p_var = classifier.probs_from_features(feats)  # [N, C]
-            total, div_part = feats.new_zeros(()), feats.new_zeros(())
-            for s in range(seeds):
-                for g, t in score_groups(p_seed[s], p_var[s * k:(s + 1) * k], feats[s * k:(s + 1) * k],
-                                         int(y_hat[s]), guidance):
-                    rows = slice(s * k + g.start, s * k + g.stop)
-                    terms[rows] = [t] * (g.stop - g.start)
-                    if math.isfinite(t.s_inf + t.s_div):
-                        total = total + t.score
-                        div_part = div_part + guidance.w_div * t.s_div_tensor
-                    else:
-                        flagged[rows] = True
-            if guidance.div_diagnostics and div_part.requires_grad:
-                g_div = torch.autograd.grad(div_part, [z, b], retain_graph=True, allow_unused=True)
-                g_div = [torch.zeros_like(p) if g is None else g for p, g in zip((z, b), g_div)]
-            total.backward()
-            if guidance.div_diagnostics and div_part.requires_grad:
+            z.grad, b.grad = torch.zeros_like(z), torch.zeros_like(b)
+            g_div = [torch.zeros_like(z), torch.zeros_like(b)]  # with div_diagnostics: the S_div part of the gradient
+            for first in range(0, seeds, per):  # one pass per group of seeds: memory bounded by the group
+                last = min(seeds, first + per)
+                part = slice(first * k, last * k)
+                with gen_norm():
+                    feats = prior.guidance_features(perturb(f[part].float(), z[part], b[part]), classifier,
+                                                    part)  # [n_part, D], unprojected latent
+                p_var = classifier.probs_from_features(feats)  # [n_part, C]
+                total, div_part = feats.new_zeros(()), feats.new_zeros(())
+                for s in range(first, last):
+                    local = slice((s - first) * k, (s - first + 1) * k)
+                    for g, t in score_groups(p_seed[s], p_var[local], feats[local], int(y_hat[s]), guidance):
+                        rows = slice(s * k + g.start, s * k + g.stop)
+                        terms[rows] = [t] * (g.stop - g.start)
+                        if math.isfinite(t.s_inf + t.s_div):
+                            total = total + t.score
+                            div_part = div_part + guidance.w_div * t.s_div_tensor
+                        else:
+                            flagged[rows] = True
+                if guidance.div_diagnostics and div_part.requires_grad:
+                    for acc, g in zip(g_div, torch.autograd.grad(div_part, [z, b], retain_graph=True,
+                                                                 allow_unused=True)):
+                        if g is not None:
+                            acc += g
+                if total.requires_grad:
+                    total.backward()
+                del feats, p_var, total, div_part
+            if guidance.div_diagnostics:
                 with torch.no_grad():  # sign(g) vs sign(g - g_div): what S_div changes in the signed step
                     g_all = torch.cat([z.grad.flatten(1), b.grad.flatten(1)], 1)
                     g_d = torch.cat([g.flatten(1) for g in g_div], 1)
@@ -262,11 +287,38 @@ def imagine_batch(prior: Prior, classifier, jobs: list[Job], ratio: int,
     return images, rows
 
 
+def provenance(prior: Prior | None, classifier) -> dict:
+    """Which models made a run's images, for ``run.json``: the profile and every model's id / path with its Hub
+    revision or weight-file sha256 (the ``provenance`` the prior and the guiding classifier report; ``None`` for
+    the tiny random models and the mini profile's own models). The dtypes, the device and the library versions are
+    the run's condition, recorded beside it (:func:`gifkit.io.runs.run_environment`)."""
+    return {"profile": getattr(prior, "profile", None),
+            "models": {"prior": getattr(prior, "provenance", None), "guide": getattr(classifier, "provenance", None)}}
+
+
+def auto_batch_size(prior: Prior, ratio: int, device: torch.device | str | None = None, *, limit: int = 16) -> int:
+    """``--batch-size auto``: seeds per batch from the free memory of a CUDA device.
+
+    The prior tells what one image costs (``prior.memory_per_image(grad)``, bytes: the sampler pass without
+    gradients, and the guidance pass with them); a batch of B seeds needs about
+    ``B * K * m(no grad) + seeds_per_pass * K * m(grad)``; B is the largest that fits in 85 % of the free memory
+    (at least 1, at most ``limit``). On a CPU or a prior without an estimate: 4 (the default batch size).
+    """
+    dev = torch.device(device if device is not None else getattr(prior, "device", "cpu"))
+    estimate = getattr(prior, "memory_per_image", None)
+    if dev.type != "cuda" or estimate is None:
+        return 4
+    free, _ = torch.cuda.mem_get_info(dev)
+    budget = 0.85 * free - ratio * estimate(True)
+    per_seed = max(1.0, ratio * estimate(False))
+    return int(max(1, min(limit, budget // per_seed)))
+
+
 def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier, out: str | Path, *,
-           ratio: int, method: str, guidance: GuidanceConfig | None = None, seed: int = 0, batch_size: int = 4,
-           limit: int | None = None, output_size: int | None = None, params: dict | None = None,
-           shard: tuple[int, int] = (0, 1), barrier: Callable[[], None] | None = None,
-           progress: bool = True) -> ExpandResult:
+           ratio: int, method: str, guidance: GuidanceConfig | None = None, seed: int = 0,
+           batch_size: int | str = 4, limit: int | None = None, output_size: int | None = None,
+           params: dict | None = None, shard: tuple[int, int] = (0, 1), barrier: Callable[[], None] | None = None,
+           progress: bool = True, seeds_per_pass: int | None = None) -> ExpandResult:
     """Expand ``dataset`` K = ``ratio`` times into the store at ``out``.
 
     ``dataset`` yields ``(PIL image, label)``; unreadable seeds are skipped and
@@ -274,11 +326,20 @@ def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier,
     unguided baseline. ``shard=(index, count)`` runs this process's batches only;
     ``barrier`` (e.g. accelerate's ``wait_for_everyone``) lets shard 0 finalize
     ``metadata.csv`` once all shards are done. ``limit`` takes the first seeds
-    only and may grow on a later run into the same folder.
+    only and may grow on a later run into the same folder. ``batch_size="auto"``:
+    :func:`auto_batch_size` (a folder that already holds a run keeps its batch
+    size); ``seeds_per_pass``: seeds per guidance pass (:func:`imagine_batch`).
+    ``run.json`` records the settings and their :func:`provenance`.
     """
+    if batch_size == "auto":
+        old = read_json(Path(out) / RUN_FILE, None, "an expansion run")
+        batch_size = int(old["batch_size"]) if isinstance(old, dict) and "batch_size" in old else \
+            auto_batch_size(prior, ratio) if prior is not None else 4
+    batch_size = int(batch_size)
     # One output folder holds one run: refuse to mix settings (limit may grow).
     settings = {"method": method, "ratio": int(ratio), "seed": seed, "batch_size": batch_size,
-                "output_size": output_size, "params": params or {}, "guidance": asdict(guidance) if guidance else None}
+                "output_size": output_size, "params": params or {}, "guidance": asdict(guidance) if guidance else None,
+                "provenance": provenance(prior, classifier)}
     run = ExpansionRun(out, dataset, class_names, settings, ratio=ratio, batch_size=batch_size, limit=limit,
                        shard=shard, barrier=barrier,
                        environment=run_environment(getattr(prior, "device", None), (prior, classifier)))
@@ -290,7 +351,8 @@ def expand(dataset, class_names: Sequence[str], prior: Prior | None, classifier,
                 for i, image, label in batch.items for v in range(ratio)]
         rows = []
         if jobs:
-            images, figures = imagine_batch(prior, classifier, jobs, ratio, guidance, result.timings)
+            images, figures = imagine_batch(prior, classifier, jobs, ratio, guidance, result.timings,
+                                            seeds_per_pass)
             t = time.perf_counter()
             for job, pil, fig in zip(jobs, to_pil(images, output_size), figures):
                 rel = store.relpath(job.label, job.index, job.variant)

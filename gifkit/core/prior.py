@@ -48,10 +48,11 @@ class Prior:
         """Latents [N, ...] -> images [N, 3, R, R] in [0, 1]; differentiable when ``grad``."""
         raise NotImplementedError
 
-    def guidance_features(self, f: torch.Tensor, classifier) -> torch.Tensor:
+    def guidance_features(self, f: torch.Tensor, classifier, rows: slice | None = None) -> torch.Tensor:
         """L2-normalised CLIP features [N, D] of the images latents ``f`` stand for (differentiable).
 
-        Default: decode with gradients, then the classifier's image encoder.
+        ``rows``: the rows of the last :meth:`prepare`'s batch that ``f`` holds (the guidance pass runs seed by
+        seed); ``None``: all of them. Default: decode with gradients, then the classifier's image encoder.
         Priors whose latent *is* a CLIP embedding (unCLIP) override this.
         """
         return classifier.image_features(self.decode(f, grad=True))

@@ -95,7 +95,7 @@ def expand_method(data, method: str, out, *, profile="smoke", ratio=5, seed=0, l
       filter, ...).
 
     ``ratio=None``: the preset's ratio, else 5. ``batch_size=None``: 4 seeds per batch for priors, 16 for
-    augmentations. ``split``, ``data_root``, ``data_kwargs`` say how ``data`` is loaded (unless ``dataset`` is
+    augmentations; ``"auto"``: sized from the free GPU memory for priors, the default for the others. ``split``, ``data_root``, ``data_kwargs`` say how ``data`` is loaded (unless ``dataset`` is
     given); ``output_size``, ``shard`` and ``barrier`` are passed on (see :func:`gifkit.core.imagine.expand`).
     Returns the :class:`gifkit.core.imagine.ExpandResult` (``ALIAResult`` for alia).
     """
@@ -105,7 +105,10 @@ def expand_method(data, method: str, out, *, profile="smoke", ratio=5, seed=0, l
     kind = get_method(method).kind
     if ratio is None:
         ratio = GIF_SD_PRESETS.get(preset or "", {}).get("ratio", DEFAULT_RATIO)
-    check_expand_args(ratio=ratio, batch_size=batch_size, limit=limit, output_size=output_size)  # before any work
+    if batch_size == "auto" and kind != "prior":
+        batch_size = None  # memory-sized batches are for the priors; the others take their default
+    check_expand_args(ratio=ratio, batch_size=None if batch_size == "auto" else batch_size, limit=limit,
+                      output_size=output_size)  # before any work
     if kind == "pipeline":
         from gifkit.experiments.alia import run_alia
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from gifkit.config import GIF_SD_PRESETS, Check, check_fields, get_profile, option
+from gifkit.config import DTYPES, GIF_SD_PRESETS, Check, check_fields, get_profile, option
 from gifkit.core.imagine import GuidanceConfig
 from gifkit.methods import augment, priors
 
@@ -58,7 +58,19 @@ class PriorOptions:
     """The options a generative method's factory takes (``None``: the method's default, or the dataset preset's);
     ``gifkit expand`` has a flag for each. A factory ignores the options that are not its own."""
 
-    model_id: str | None = option(None, "hub id or local directory of the prior's checkpoint")
+    model_id: str | None = option(None, "hub id or local directory of the prior's checkpoint (SD, MAE, Karlo, "
+                                        "InstructPix2Pix with --editor instruct)")
+    clip_model: str | None = option(None, "open_clip architecture of the guiding CLIP (default ViT-B-32-quickgelu; "
+                                          "alia: of its semantic filter, default ViT-L-14-quickgelu)")
+    clip_pretrained: str | None = option(None, "the guiding CLIP's weights: an open_clip tag (default openai) or a "
+                                               "local file / folder (e.g. a download of "
+                                               "timm/vit_base_patch32_clip_224.openai)")
+    dtype: str | None = option(None, "precision of the real checkpoints (default auto: bf16 on CUDA GPUs of compute "
+                                     "capability >= 8, fp16 on older ones, fp32 on a CPU)", choices=DTYPES)
+    grad_checkpointing: bool | None = option(None, "recompute the VAE decoder's blocks in the guidance backward "
+                                                   "pass (GIF-SD: less memory, more time)", action="store_true")
+    captioner_id: str | None = option(None, "ALIA: hub id or local directory of the BLIP captioner")
+    llm_id: str | None = option(None, "ALIA: hub id or local directory of the text-generation model")
     steps: int | None = option(None, "sampler steps: SD's DDIM (smoke 10, paper 50) or the unCLIP decoder's "
                                      "(smoke 4, paper 100)", check=Check(1, 10_000, integer=True))
     strength: float | None = option(None, "img2img strength (SD, ALIA, DreamDA)", check=Check(0, 1, lo_open=True))
@@ -114,8 +126,9 @@ def build_models(method: str, profile: str, class_names: list[str], *, preset: s
     """Prior, classifier, guidance config and metadata params of the prior method ``method`` under ``profile``.
 
     ``preset`` (e.g. ``"cifar100s"``) fills the paper's per-dataset GIF-SD settings
-    (:data:`gifkit.config.GIF_SD_PRESETS`); explicit ``overrides`` (strength, guidance_scale, steps, ...) and
-    ``guidance`` fields (eps, noise, update, ...) win over it.
+    (:data:`gifkit.config.GIF_SD_PRESETS`); explicit ``overrides`` (strength, guidance_scale, steps, dtype, ...)
+    and ``guidance`` fields (eps, noise, update, ...) win over it. ``clip_model`` / ``clip_pretrained`` choose the
+    guiding CLIP (:func:`gifkit.models.guides.guide_clip`; a local folder or file works).
     """
     from gifkit.models.guides import zero_shot_classifier
     from gifkit.models.hub import best_device
@@ -135,6 +148,7 @@ def build_models(method: str, profile: str, class_names: list[str], *, preset: s
     settings.pop("ratio", None)
     eps = settings.pop("eps", None)
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    clip = {"name": settings.pop("clip_model", None), "pretrained": settings.pop("clip_pretrained", None)}
     prior = m.build_prior(profile, device, **settings)
     g = None
     if m.guided or m.guidance_defaults:
@@ -145,7 +159,7 @@ def build_models(method: str, profile: str, class_names: list[str], *, preset: s
     if m.guide is not None:
         classifier = m.guide(profile, list(class_names), device, prior, **settings)
     else:
-        classifier = zero_shot_classifier(profile, class_names, device)
+        classifier = zero_shot_classifier(profile, class_names, device, **clip)
     params = dict(getattr(prior, "params", {}))
     return prior, classifier, g, params
 
@@ -158,7 +172,7 @@ def _tuned(prompts: str) -> Callable:
     return lambda profile, device, **kw: priors.tuned_sd_prior(profile, device, **{"prompts": prompts, **kw})
 
 
-_NOT_MINI = ("smoke", "paper")
+_NOT_MINI = ("smoke", "paper", "colab")
 _MINI = ("smoke", "mini")
 for _m in [
     # GIF with its three priors (the official code: SD), and their unguided baselines

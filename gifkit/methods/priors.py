@@ -26,23 +26,44 @@ GIF_MAE_GUIDANCE = {"eps": 5.0}
 GIF_DALLE_GUIDANCE = {"eps": 0.1}
 
 
-def _dtype(profile: str, device, fp16: bool | None) -> torch.dtype | None:
-    """float16 for real checkpoints on CUDA (unless ``fp16=False``), else the checkpoint's own dtype."""
-    half = fp16 if fp16 is not None else (get_profile(profile).half_on_cuda and torch.device(device).type == "cuda")
-    return torch.float16 if half and not get_profile(profile).tiny else None
+def _dtype(profile: str, device, dtype: str | None) -> torch.dtype | None:
+    """The precision of a real checkpoint: ``dtype`` (``--dtype``) or the profile's (``auto``: bf16 on CUDA GPUs
+    of compute capability >= 8, fp16 on older ones, fp32 on a CPU; :func:`gifkit.models.hub.resolve_dtype`).
+    Tiny models stay float32 unless ``dtype`` is given."""
+    prof = get_profile(profile)
+    if prof.tiny and dtype is None:
+        return None
+    return hub.resolve_dtype(dtype or prof.dtype, device)
+
+
+def _tagged(prior, profile: str):
+    """Record the profile on the prior (``run.json``'s provenance reads it)."""
+    prior.profile = profile
+    return prior
 
 
 def sd_prior(profile: str, device, *, model_id: str | None = None, steps: int | None = None, strength: float = 0.9,
              guidance_scale: float = 50.0, prompts: str = "designed", domain: str | None = None,
-             fp16: bool | None = None, **_):
-    """GIF-SD's prior: SD v1-4 img2img, DDIM (tiny SD under smoke); defaults: CIFAR100-S's official settings."""
+             dtype: str | None = None, grad_checkpointing: bool | None = None, **_):
+    """GIF-SD's prior: SD v1-4 img2img, DDIM (tiny SD under smoke); defaults: CIFAR100-S's official settings.
+    ``dtype``: fp32 | fp16 | bf16 | auto (the profile's); ``grad_checkpointing``: recompute the VAE decoder's
+    blocks in the guidance backward pass (less memory, more guidance time); default: on for a real checkpoint on
+    a CUDA GPU with less than 24 GiB (a 16 GB T4 cannot hold one seed's K = 5 decoder activations at 512 px
+    without it, README "Memory")."""
     from gifkit.priors.sd import SDPrior
 
     prof = get_profile(profile)
-    pipe = tiny.tiny_sd() if prof.tiny else hub.load_sd(model_id or MODEL_IDS["sd"],
-                                                        torch_dtype=_dtype(profile, device, fp16))
-    return SDPrior(pipe, steps=steps or prof.sd_steps, strength=strength, guidance_scale=guidance_scale,
-                   prompts=prompts, domain=domain, device=device)
+    torch_dtype = _dtype(profile, device, dtype)
+    pipe = tiny.tiny_sd() if prof.tiny else hub.load_sd(model_id or MODEL_IDS["sd"], torch_dtype=torch_dtype)
+    if prof.tiny and torch_dtype is not None:
+        pipe = pipe.to(dtype=torch_dtype)
+    if grad_checkpointing is None:
+        dev = torch.device(device)
+        grad_checkpointing = not prof.tiny and dev.type == "cuda" and \
+            torch.cuda.get_device_properties(dev.index or 0).total_memory < 24 * 2 ** 30
+    return _tagged(SDPrior(pipe, steps=steps or prof.sd_steps, strength=strength, guidance_scale=guidance_scale,
+                           prompts=prompts, domain=domain, device=device,
+                           checkpointing=bool(grad_checkpointing)), profile)
 
 
 def tuned_sd_prior(profile: str, device, *, model_id: str | None = None, **options):
@@ -57,27 +78,26 @@ def tuned_sd_prior(profile: str, device, *, model_id: str | None = None, **optio
     if not get_profile(profile).tiny:
         return sd_prior(profile, device, model_id=model_id, **options)
     base = sd_prior(profile, device, **options)  # the smoke profile's settings, then the tuned pipeline
-    return SDPrior(hub.load_sd(str(model_id)), steps=base.steps, strength=base.strength,
-                   guidance_scale=base.guidance_scale, eta=base.eta, prompts=base.prompt_mode, domain=base.domain,
-                   device=base.device)
+    return _tagged(SDPrior(hub.load_sd(str(model_id)), steps=base.steps, strength=base.strength,
+                           guidance_scale=base.guidance_scale, eta=base.eta, prompts=base.prompt_mode,
+                           domain=base.domain, device=base.device, checkpointing=base.checkpointing), profile)
 
 
-def mae_prior(profile: str, device, *, model_id: str | None = None, fp16: bool | None = None, **_):
+def mae_prior(profile: str, device, *, model_id: str | None = None, dtype: str | None = None, **_):
     """GIF-MAE's prior: MAE ViT-L/16 with masking ratio 0 (tiny MAE under smoke)."""
     from gifkit.priors.mae import MAEPrior
 
+    torch_dtype = _dtype(profile, device, dtype)
     if get_profile(profile).tiny:
-        model = tiny.tiny_mae()
+        model = tiny.tiny_mae() if torch_dtype is None else tiny.tiny_mae().to(torch_dtype)
     else:
-        model = hub.load_mae(model_id or MODEL_IDS["mae"])
-        if _dtype(profile, device, fp16) is not None:
-            model = model.half()
-    return MAEPrior(model, device=device)
+        model = hub.load_mae(model_id or MODEL_IDS["mae"], torch_dtype=torch_dtype)
+    return _tagged(MAEPrior(model, device=device), profile)
 
 
 def unclip_prior(profile: str, device, *, model_id: str | None = None, steps: int | None = None,
                  super_res_steps: int | None = None, decoder_guidance_scale: float = 4.0, super_res: bool = False,
-                 fp16: bool | None = None, **_):
+                 dtype: str | None = None, **_):
     """GIF-DALLE's prior: Karlo's unCLIP image variation (tiny under smoke); ``steps`` = decoder steps (paper
     profile 100, App. D.1). SD settings a preset or the CLI may pass (strength, guidance_scale, prompts) do not
     apply and are ignored."""
@@ -85,10 +105,10 @@ def unclip_prior(profile: str, device, *, model_id: str | None = None, steps: in
 
     prof = get_profile(profile)
     pipe = tiny.tiny_unclip() if prof.tiny else hub.load_unclip(model_id or MODEL_IDS["unclip"],
-                                                                torch_dtype=_dtype(profile, device, fp16))
-    return UnCLIPPrior(pipe, decoder_steps=steps or prof.unclip_steps[0],
-                       super_res_steps=super_res_steps or prof.unclip_steps[1], guidance_scale=decoder_guidance_scale,
-                       super_res=super_res, device=device)
+                                                                torch_dtype=_dtype(profile, device, dtype))
+    return _tagged(UnCLIPPrior(pipe, decoder_steps=steps or prof.unclip_steps[0],
+                               super_res_steps=super_res_steps or prof.unclip_steps[1],
+                               guidance_scale=decoder_guidance_scale, super_res=super_res, device=device), profile)
 
 
 def unclip_guide(profile: str, class_names, device, prior, **_):
@@ -99,7 +119,7 @@ def unclip_guide(profile: str, class_names, device, prior, **_):
 def alia_prior(profile: str, device, *, descriptions=None, editor: str = "img2img", template: str | None = None,
                model_id: str | None = None, steps: int | None = None, strength: float | None = None,
                guidance_scale: float | None = None, image_guidance_scale: float | None = None,
-               fp16: bool | None = None, **_):
+               dtype: str | None = None, **_):
     """ALIA's editor (tiny under smoke): SD v1.5 img2img (strength 0.6, guidance 7.5) or InstructPix2Pix
     (image guidance 1.2, text guidance 5): ALIA's official defaults. ``descriptions`` are required."""
     from gifkit.priors.alia import EDITOR_DEFAULTS, EDITORS, ALIAPrior
@@ -111,34 +131,36 @@ def alia_prior(profile: str, device, *, descriptions=None, editor: str = "img2im
         raise ValueError(f"editor must be one of {EDITORS}, got {editor!r}")
     prof = get_profile(profile)
     d = EDITOR_DEFAULTS[editor]
-    dtype = _dtype(profile, device, fp16)
+    dtype = _dtype(profile, device, dtype)
     if editor == "instruct":
         pipe = tiny.tiny_instruct_pix2pix() if prof.tiny else hub.load_instruct_pix2pix(
             model_id or MODEL_IDS["ip2p"], torch_dtype=dtype)
     else:
         pipe = tiny.tiny_sd() if prof.tiny else hub.load_sd(model_id or MODEL_IDS["sd15"], torch_dtype=dtype)
-    return ALIAPrior(pipe, descriptions, editor=editor, template=template, steps=steps or prof.sd_steps,
+    return _tagged(ALIAPrior(pipe, descriptions, editor=editor, template=template, steps=steps or prof.sd_steps,
                      strength=strength if strength is not None else d.get("strength", 1.0),
                      guidance_scale=guidance_scale if guidance_scale is not None else d["guidance_scale"],
                      image_guidance_scale=image_guidance_scale if image_guidance_scale is not None
-                     else EDITOR_DEFAULTS["instruct"]["image_guidance_scale"], device=device)
+                     else EDITOR_DEFAULTS["instruct"]["image_guidance_scale"], device=device), profile)
 
 
 def dreamda_prior(profile: str, device, *, model_id: str | None = None, steps: int | None = None,
                   strength: float | None = None, guidance_scale: float | None = None,
-                  noise_scale: float | None = None, sampler: str | None = None, fp16: bool | None = None, **_):
+                  noise_scale: float | None = None, sampler: str | None = None, dtype: str | None = None, **_):
     """DreamDA (tiny SD under smoke, SD v1.5 otherwise): the seed re-generated with bottleneck noise at every
     step; the official CycleDiffusion sampler with 100 steps on real profiles, ``sampler="img2img"`` the other."""
     from gifkit.priors.dreamda import DEFAULTS, DreamDAPrior
 
     prof = get_profile(profile)
     pipe = tiny.tiny_sd() if prof.tiny else hub.load_sd(model_id or MODEL_IDS["sd15"],
-                                                        torch_dtype=_dtype(profile, device, fp16))
-    return DreamDAPrior(pipe, sampler=sampler or DEFAULTS["sampler"],
-                        steps=steps or (prof.sd_steps if prof.tiny else DEFAULTS["steps"]),
-                        strength=strength if strength is not None else DEFAULTS["strength"],
-                        guidance_scale=guidance_scale if guidance_scale is not None else DEFAULTS["guidance_scale"],
-                        noise_scale=noise_scale if noise_scale is not None else DEFAULTS["noise_scale"], device=device)
+                                                        torch_dtype=_dtype(profile, device, dtype))
+    return _tagged(DreamDAPrior(pipe, sampler=sampler or DEFAULTS["sampler"],
+                                steps=steps or (prof.sd_steps if prof.tiny else DEFAULTS["steps"]),
+                                strength=strength if strength is not None else DEFAULTS["strength"],
+                                guidance_scale=guidance_scale if guidance_scale is not None
+                                else DEFAULTS["guidance_scale"],
+                                noise_scale=noise_scale if noise_scale is not None else DEFAULTS["noise_scale"],
+                                device=device), profile)
 
 
 def vae_prior(profile: str, device, *, model_id: str | None = None, support=None, rotation: float = 15.0,
@@ -152,7 +174,8 @@ def vae_prior(profile: str, device, *, model_id: str | None = None, support=None
     else:
         name = model_id or getattr(support, "name", None) or "fashion-mnist"
         vae = load_vae(name)[0] if Path(name).is_dir() else get_vae(name, retrain=retrain)[0]
-    return VAEPrior(vae, rotation=rotation, flip=flip, sample=sample, temperature=temperature, device=device)
+    return _tagged(VAEPrior(vae, rotation=rotation, flip=flip, sample=sample, temperature=temperature, device=device),
+                   profile)
 
 
 def vae_guide(profile: str, class_names, device, prior, *, support=None, guide_size: int = 112,

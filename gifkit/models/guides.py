@@ -86,6 +86,7 @@ class ZeroShotClassifier(FeatureClassifier):
         self.class_names, self.templates = [str(c) for c in class_names], tuple(
             (templates,) if isinstance(templates, str) else templates)
         self.register_buffer("text_features", text)
+        self.provenance = hub.source_of(model)  # where the CLIP came from (None: a tiny random one)
 
     def image_features(self, images01: torch.Tensor) -> torch.Tensor:
         """``normalize(I(preprocess(x)))``: L2-normalised float32 features ``[N, D]``."""
@@ -129,8 +130,11 @@ class TransformersCLIPZeroShot(FeatureClassifier):
         fe = pipe.feature_extractor
         crop = fe.crop_size
         size = crop if isinstance(crop, int) else crop["height"]  # dict or transformers SizeDict
-        return cls(pipe.text_encoder, pipe.tokenizer, pipe.image_encoder, class_names, image_size=size,
-                   mean=fe.image_mean, std=fe.image_std, **kwargs)
+        clf = cls(pipe.text_encoder, pipe.tokenizer, pipe.image_encoder, class_names, image_size=size,
+                  mean=fe.image_mean, std=fe.image_std, **kwargs)
+        src = hub.source_of(pipe)
+        clf.provenance = {**src, "part": "text_encoder + image_encoder"} if src else None
+        return clf
 
     def image_features(self, images01: torch.Tensor) -> torch.Tensor:
         """normalize(I(preprocess(x))): L2-normalised float32 image embeddings [N, E] of images in [0, 1]."""
@@ -142,15 +146,18 @@ class TransformersCLIPZeroShot(FeatureClassifier):
 
 def guide_clip(profile: str, device: str | torch.device = "cpu", name: str | None = None,
                pretrained: str | None = None) -> hub.ClipBundle:
-    """The open_clip model a profile guides (and distils, and zero-shot classifies) with.
+    """The open_clip model a profile guides (and distils, and zero-shot classifies, and ALIA filters) with.
 
-    ``smoke``: :func:`gifkit.models.tiny.tiny_clip`; every other profile: ``hub.load_clip(name, pretrained)``
-    with :data:`gifkit.config.GUIDANCE_CLIP` (CLIP ViT-B/32, OpenAI weights) for what is not given;
-    ``pretrained`` may be a local weights file or folder.
+    ``smoke``: :func:`gifkit.models.tiny.tiny_clip`; every other profile: ``hub.load_clip(name, pretrained)``,
+    what is not given taken from :data:`gifkit.config.GUIDANCE_CLIP` (CLIP ViT-B/32 with OpenAI's weights and
+    QuickGELU; ``gifkit expand --clip-model/--clip-pretrained``). ``pretrained`` may be a local weights file or folder (e.g. a download of
+    ``timm/vit_base_patch32_clip_224.openai``).
     """
     if get_profile(profile).tiny:
         return tiny.tiny_clip()
-    return hub.load_clip(name or GUIDANCE_CLIP[0], pretrained or GUIDANCE_CLIP[1], device=device)
+    name = name or GUIDANCE_CLIP[0]
+    pretrained = pretrained or GUIDANCE_CLIP[1]
+    return hub.load_clip(name, pretrained, device=device)
 
 
 def zero_shot_classifier(profile: str, class_names: Sequence[str], device: str | torch.device = "cpu",

@@ -1,14 +1,21 @@
-"""Real checkpoints by hub id or local directory.
+"""Real checkpoints by hub id or local directory (one cohesive thing: finding, checking and loading them).
 
 Real loaders (``load_clip``, ``load_sd``, ``load_mae``, ``load_unclip``, ``load_blip``,
 ``load_text_generator``, ``load_instruct_pix2pix``) wrap open_clip / diffusers / transformers. Each
 accepts a hub id or a local directory and raises :class:`ModelUnavailable` with a message naming the
 model, what was tried and how to get it, when the checkpoint cannot be loaded (offline and not cached,
 missing directory, incomplete files). The ids of the paper profile are :data:`gifkit.config.MODEL_IDS`.
-Tiny random models of the same classes, for the smoke profile and the tests, are :mod:`gifkit.models.tiny`.
+Tiny random models of the same classes, for the smoke profile and the tests, are :mod:`gifkit.models.tiny`;
+random-weight checkpoints in the Hub layouts, to test these loaders, are written by :mod:`gifkit.testing`.
+
+Every loaded model carries ``gifkit_source`` (:func:`source_of`): the id or folder it came from, the Hub revision
+(the cached snapshot's commit) or the sha256 of a local folder's weight files, and the dtype, so that an
+expansion's ``run.json`` can say which checkpoints made its images. :data:`LAYOUTS` lists the files each
+checkpoint needs (:func:`missing_files`), :func:`check_checkpoint` loads one for ``gifkit doctor --check``.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +23,15 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from gifkit.config import GUIDANCE_CLIP, MODEL_IDS
+from gifkit.config import (ALIA_SEMANTIC_CLIP, ALIA_SEMANTIC_CLIP_REPO, DTYPES, GUIDANCE_CLIP, GUIDANCE_CLIP_REPO,
+                           MODEL_IDS)
 from gifkit.errors import UserError
 
 __all__ = ["ModelUnavailable", "ClipBundle", "CaptionerBundle", "TextGenBundle", "Checkpoint", "KNOWN_CHECKPOINTS",
-           "is_offline", "best_device", "looks_like_path", "checkpoint_status", "from_pretrained", "load_clip",
-           "load_sd", "load_mae", "load_unclip", "load_blip", "load_text_generator", "load_instruct_pix2pix"]
+           "LAYOUTS", "is_offline", "best_device", "resolve_dtype", "looks_like_path", "checkpoint_status",
+           "checkpoint_dir", "missing_files", "check_checkpoint", "weights_digest", "source_of", "from_pretrained",
+           "load_clip", "clip_uses_quick_gelu", "clip_has_quick_gelu", "load_sd", "load_mae", "load_unclip", "load_blip",
+           "load_text_generator", "load_instruct_pix2pix"]
 
 
 class ModelUnavailable(UserError, RuntimeError):
@@ -49,8 +59,10 @@ class Checkpoint:
 KNOWN_CHECKPOINTS: dict[str, Checkpoint] = {
     c.key: c
     for c in [
-        Checkpoint("clip", "timm/vit_base_patch32_clip_224.openai", "open_clip_config.json",
-                   "CLIP ViT-B/32 (openai): zero-shot guidance, `load_clip()`"),
+        Checkpoint("clip", GUIDANCE_CLIP_REPO, "open_clip_config.json",
+                   "CLIP ViT-B/32 (openai, QuickGELU): zero-shot guidance, `load_clip()`"),
+        Checkpoint("clip-l", ALIA_SEMANTIC_CLIP_REPO, "open_clip_config.json",
+                   "CLIP ViT-L/14 (openai, QuickGELU): ALIA's semantic filter, `load_clip()`"),
         Checkpoint("sd", MODEL_IDS["sd"], "model_index.json", "Stable Diffusion v1-4: GIF-SD prior, `load_sd()`"),
         Checkpoint("mae", MODEL_IDS["mae"], "config.json", "MAE ViT-L/16: GIF-MAE prior, `load_mae()`"),
         Checkpoint("unclip", MODEL_IDS["unclip"], "model_index.json",
@@ -63,6 +75,36 @@ KNOWN_CHECKPOINTS: dict[str, Checkpoint] = {
         Checkpoint("sd15", MODEL_IDS["sd15"], "model_index.json",
                    "Stable Diffusion v1.5: ALIA img2img and DreamDA, `load_sd()`"),
     ]
+}
+
+
+_DIFF_W = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+_TF_W = ("model.safetensors", "pytorch_model.bin")
+_CLIP_TOK = [("vocab.json",), ("merges.txt",)]
+
+
+def _folder(name: str, config: str, weights: tuple | None) -> list[tuple[str, ...]]:
+    return [(f"{name}/{config}",)] + ([tuple(f"{name}/{w}" for w in weights)] if weights else [])
+
+
+_SD = ([("model_index.json",)] + _folder("unet", "config.json", _DIFF_W) + _folder("vae", "config.json", _DIFF_W)
+       + _folder("text_encoder", "config.json", _TF_W) + [(f"tokenizer/{f}",) for (f,) in _CLIP_TOK]
+       + [("scheduler/scheduler_config.json",)])
+# The files each checkpoint needs, as alternatives (one of each tuple must be there); what gifkit.testing writes
+# and what `gifkit doctor --check` reports missing. Files gifkit never reads (safety checker, .ckpt) are not listed.
+LAYOUTS: dict[str, list[tuple[str, ...]]] = {
+    "clip": [("open_clip_config.json",), ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")],
+    "clip-l": [("open_clip_config.json",), ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")],
+    "sd": _SD, "sd15": _SD, "ip2p": _SD,
+    "mae": [("config.json",), _TF_W],
+    "unclip": ([("model_index.json",)] + _folder("decoder", "config.json", _DIFF_W)
+               + _folder("text_proj", "config.json", _DIFF_W) + _folder("super_res_first", "config.json", _DIFF_W)
+               + _folder("super_res_last", "config.json", _DIFF_W) + _folder("text_encoder", "config.json", _TF_W)
+               + _folder("image_encoder", "config.json", _TF_W) + [(f"tokenizer/{f}",) for (f,) in _CLIP_TOK]
+               + [("feature_extractor/preprocessor_config.json",), ("decoder_scheduler/scheduler_config.json",),
+                  ("super_res_scheduler/scheduler_config.json",)]),
+    "blip": [("config.json",), _TF_W, ("vocab.txt", "tokenizer.json"), ("preprocessor_config.json",)],
+    "llm": [("config.json",), _TF_W + ("model.safetensors.index.json",), ("tokenizer.json", "vocab.json")],
 }
 
 
@@ -82,6 +124,23 @@ def best_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device | None = None) -> torch.dtype:
+    """``--dtype`` as a torch dtype. ``"auto"`` (or ``None``): bfloat16 on a CUDA GPU of compute capability >= 8
+    (A100, H100, L4, ...), float16 on older CUDA GPUs (T4, V100: no fast bfloat16), float32 on a CPU or MPS."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = dtype or "auto"
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if name == "auto":
+        dev = torch.device(device) if device is not None else best_device()
+        if dev.type != "cuda":
+            return torch.float32
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        return torch.bfloat16 if torch.cuda.get_device_capability(index)[0] >= 8 else torch.float16
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
 def looks_like_path(model_id: str) -> bool:
@@ -118,15 +177,100 @@ def _resolve(model_id: str, what: str) -> tuple[str, bool]:
     return model_id, is_offline()
 
 
-def checkpoint_status(key: str) -> str:
-    """'cached at <dir>' or 'not cached' for a known checkpoint, without network."""
+def checkpoint_dir(key: str) -> Path | None:
+    """The cached snapshot folder of a known checkpoint (``refs/main`` of the Hub cache), without network."""
     from huggingface_hub import try_to_load_from_cache
 
     ck = KNOWN_CHECKPOINTS[key]
     found = try_to_load_from_cache(ck.repo_id, ck.probe_file)
-    if isinstance(found, str):
-        return f"cached at {Path(found).parent}"
-    return "not cached"
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def checkpoint_status(key: str) -> str:
+    """'cached at <dir>' or 'not cached' for a known checkpoint, without network."""
+    found = checkpoint_dir(key)
+    return f"cached at {found}" if found is not None else "not cached"
+
+
+def missing_files(key: str, directory: str | os.PathLike) -> list[str]:
+    """The files of :data:`LAYOUTS` ``[key]`` that ``directory`` lacks (``"a (or b)"`` for alternatives)."""
+    d = Path(directory)
+    return [" (or ".join(alts) + ")" * (len(alts) - 1) for alts in LAYOUTS[key]
+            if not any((d / a).is_file() for a in alts)]
+
+
+def check_checkpoint(key: str, source: str | None = None) -> str:
+    """Load the checkpoint ``key`` (its hub id from the cache, or the folder ``source``) on the CPU and say so:
+    ``"loadable"``, ``"incomplete: missing ..."`` or ``"not loadable: <error>"`` (what ``gifkit doctor --check``
+    prints). Loading a full-size checkpoint takes seconds to a minute and its size in memory."""
+    folder = Path(os.path.expanduser(source)) if source else checkpoint_dir(key)
+    if folder is None or not folder.is_dir():
+        return "not found" if source else "not cached"
+    missing = missing_files(key, folder)
+    if missing:
+        return "incomplete: missing " + ", ".join(missing)
+    target = str(folder) if source else KNOWN_CHECKPOINTS[key].repo_id
+    loaders = {"clip": lambda: load_clip(GUIDANCE_CLIP[0], target if source else GUIDANCE_CLIP[1]),
+               "clip-l": lambda: load_clip(ALIA_SEMANTIC_CLIP[0], target if source else ALIA_SEMANTIC_CLIP[1]),
+               "sd": lambda: load_sd(target), "sd15": lambda: load_sd(target), "mae": lambda: load_mae(target),
+               "unclip": lambda: load_unclip(target), "blip": lambda: load_blip(target),
+               "llm": lambda: load_text_generator(target), "ip2p": lambda: load_instruct_pix2pix(target)}
+    try:
+        loaders[key]()
+    except ModelUnavailable as e:
+        return f"not loadable: {e}"
+    return "loadable"
+
+
+def weights_digest(directory: str | os.PathLike) -> dict[str, str]:
+    """``{relative path: sha256}`` of the weight files (``*.safetensors``, ``*.bin``, ``*.pt``, ``*.pth``,
+    ``*.ckpt``) under ``directory``: the identity of a local checkpoint folder (``run.json`` records it)."""
+    d = Path(directory)
+    files = [d] if d.is_file() else sorted(p for ext in ("safetensors", "bin", "pt", "pth", "ckpt")
+                                           for p in d.rglob(f"*.{ext}"))
+    out = {}
+    for f in files:
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        out[f.name if d.is_file() else str(f.relative_to(d))] = h.hexdigest()
+    return out
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The commit of the cached snapshot of ``repo_id`` (``refs/main``), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for probe in ("model_index.json", "config.json", "open_clip_config.json"):
+        found = try_to_load_from_cache(repo_id, probe)
+        if isinstance(found, str):
+            return Path(found).parent.name
+    return None
+
+
+def _tag_source(obj, model_id: str, dtype: torch.dtype | None = None, **extra):
+    """Attach ``gifkit_source`` to ``obj`` (see :func:`source_of`) and return ``obj``."""
+    path = os.path.expanduser(model_id)
+    if looks_like_path(model_id) and Path(path).exists():
+        src = {"path": str(Path(path).resolve()), "sha256": weights_digest(path)}
+    else:
+        src = {"id": model_id, "revision": _hub_revision(model_id)}
+    if dtype is not None:
+        src["dtype"] = str(dtype).replace("torch.", "")
+    src.update(extra)
+    try:
+        object.__setattr__(obj, "gifkit_source", src)
+    except (AttributeError, TypeError):  # pragma: no cover - objects that refuse attributes
+        pass
+    return obj
+
+
+def source_of(obj) -> dict | None:
+    """Where a model :func:`load_sd` & co. returned came from: ``{"id", "revision"}`` for a hub id (the cached
+    snapshot's commit) or ``{"path", "sha256": {file: digest}}`` for a local folder, plus ``"dtype"``; ``None``
+    for a model gifkit did not load (e.g. the tiny ones)."""
+    return getattr(obj, "gifkit_source", None)
 
 
 def _clip_weights_file(directory: Path) -> Path | None:
@@ -137,39 +281,126 @@ def _clip_weights_file(directory: Path) -> Path | None:
     return None
 
 
-def load_clip(name: str = GUIDANCE_CLIP[0], pretrained: str = GUIDANCE_CLIP[1], device: str | torch.device = "cpu") -> ClipBundle:
+def clip_uses_quick_gelu(name: str, pretrained: str | None = None, config: dict | None = None) -> bool:
+    """Whether the CLIP ``name`` / ``pretrained`` has QuickGELU activations: the OpenAI weights (and every tag
+    open_clip marks ``quick_gelu``) do, also as a local download of their Hub repo (timm's ``config.json`` there
+    names the tag ``openai``); so do ``*-quickgelu`` architectures and folder configs that say so."""
+    import open_clip
+
+    if config is not None and config.get("model_cfg", {}).get("quick_gelu"):
+        return True
+    if pretrained and looks_like_path(pretrained):  # a download of an OpenAI repo: timm's config names the tag
+        p = Path(os.path.expanduser(pretrained))
+        timm_cfg = p / "config.json" if p.is_dir() else p.parent / "config.json"
+        try:
+            import json
+
+            tag = json.loads(timm_cfg.read_text()).get("pretrained_cfg", {}).get("tag", "")
+        except (OSError, ValueError, AttributeError):
+            tag = ""
+        if str(tag).startswith("openai") or ".openai" in str(p.resolve()):
+            return True
+    base = name.split(":", 1)[-1]
+    if base.endswith("-quickgelu") or (open_clip.get_model_config(base) or {}).get("quick_gelu"):
+        return True
+    if pretrained and not looks_like_path(pretrained):
+        return bool(open_clip.get_pretrained_cfg(base, pretrained).get("quick_gelu"))
+    return False
+
+
+def _clip_hub_folder(repo_id: str) -> Path:
+    """The cached (or, online, downloaded) snapshot folder of an open_clip hub repo: config + weights."""
+    from huggingface_hub import hf_hub_download
+
+    local_only = is_offline()
+    cfg = Path(hf_hub_download(repo_id, "open_clip_config.json", local_files_only=local_only))
+    errors = []
+    for weights in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        try:
+            hf_hub_download(repo_id, weights, local_files_only=local_only)
+            return cfg.parent
+        except Exception as e:  # not in the repo / not cached: try the next name
+            errors.append(e)
+    raise errors[-1]
+
+
+def load_clip(name: str = GUIDANCE_CLIP[0], pretrained: str = GUIDANCE_CLIP[1], device: str | torch.device = "cpu",
+              quick_gelu: bool | None = None) -> ClipBundle:
     """Load an open_clip model: ``(model, preprocess, tokenizer)``.
 
     Args:
-        name: open_clip architecture name (``"ViT-B-32"``) or ``"hf-hub:org/repo"``.
-        pretrained: an open_clip pretrained tag (``"openai"``), a checkpoint file,
-            or a local directory holding ``open_clip_model.safetensors`` (or ``*.bin`` / ``*.pt``).
+        name: open_clip architecture name (``"ViT-B-32-quickgelu"``; ``"ViT-B-32"`` with the ``openai`` tag
+            gives the same model) or ``"hf-hub:org/repo"``.
+        pretrained: an open_clip pretrained tag (``"openai"``: read from its Hub repo, e.g.
+            ``timm/vit_base_patch32_clip_224.openai``, as ``open_clip_config.json`` + ``open_clip_model.safetensors``),
+            a weights file, or a local folder: a Hub snapshot of such a repo (its ``open_clip_config.json`` gives the
+            architecture) or a folder holding only a weights file (built as ``name``).
+        quick_gelu: force QuickGELU on or off; default (``None``): :func:`clip_uses_quick_gelu`, so OpenAI's
+            weights always run with the activation they were trained with, whatever the folder's config says.
     """
+    import json
+
     import open_clip
 
-    tag = pretrained
+    model_name, tag, folder_cfg = name, pretrained, None
     if pretrained and looks_like_path(pretrained):
         p = Path(os.path.expanduser(pretrained))
         if not p.exists():
             raise _unavailable("CLIP checkpoint", f"{name}/{pretrained}", f"the local path {str(p)!r}, which does not exist")
         if p.is_dir():
-            f = _clip_weights_file(p)
-            if f is None:
-                raise _unavailable("CLIP checkpoint", f"{name}/{pretrained}", f"{str(p)!r}, which holds no weights file")
-            tag = str(f)
+            if (p / "open_clip_config.json").is_file():
+                folder_cfg = json.loads((p / "open_clip_config.json").read_text())
+                if _clip_weights_file(p) is None:
+                    raise _unavailable("CLIP checkpoint", f"{name}/{pretrained}", f"{str(p)!r}, which holds no weights file")
+                model_name, tag = f"local-dir:{p}", None
+            else:
+                f = _clip_weights_file(p)
+                if f is None:
+                    raise _unavailable("CLIP checkpoint", f"{name}/{pretrained}", f"{str(p)!r}, which holds no weights file")
+                tag = str(f)
+    quick = clip_uses_quick_gelu(name, pretrained, folder_cfg) if quick_gelu is None else bool(quick_gelu)
+    hub = ""
+    if pretrained and not looks_like_path(pretrained) and not name.startswith("hf-hub:"):
+        hub = open_clip.get_pretrained_cfg(name, pretrained).get("hf_hub", "").rstrip("/")
+    source = pretrained
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag, device=device)
-        tokenizer = open_clip.get_tokenizer(name)
+        if hub:  # read what the Hub serves for the tag, from the cache when offline
+            folder = _clip_hub_folder(hub)
+            model_name, tag, source = f"local-dir:{folder}", None, hub
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device,
+                                                                     force_quick_gelu=quick)
+        tokenizer = open_clip.get_tokenizer(model_name)
     except Exception as e:  # open_clip raises RuntimeError / OSError / hub errors
         repo = name if name.startswith("hf-hub:") else f"{name} ({pretrained})"
-        hub = open_clip.get_pretrained_cfg(name, pretrained).get("hf_hub", "").rstrip("/") if not looks_like_path(str(pretrained)) else ""
         err = _unavailable("CLIP model", repo, f"open_clip.create_model_and_transforms({name!r}, pretrained={pretrained!r})" + (" offline" if is_offline() else ""), e)
         if hub:
             err = ModelUnavailable(str(err).replace(f"`hf download {repo}", f"`hf download {hub}"))
         raise err from e
     model.eval().requires_grad_(False)
+    if quick and not clip_has_quick_gelu(model):  # pragma: no cover - an open_clip that ignores force_quick_gelu
+        raise RuntimeError(f"CLIP {name} ({pretrained}) was built with GELU; OpenAI's weights need QuickGELU")
+    _tag_source(model, str(source if source and not looks_like_path(str(source)) else pretrained),
+                architecture=name, quick_gelu=quick)
     return ClipBundle(model, preprocess, tokenizer)
 
+
+def clip_has_quick_gelu(model: torch.nn.Module) -> bool:
+    """True when every MLP activation of an open_clip model is QuickGELU (what OpenAI's weights need)."""
+    from open_clip.transformer import QuickGELU
+
+    acts = [m for block in model.modules() if hasattr(block, "mlp") and hasattr(block.mlp, "gelu")
+            for m in [block.mlp.gelu]]
+    return bool(acts) and all(isinstance(a, QuickGELU) for a in acts)
+
+
+def _dtype_kwarg(torch_dtype: torch.dtype | None) -> dict:
+    """transformers' dtype keyword: ``dtype`` from 4.56 on, ``torch_dtype`` before (and still accepted)."""
+    if torch_dtype is None:
+        return {}
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": torch_dtype} if (major, minor) >= (4, 56) else {"torch_dtype": torch_dtype}
 
 
 def from_pretrained(cls, model_id: str, what: str, **kwargs) -> Any:
@@ -197,34 +428,65 @@ def load_sd(model_id: str = MODEL_IDS["sd"], torch_dtype: torch.dtype | None = N
     if device is not None:
         pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _tag_source(pipe, model_id, pipe.unet.dtype)
 
 
 
-def load_mae(model_id: str = MODEL_IDS["mae"]):
-    """MAE as transformers ``ViTMAEForPreTraining`` with masking ratio 0 (all patches kept)."""
+def load_mae(model_id: str = MODEL_IDS["mae"], torch_dtype: torch.dtype | None = None):
+    """MAE as transformers ``ViTMAEForPreTraining`` with masking ratio 0 (all patches kept), in ``torch_dtype``
+    (default: the checkpoint's, float32)."""
     from transformers import ViTMAEForPreTraining
 
     model = from_pretrained(ViTMAEForPreTraining, model_id, "MAE checkpoint", mask_ratio=0.0)
-    return model.eval().requires_grad_(False)
+    if torch_dtype is not None:
+        model = model.to(torch_dtype)
+    return _tag_source(model.eval().requires_grad_(False), model_id, next(model.parameters()).dtype)
 
 
 
 def load_unclip(model_id: str = MODEL_IDS["unclip"], torch_dtype: torch.dtype | None = None,
                 device: str | torch.device | None = None):
-    """Karlo's unCLIP image-variation pipeline (diffusers ``UnCLIPImageVariationPipeline``).
+    """Karlo's unCLIP image-variation pipeline (diffusers ``UnCLIPImageVariationPipeline``), built from its
+    components one by one.
 
-    Its image encoder is CLIP ViT-L/14 (transformers ``CLIPVisionModelWithProjection``);
-    the decoder generates 64 px images, as the paper's DALL-E2; two super-resolution
-    U-Nets bring them to 256 px.
+    Karlo's ``model_index.json`` declares ``text_proj`` as ``["unclip", "UnCLIPTextProjModel"]``, a module path
+    that diffusers >= 0.36 no longer has (unCLIP moved under ``pipelines/deprecated``), so the pipeline's own
+    ``from_pretrained`` fails there on a complete folder. Each component is loaded from its subfolder instead
+    (hub id or local folder alike; diffusers 0.35 and 0.42 alike): the decoder and the two super-resolution
+    U-Nets, ``text_proj``, the CLIP ViT-L/14 text and image encoders (transformers), tokenizer, feature extractor
+    and the two ``UnCLIPScheduler``. The decoder generates 64 px images, as the paper's DALL-E2; the
+    super-resolution U-Nets bring them to 256 px.
     """
-    from diffusers import UnCLIPImageVariationPipeline
+    from diffusers import UnCLIPImageVariationPipeline, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
+    from transformers import CLIPImageProcessor, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
-    pipe = from_pretrained(UnCLIPImageVariationPipeline, model_id, "unCLIP checkpoint", torch_dtype=torch_dtype)
+    try:  # diffusers >= 0.36 keeps unCLIP under pipelines/deprecated
+        from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
+    except ImportError:  # diffusers 0.35
+        from diffusers.pipelines.unclip.text_proj import UnCLIPTextProjModel
+
+    what = "unCLIP checkpoint"
+    path, local_only = _resolve(model_id, what)
+    if local_only and Path(path).is_dir() and not (Path(path) / "model_index.json").is_file():
+        raise _unavailable(what, model_id, f"{path!r}, which has no model_index.json")
+    dtype = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+    parts = {"decoder": (UNet2DConditionModel, dtype), "text_proj": (UnCLIPTextProjModel, dtype),
+             "super_res_first": (UNet2DModel, dtype), "super_res_last": (UNet2DModel, dtype),
+             "text_encoder": (CLIPTextModelWithProjection, dtype), "image_encoder": (CLIPVisionModelWithProjection, dtype),
+             "tokenizer": (CLIPTokenizer, {}), "feature_extractor": (CLIPImageProcessor, {}),
+             "decoder_scheduler": (UnCLIPScheduler, {}), "super_res_scheduler": (UnCLIPScheduler, {})}
+    components = {}
+    for name, (cls, kwargs) in parts.items():
+        try:
+            components[name] = cls.from_pretrained(path, subfolder=name, local_files_only=local_only, **kwargs)
+        except Exception as e:
+            tried = f"{cls.__name__}.from_pretrained({path!r}, subfolder={name!r}" + (", local_files_only=True)" if local_only else ")")
+            raise _unavailable(what, model_id, tried, e) from e
+    pipe = UnCLIPImageVariationPipeline(**components)
     if device is not None:
         pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _tag_source(pipe, model_id, pipe.decoder.dtype)
 
 
 
@@ -249,9 +511,10 @@ def load_blip(model_id: str = MODEL_IDS["blip"], device: str | torch.device | No
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
     processor = from_pretrained(BlipProcessor, model_id, "BLIP captioner")
-    model = from_pretrained(BlipForConditionalGeneration, model_id, "BLIP captioner", dtype=torch_dtype)
+    model = from_pretrained(BlipForConditionalGeneration, model_id, "BLIP captioner", **_dtype_kwarg(torch_dtype))
     if device is not None:
         model = model.to(device)
+    _tag_source(model, model_id, next(model.parameters()).dtype)
     return CaptionerBundle(model.eval().requires_grad_(False), processor)
 
 
@@ -265,9 +528,10 @@ def load_text_generator(model_id: str = MODEL_IDS["llm"], device: str | torch.de
     if len(tokenizer) < 100:  # transformers 5 may build a near-empty tokenizer instead of failing
         raise _unavailable("text-generation model", model_id, f"AutoTokenizer.from_pretrained({model_id!r}), which "
                            f"gave a tokenizer of {len(tokenizer)} tokens")
-    model = from_pretrained(AutoModelForCausalLM, model_id, "text-generation model", dtype=torch_dtype)
+    model = from_pretrained(AutoModelForCausalLM, model_id, "text-generation model", **_dtype_kwarg(torch_dtype))
     if device is not None:
         model = model.to(device)
+    _tag_source(model, model_id, next(model.parameters()).dtype)
     return TextGenBundle(model.eval().requires_grad_(False), tokenizer)
 
 
@@ -282,4 +546,4 @@ def load_instruct_pix2pix(model_id: str = MODEL_IDS["ip2p"], torch_dtype: torch.
     if device is not None:
         pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _tag_source(pipe, model_id, pipe.unet.dtype)

@@ -13,7 +13,8 @@ import torch
 
 from gifkit.models.hub import CaptionerBundle, ClipBundle, TextGenBundle
 
-__all__ = ["CLIP_VOCAB_SIZE", "seeded", "clip_tokenizer", "blip_tokenizer", "tiny_clip", "tiny_sd", "tiny_mae",
+__all__ = ["CLIP_VOCAB_SIZE", "CLIP_SPECIALS", "seeded", "write_clip_tokenizer", "clip_tokenizer", "blip_vocab",
+           "write_blip_tokenizer", "blip_tokenizer", "tiny_clip", "tiny_sd", "tiny_mae",
            "tiny_unclip", "tiny_blip", "tiny_text_generator", "tiny_instruct_pix2pix"]
 
 CLIP_VOCAB_SIZE = 49408  # the real CLIP BPE vocabulary (49,152 merges + bytes + 2 specials)
@@ -27,24 +28,54 @@ def seeded(seed: int):
         yield
 
 
-def clip_tokenizer(model_max_length: int = 77):
-    """The real CLIP BPE tokenizer as a transformers ``CLIPTokenizer``, built offline.
+CLIP_SPECIALS = ("<|startoftext|>", "<|endoftext|>")
 
-    The vocabulary and merges come from the BPE file shipped inside open_clip,
-    so no hub access is needed. The vocabulary size is checked: under
-    transformers 5 a tokenizer loaded from a missing repo silently has 2 tokens.
+
+def write_clip_tokenizer(directory, model_max_length: int = 77):
+    """Write the real CLIP BPE tokenizer as a Hub ``tokenizer/`` folder: ``vocab.json``, ``merges.txt``,
+    ``tokenizer_config.json``, ``special_tokens_map.json`` (the files of SD v1's and Karlo's tokenizer folders).
+
+    The vocabulary (49,408 entries: 256 bytes, 256 end-of-word bytes, 48,894 merges, 2 specials) and the
+    merges come from the BPE file shipped inside open_clip, so nothing is downloaded. Returns the folder.
     """
+    import json
+    from pathlib import Path
+
     from open_clip.tokenizer import SimpleTokenizer
-    from transformers import CLIPTokenizer
 
     st = SimpleTokenizer()
     vocab = dict(st.encoder)
     # open_clip spells the specials <start_of_text>; CLIP's vocab has <|startoftext|>.
-    for ours, theirs in (("<start_of_text>", "<|startoftext|>"), ("<end_of_text>", "<|endoftext|>")):
+    for ours, theirs in zip(("<start_of_text>", "<end_of_text>"), CLIP_SPECIALS):
         if ours in vocab:
             vocab[theirs] = vocab.pop(ours)
-    merges = [pair for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
-    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    merges = [" ".join(pair) for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "vocab.json").write_text(json.dumps(dict(sorted(vocab.items(), key=lambda kv: kv[1])), ensure_ascii=False))
+    (d / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    special = {"bos_token": CLIP_SPECIALS[0], "eos_token": CLIP_SPECIALS[1], "unk_token": CLIP_SPECIALS[1],
+               "pad_token": CLIP_SPECIALS[1]}
+    (d / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    (d / "tokenizer_config.json").write_text(json.dumps(
+        {"add_prefix_space": False, "do_lower_case": True, "errors": "replace", "model_max_length": model_max_length,
+         "tokenizer_class": "CLIPTokenizer", **special}, indent=2))
+    return d
+
+
+def clip_tokenizer(model_max_length: int = 77):
+    """The real CLIP BPE tokenizer as a transformers ``CLIPTokenizer``, built offline.
+
+    :func:`write_clip_tokenizer` writes its files to a temporary folder and ``from_pretrained`` reads them, the
+    one constructor that works on transformers 4.x and 5.x alike. The vocabulary size is checked: a tokenizer
+    built from a broken vocabulary silently has a handful of tokens.
+    """
+    import tempfile
+
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="gifkit-clip-tok-") as d:
+        tok = CLIPTokenizer.from_pretrained(str(write_clip_tokenizer(d, model_max_length)))
     if len(tok) != CLIP_VOCAB_SIZE:
         raise RuntimeError(f"CLIP tokenizer built with {len(tok)} tokens, expected {CLIP_VOCAB_SIZE}")
     return tok
@@ -182,21 +213,49 @@ _TINY_WORDS = (
 ).split()
 
 
+BLIP_TOKENS_BASE = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def blip_vocab() -> list[str]:
+    """The tiny BLIP WordPiece vocabulary: BERT's specials, characters, ``##`` pieces, ~150 words, ``[DEC]``."""
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,'-!?")
+    tokens = BLIP_TOKENS_BASE + chars + ["##" + c for c in chars]
+    return tokens + [w for w in _TINY_WORDS if w not in tokens] + ["[DEC]"]
+
+
+def write_blip_tokenizer(directory, model_max_length: int = 64):
+    """Write a BLIP-style BERT WordPiece tokenizer folder (``vocab.txt``, ``tokenizer_config.json``,
+    ``special_tokens_map.json``, as in the BLIP repos) with the tiny vocabulary; returns the folder."""
+    import json
+    from pathlib import Path
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "vocab.txt").write_text("\n".join(blip_vocab()) + "\n")
+    special = {"bos_token": "[DEC]", "cls_token": "[CLS]", "mask_token": "[MASK]", "pad_token": "[PAD]",
+               "sep_token": "[SEP]", "unk_token": "[UNK]"}
+    (d / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    (d / "tokenizer_config.json").write_text(json.dumps(
+        {"do_lower_case": True, "model_max_length": model_max_length, "tokenizer_class": "BertTokenizer",
+         **special}, indent=2))
+    return d
+
+
 def blip_tokenizer():
     """A BERT-style ``BertTokenizer`` (WordPiece) built offline, with BLIP's specials; ``[DEC]`` is the bos token.
 
-    The vocabulary is small (specials, characters, ``##`` pieces, ~150 words) and fixed, so the tiny BLIP is
-    reproducible; its size is checked (a tokenizer built from a broken vocabulary silently has few tokens).
+    The vocabulary is small and fixed (:func:`blip_vocab`), so the tiny BLIP is reproducible; it is written by
+    :func:`write_blip_tokenizer` and read with ``from_pretrained`` (transformers 4.x and 5.x alike); its size is
+    checked (a tokenizer built from a broken vocabulary silently has few tokens).
     """
+    import tempfile
+
     from transformers import BertTokenizer
 
-    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,'-!?")
-    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars]
-    tokens += [w for w in _TINY_WORDS if w not in tokens] + ["[DEC]"]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    tok = BertTokenizer(vocab=vocab, bos_token="[DEC]", model_max_length=64)
-    if len(tok) != len(vocab):
-        raise RuntimeError(f"BLIP tokenizer built with {len(tok)} tokens, expected {len(vocab)}")
+    with tempfile.TemporaryDirectory(prefix="gifkit-blip-tok-") as d:
+        tok = BertTokenizer.from_pretrained(str(write_blip_tokenizer(d)))
+    if len(tok) != len(blip_vocab()):
+        raise RuntimeError(f"BLIP tokenizer built with {len(tok)} tokens, expected {len(blip_vocab())}")
     return tok
 
 

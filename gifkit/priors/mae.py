@@ -26,17 +26,19 @@ Design decisions (not fixed by the paper):
   ``ids_restore``. We pass ``noise = arange(L)`` so the shuffle and
   ``ids_restore`` are the identity: f's token t is patch t (row-major), and
   decoding needs no per-seed permutation.
-* **norm_pix_loss.** ``facebook/vit-mae-large`` was trained with
-  ``config.norm_pix_loss = True``: its decoder predicts each patch normalised
-  by that patch's own mean and (unbiased) variance, ``(p - mean) /
-  sqrt(var + 1e-6)``, computed on the ImageNet-normalised pixels (see
-  ``ViTMAEForPreTraining.forward``). To get pixels back we undo it with the
-  *seed's* per-patch statistics. :meth:`MAEPrior.prepare` computes them and
-  keeps them in ``self._patch_stats`` (and on the returned
-  :class:`MAELatents`), row-aligned with f: the loop decodes latents with the
-  same rows as the prepared f (one per job), so :meth:`MAEPrior.decode`
-  applies row i's statistics to row i. Decoding a different number of rows
-  raises a ValueError unless ``patch_stats`` is passed explicitly.
+* **norm_pix_loss.** ``facebook/vit-mae-large`` declares ``norm_pix_loss:
+  false`` in its config: its decoder predicts the (ImageNet-normalised)
+  pixels themselves, and :meth:`MAEPrior.to_images` only undoes the ImageNet
+  normalisation. A checkpoint trained with ``norm_pix_loss: true`` predicts
+  each patch normalised by that patch's own mean and (unbiased) variance,
+  ``(p - mean) / sqrt(var + 1e-6)`` (see ``ViTMAEForPreTraining.forward``);
+  for such a checkpoint the prior undoes it with the *seed's* per-patch
+  statistics. :meth:`MAEPrior.prepare` computes them and keeps them in
+  ``self._patch_stats`` (and on the returned :class:`MAELatents`), row-aligned
+  with f; the guidance pass decodes a slice of those rows at a time and says
+  which (``rows``), and :meth:`MAEPrior.decode` applies row i's statistics to
+  row i. Decoding a different number of rows without ``rows`` or
+  ``patch_stats`` raises a ValueError.
 """
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ class MAEPrior(Prior):
     """
 
     name = "mae"
+    guidance_seeds_per_pass = 1  # the guidance pass decodes one seed's K variants at a time (memory)
     channel_dim = -1  # channel-wise noise [K, 1, D], shared over tokens
 
     def __init__(self, model, *, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
@@ -105,6 +108,18 @@ class MAEPrior(Prior):
     def params(self) -> dict:
         """The settings recorded in every metadata row."""
         return {"mask_ratio": 0.0, "norm_pix_loss": self.norm_pix, "resolution": self.resolution}
+
+    @property
+    def provenance(self) -> dict | None:
+        """Where the MAE came from (:func:`gifkit.models.hub.source_of`); None for a tiny random one."""
+        return getattr(self.model, "gifkit_source", None)
+
+    def guidance_features(self, f: torch.Tensor, classifier, rows: slice | None = None) -> torch.Tensor:
+        """CLIP features of the decoded tokens ``f`` (rows ``rows`` of the prepared batch), differentiable."""
+        stats = None
+        if rows is not None and self.norm_pix and self._patch_stats is not None:
+            stats = (self._patch_stats[0][rows], self._patch_stats[1][rows])
+        return classifier.image_features(self.decode(f, grad=True, patch_stats=stats))
 
     # ------------------------------------------------------------------ encode
 

@@ -142,7 +142,17 @@ class UnCLIPPrior(Prior):
             raise ValueError("UnCLIPPrior.prepare: no jobs")
         return Latents(f=self.embed([j.image for j in jobs]))
 
-    def guidance_features(self, f: torch.Tensor, classifier) -> torch.Tensor:
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision the decoder runs in."""
+        return self.pipe.decoder.dtype
+
+    @property
+    def provenance(self) -> dict | None:
+        """Where the pipeline came from (:func:`gifkit.models.hub.source_of`); None for a tiny random one."""
+        return getattr(self.pipe, "gifkit_source", None)
+
+    def guidance_features(self, f: torch.Tensor, classifier, rows: slice | None = None) -> torch.Tensor:
         """normalize(f) [N, E]: the perturbed embedding *is* the CLIP feature; nothing is decoded (App. D.1)."""
         if f.ndim != 2:
             raise ValueError(f"UnCLIPPrior: f must be CLIP embeddings [N, E], got {tuple(f.shape)}")
