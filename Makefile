@@ -34,8 +34,8 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
 
 # The unit tests in a second environment at the oldest versions gifkit claims (constraints-compat.txt: the
-# Colab-like set torch 2.9.1, diffusers 0.35.2, transformers 4.57.6, open_clip 3.2.0, accelerate 1.10.1), in
-# .venv-compat (a CUDA build of torch: a few GB the first time).
+# Colab-like set torch 2.9.0, diffusers 0.35.0, transformers 4.57.1, numpy 1.26.4, pandas 2.0.3, ..., exactly the
+# lower bounds in pyproject.toml), in .venv-compat (a CUDA build of torch: a few GB the first time).
 COMPAT := .venv-compat
 $(COMPAT)/.gifkit-installed: pyproject.toml constraints-compat.txt
 	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
