@@ -32,7 +32,7 @@ from gifkit import __version__
 
 __all__ = ["REPOSITORY", "RELEASE", "COLAB_GPU", "WALL_PLACEHOLDER", "SMOKE_BANNER", "colab_url", "badge",
            "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "folders",
-           "ensure_data", "show", "differences", "verdicts", "mini_config"]
+           "ensure_data", "plan_sizes", "show", "differences", "verdicts", "mini_config"]
 
 REPOSITORY = "https://github.com/gifkit/gifkit"  # the public repository: badges and the install cell derive from it
 RELEASE = f"v{__version__}"  # the tag the notebooks install and open on Colab (tag each release with it)
@@ -177,6 +177,19 @@ def ensure_data(profile: str, download: bool | None = None) -> None:
             load_arrays("fashion-mnist", split, download=download)
         except DataUnavailable as e:
             raise DataUnavailable(f"{e}\n(or run this notebook with download=True)") from None
+
+
+def plan_sizes(profile: str, datasets, settings: dict) -> dict | None:
+    """Training-set sizes for :func:`gifkit.experiments.costs.grid_plan` on the mini profile, loaded with the grid's
+    data arguments (so ``mini={"n_per_class": 4}`` is counted as 40 images); ``None`` elsewhere (the plan then
+    uses :data:`gifkit.experiments.costs.TRAIN_SIZES`, and needs no data on disk)."""
+    if profile != "mini":
+        return None
+    from gifkit.data import load_dataset
+
+    kwargs = (settings.get("train") or {}).get("data_kwargs") or {}
+    datasets = [datasets] if isinstance(datasets, str) else list(datasets)
+    return {d: len(load_dataset(d, "train", profile=profile, **kwargs)[0]) for d in datasets}
 
 
 def show(df, digits: int = 2):

@@ -215,9 +215,8 @@ def sync(folder: Path = ROOT / "notebooks") -> list[str]:
             nb["metadata"].pop(key, None)
         if meta.get("gpu", True):
             nb["metadata"].update(json.loads(json.dumps(COLAB_GPU)))
-        out = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-        if out != text:
-            path.write_text(out)
+        if nb != json.loads(text):  # content, not key order
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             changed.append(path.name)
     return changed
 
