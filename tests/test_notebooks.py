@@ -282,3 +282,39 @@ def test_notebook_runs_on_the_smoke_profile(path, tmp_path):
     assert re.search(KEY_OUTPUT[path.stem[:2]], shown), KEY_OUTPUT[path.stem[:2]]
     assert (tmp_path / "results" / "smoke" / path.stem / "paper_vs_run.csv").is_file() or \
         any((tmp_path / "results" / "smoke" / path.stem).glob("paper_vs_run*.csv"))
+
+
+def test_declared_profiles_are_known():
+    from gifkit.config import PROFILE_NAMES
+
+    for p in NOTEBOOKS:
+        assert set(supported_profiles(p)) <= set(PROFILE_NAMES), p.name
+
+
+def test_an_in_place_run_starts_from_a_fresh_output_folder_and_fills_the_header(tmp_path):
+    """What `make notebooks-refresh` does to one notebook: the old output folder is set aside (nothing is resumed
+    into the committed outputs), the wall time goes into the header, profile into the parameters cell."""
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    cells = [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": None, "outputs": [],
+         "source": ['profile = "smoke"          # smoke | mini\n', 'out_dir = "results/{profile}/98_tiny"']},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": [
+            "from pathlib import Path\n", "from gifkit.experiments.nbkit import start_run\n", "run = start_run(profile)\n",
+            "out = Path(out_dir.format(profile=profile))\n",
+            "print('already there:', sorted(p.name for p in out.glob('*')) if out.is_dir() else [])\n",
+            "out.mkdir(parents=True, exist_ok=True); (out / 'made.txt').write_text('x')"]}]
+    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                                       "gifkit": {"profiles": ["smoke"]}}, "nbformat": 4, "nbformat_minor": 5}
+    (folder / "98_tiny.ipynb").write_text(json.dumps(nb))
+    old = tmp_path / "results" / "smoke" / "98_tiny"
+    old.mkdir(parents=True)
+    (old / "stale.txt").write_text("from an earlier run")
+    assert run("smoke", in_place=True, folder=folder, results=tmp_path / "results") == []
+    done = load(folder / "98_tiny.ipynb")
+    shown = text_outputs(done["cells"][1])
+    assert "already there: []" in shown, "the run did not see the earlier run's files"
+    assert re.search(r"wall time: \d+ s \(the whole notebook", shown) and nbkit.WALL_PLACEHOLDER not in shown
+    assert (tmp_path / "results" / "smoke" / "98_tiny.previous" / "stale.txt").is_file()
+    assert (old / "made.txt").is_file() and not (old / "stale.txt").exists()
+    assert source(done["cells"][0]).startswith('profile = "smoke"') and len(done["cells"]) == 2
