@@ -1,7 +1,9 @@
-"""Conventions of the numbered notebooks. Their execution is checked by nbval in `make test`.
+"""The numbered notebooks: their conventions, their Colab cells (derived from one URL and release), committed
+outputs that are never stale, the headless runner, and every notebook executed on the smoke profile with
+papermill (what `make test` runs in place of nbval).
 
-Choice: committed notebooks carry the outputs of a smoke-profile run (`make notebooks-refresh`),
-so nbval can compare the cells marked NBVAL_CHECK_OUTPUT, and a reader sees what a cell produces.
+Committed outputs come from the profile in ``metadata.gifkit.committed_profile`` (``make notebooks-refresh``):
+``mini`` where the mini profile can honestly run the study, ``smoke`` (with a banner) where only large priors can.
 """
 import json
 import re
@@ -9,54 +11,310 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+from gifkit.experiments import nbkit
+from gifkit.experiments.notebooks import (committed_profile, finish_in_place, notebooks, parse_params, run,
+                                          supported_profiles, sync)
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = notebooks()
+IDS = [p.stem for p in NOTEBOOKS]
+MINI = {"00", "01", "05", "06", "07", "08", "09", "10"}  # the studies the mini profile can honestly stand in for
+METHOD = {"00", "02", "03", "04"}  # notebooks that teach the method itself: equations and the pipeline figure
 
 
-def test_there_are_notebooks():
-    assert len(NOTEBOOKS) >= 3
+def load(path):
+    return json.loads(Path(path).read_text())
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_conventions(path):
-    nb = json.loads(path.read_text())
-    cells = nb["cells"]
-    code = [c for c in cells if c["cell_type"] == "code"]
-    assert cells[0]["cell_type"] == "markdown" and "colab-badge" in "".join(cells[0]["source"])
-    assert re.search(r"needs", "".join(cells[0]["source"]), re.I), "the intro says what the notebook needs"
-    first = code[0]
-    assert "parameters" in first.get("metadata", {}).get("tags", []), "first code cell is tagged `parameters`"
-    src = "".join(first["source"])
-    assert re.search(r'^profile = "smoke"', src, re.M) and "out_dir" in src
-    assert any("find_spec(\"gifkit\")" in "".join(c["source"]) for c in code[:3]), "an install cell"
-    assert "paper" in "".join(cells[-2]["source"] + cells[-1]["source"]).lower(), "ends with paper vs this run"
-    assert not any(c.get("metadata", {}).get("tags") == ["injected-parameters"] for c in code)
+def source(cell):
+    return "".join(cell["source"])
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_committed_outputs_come_from_a_clean_smoke_run(path):
-    nb = json.loads(path.read_text())
+def text_outputs(cell):
+    """Every text a code cell shows: streams, plain text and HTML of results and displays, error values."""
+    out = []
+    for o in cell.get("outputs", []):
+        if o["output_type"] == "stream":
+            out.append("".join(o["text"]))
+        elif o["output_type"] in ("execute_result", "display_data"):
+            out += ["".join(o["data"].get(k, "")) for k in ("text/plain", "text/html")]
+        elif o["output_type"] == "error":
+            out.append(f"{o['ename']}: {o['evalue']}")
+    return "\n".join(out)
+
+
+def stale_outputs(nb) -> list[str]:
+    """What makes committed outputs stale or broken: errors, NaN where a number should be, a resumed run that
+    wrote nothing, cells not run top to bottom, the wall time not filled in."""
+    problems = []
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     counts = [c.get("execution_count") for c in code]
-    assert all(isinstance(n, int) for n in counts), "run `make notebooks-refresh` and commit the outputs"
-    assert counts == sorted(counts), "cells were executed top to bottom"
-    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
+    if not all(isinstance(n, int) for n in counts) or counts != sorted(counts):
+        problems.append("cells were not all executed, top to bottom")
+    for c in code:
+        text = text_outputs(c)
+        if any(o["output_type"] == "error" for o in c.get("outputs", [])):
+            problems.append(f"an error: {text[:200]}")
+        if re.search(r"(?<![\w.])nan(?![\w])", text, re.I):
+            problems.append(f"NaN in an output: {source(c)[:60]!r}")
+        if re.search(r"\b0 written\b", text):
+            problems.append(f"'0 written' (a resumed run): {source(c)[:60]!r}")
+    shown = "\n".join(text_outputs(c) for c in code)
+    if nbkit.WALL_PLACEHOLDER in shown or not re.search(r"wall time: \d", shown):
+        problems.append("the header's wall time is not filled in")
+    return problems
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_declared_profiles_are_known_and_include_smoke(path):
-    from gifkit.config import PROFILE_NAMES as PROFILES
-    from gifkit.experiments.notebooks import supported_profiles
+# ----------------------------------------------------------------------------- conventions
 
-    profiles = supported_profiles(path)
-    assert "smoke" in profiles and set(profiles) <= set(PROFILES)
+
+def test_there_are_the_fourteen_notebooks_and_the_committed_profiles_are_as_decided():
+    assert [p.stem[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(14)]
+    for p in NOTEBOOKS:
+        want = "mini" if p.stem[:2] in MINI else "smoke"
+        assert committed_profile(p) == want, p.name
+        assert want in supported_profiles(p) and "smoke" in supported_profiles(p)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_teaches_and_is_organised_as_the_others(path):
+    nb = load(path)
+    cells = nb["cells"]
+    md = [source(c) for c in cells if c["cell_type"] == "markdown"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    intro = md[0]
+    assert nbkit.badge(path.name) in intro, "the Colab badge comes from nbkit (python -m gifkit.experiments.notebooks --sync)"
+    assert "**What you should see" in intro and "**Needs and cost" in intro
+    if committed_profile(path) == "smoke":
+        assert nbkit.SMOKE_BANNER in intro, "smoke outputs carry the banner in the top cell"
+    params = code[0]
+    assert "parameters" in params["metadata"].get("tags", [])
+    psrc = source(params)
+    assert re.search(rf'^profile = "{committed_profile(path)}"', psrc, re.M), "the parameters show the committed profile"
+    for name in ("out_dir", "drive", "device"):
+        assert re.search(rf"^{name} = ", psrc, re.M), f"parameter {name}"
+    if any("out=grid_dir" in source(c) or "**grid" in source(c) for c in code):
+        assert re.search(r'^grid_dir = "results/\{profile\}/work/grid"', psrc, re.M), "the shared grid folder"
+    if any("expand" in source(c) for c in code):
+        assert re.search(r"^batch_size = ", psrc, re.M), "a batch-size parameter for small GPUs"
+    assert source(code[1]) == nbkit.install_cell(nb["metadata"]["gifkit"]["extras"]), "install cell from nbkit"
+    assert "start_run(profile)" in source(code[2]), "the header (profile, date, machine, wall time) comes first"
+    work = next(i for i, c in enumerate(code) if re.search(r"\b(run_grid|expand_method|expand|run_alia|finetune_sd|"
+                                                           r"imagine_batch)\(", source(c)))
+    assert any("print(plan.summary())" in source(c) for c in code[:work]), "the cost plan is printed before any work"
+    titles = [m.splitlines()[0] for m in md]
+    assert "## Paper vs this run" in titles and titles[-1] == "## Questions for the reader"
+    assert len(re.findall(r"^\d\. ", md[-1], re.M)) >= 2, "two or three questions for the reader"
+    assert source(code[-1]).strip() == "run.finish();"
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem[:2] in METHOD], ids=lambda p: p.stem)
+def test_method_notebooks_state_the_equations_next_to_the_code_and_draw_the_pipeline(path):
+    nb = load(path)
+    md = "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for latex in (r"(1+z_k)\odot f", r"\mathcal P_{f,\epsilon}", r"S_{\mathrm{inf}}", r"S_{\mathrm{div}}",
+                  r"\mathrm{KL}", r"H(p'_k)-H(p)", r"\mathrm{sign}(\nabla_z S)"):
+        assert latex in md, f"{latex} (Eq. 1, 5, 6, the score or the update)"
+    assert any("pipeline_figure(" in source(c) for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def test_the_three_prior_notebooks_teach_what_differs():
+    """02-04 are not one template: each has its own sections about its prior's latent."""
+    def own(stem):
+        nb = load(ROOT / "notebooks" / f"{stem}.ipynb")
+        return {source(c) for c in nb["cells"]}
+    sd, dalle, mae = own("02_gif_sd"), own("03_gif_dalle"), own("04_gif_mae")
+    assert len(sd - dalle - mae) >= 5 and len(dalle - sd - mae) >= 5 and len(mae - sd - dalle) >= 5
+    text = "\n".join(own("03_gif_dalle"))
+    assert "Nothing is decoded during guidance" in text and "decoded latent" not in text
+
+
+def test_files_cited_in_the_notebooks_exist():
+    cited = set()
+    for p in NOTEBOOKS:
+        for c in load(p)["cells"]:
+            if c["cell_type"] == "markdown":
+                cited |= set(re.findall(r"`((?:gifkit|docs|notebooks|tests|scripts)/[\w./-]+\.(?:py|md|ipynb|csv))`",
+                                        source(c)))
+    missing = sorted(f for f in cited if not (ROOT / f).exists())
+    assert not missing, f"notebooks cite files the repository lacks: {missing}"
+
+
+# ----------------------------------------------------------------------------- Colab
+
+
+def test_repository_url_and_release_live_in_one_place_and_have_the_right_form():
+    from gifkit import __version__
+
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", nbkit.REPOSITORY)
+    assert nbkit.RELEASE == f"v{__version__}"
+    slug = nbkit.REPOSITORY.removeprefix("https://github.com/")
+    assert nbkit.colab_url("05_main_results.ipynb") == \
+        f"https://colab.research.google.com/github/{slug}/blob/{nbkit.RELEASE}/notebooks/05_main_results.ipynb"
+    assert nbkit.install_spec(("mini",)) == f"gifkit[mini] @ git+{nbkit.REPOSITORY}@{nbkit.RELEASE}"
+    for p in NOTEBOOKS:  # no other repository, and no other release, in any notebook
+        text = p.read_text()
+        assert set(re.findall(r"github\.com/([\w.-]+/[\w.-]+)", text)) == {slug}, p.name
+        assert set(re.findall(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/([\w.-]+)/", text)) == \
+            {(slug, nbkit.RELEASE)}, p.name
+        assert set(re.findall(r"@(v[\d.]+)", text)) == {nbkit.RELEASE}, p.name
+    readme = (ROOT / "README.md").read_text()
+    assert nbkit.install_spec(("mini",)) in readme, "the README's Colab install line matches nbkit"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_colab_metadata_asks_for_a_gpu_and_the_install_keeps_colab_torch(path):
+    nb = load(path)
+    meta = nb["metadata"]
+    assert meta["gifkit"]["gpu"] is True and meta["accelerator"] == "GPU" and meta["colab"]["gpuType"] == "T4"
+    assert set(meta["gifkit"]["extras"]) <= {"mini", "fid"}, "extras that exist and a Colab runtime can take"
+    cell = nbkit.install_cell(meta["gifkit"]["extras"])
+    assert '"torch", "torchvision"' in cell and "importlib.metadata.version(p)" in cell
+    assert "@" + nbkit.RELEASE in cell, "pinned to the release"
+
+
+def test_sync_leaves_the_committed_notebooks_unchanged(tmp_path):
+    import shutil
+
+    for p in NOTEBOOKS:
+        shutil.copy(p, tmp_path / p.name)
+    assert sync(tmp_path) == []
+    nb = load(tmp_path / NOTEBOOKS[0].name)
+    nb["cells"][0]["source"] = ["# title\n", "\n", "[![Open In Colab](https://x/badge.svg)](https://old/url)\n"]
+    nb["metadata"].pop("accelerator")
+    (tmp_path / NOTEBOOKS[0].name).write_text(json.dumps(nb))
+    assert sync(tmp_path) == [NOTEBOOKS[0].name]
+    fixed = load(tmp_path / NOTEBOOKS[0].name)
+    assert nbkit.badge(NOTEBOOKS[0].name) in source(fixed["cells"][0]) and fixed["metadata"]["accelerator"] == "GPU"
+
+
+# ----------------------------------------------------------------------------- committed outputs
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_outputs_are_clean_and_current(path):
+    nb = load(path)
+    assert stale_outputs(nb) == []
+    shown = "\n".join(text_outputs(c) for c in nb["cells"] if c["cell_type"] == "code")
+    assert f"profile: {committed_profile(path)} (" in shown, "the header names the profile of the outputs"
+    assert f"Cost plan ({committed_profile(path)} profile)" in shown
+    assert nb["metadata"]["gifkit"]["last_run"]["profile"] == committed_profile(path)
+    images = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+    assert images >= 1
+
+
+def test_the_staleness_check_can_fail():
+    good = {"cells": [{"cell_type": "code", "execution_count": 1, "source": [], "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": ["wall time: 3 s\n", "40 written, 0 already there\n",
+                                                             "annotation, 0.5 nanometres\n"]}]}]}
+    assert stale_outputs(good) == []
+    for bad in ("expansion: 0 written, 40 already there", "seconds per image NaN", "accuracy   nan",
+                nbkit.WALL_PLACEHOLDER):
+        nb = json.loads(json.dumps(good))
+        nb["cells"][0]["outputs"][0]["text"] = ["wall time: 3 s\n", bad + "\n"] if bad != nbkit.WALL_PLACEHOLDER \
+            else [bad]
+        assert stale_outputs(nb), bad
+    nb = json.loads(json.dumps(good))
+    nb["cells"].append({"cell_type": "code", "execution_count": None, "source": [], "outputs": []})
+    assert stale_outputs(nb)
+
+
+# ----------------------------------------------------------------------------- the runner
+
+
+def test_parse_params_reads_literals_and_text():
+    assert parse_params(["ratio=5", "seeds=[0, 1]", "dataset=smoke", "mini={'steps': 60}"]) == \
+        {"ratio": 5, "seeds": [0, 1], "dataset": "smoke", "mini": {"steps": 60}}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_params(["ratio"])
 
 
 def test_runner_skips_a_notebook_under_a_profile_it_does_not_support(tmp_path, capsys):
-    from gifkit.experiments.notebooks import run
-
     nb = {"cells": [], "metadata": {"gifkit": {"profiles": ["smoke", "paper"]}}, "nbformat": 4, "nbformat_minor": 5}
     (tmp_path / "99_only_smoke_and_paper.ipynb").write_text(json.dumps(nb))
     assert run("mini", out=tmp_path / "out", folder=tmp_path) == []
     assert "skip  99_only_smoke_and_paper.ipynb" in capsys.readouterr().out
     assert not (tmp_path / "out" / "99_only_smoke_and_paper.ipynb").exists()
+
+
+def test_finish_in_place_keeps_the_defaults_and_writes_the_wall_time(tmp_path):
+    nb = {"metadata": {"papermill": {}}, "nbformat": 4, "nbformat_minor": 5, "cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": 1, "outputs": [],
+         "source": ['profile = "smoke"          # smoke | mini\n', "seeds = None               # None: 5 seeds\n",
+                    'out_dir = "results/{profile}/x"']},
+        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "execution_count": 2, "outputs": [],
+         "source": ['profile = "mini"\n', 'out_dir = "results/mini/x"\n', "seeds = [0]"]},
+        {"cell_type": "code", "metadata": {}, "execution_count": 3, "source": [], "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": ["profile: mini\n", nbkit.WALL_PLACEHOLDER + "\n"]}]}]}
+    path = tmp_path / "00_x.ipynb"
+    path.write_text(json.dumps(nb))
+    finish_in_place(path, "mini", 95.0, {"seeds": [0]})
+    done = load(path)
+    assert len(done["cells"]) == 2 and "papermill" not in done["metadata"]
+    assert source(done["cells"][0]).splitlines() == ['profile = "mini"           # smoke | mini',
+                                                     "seeds = None               # None: 5 seeds",
+                                                     'out_dir = "results/{profile}/x"']
+    shown = "".join(done["cells"][1]["outputs"][0]["text"])
+    assert "wall time: 1.6 min" in shown and "parameters given to this run: seeds=[0]" in shown
+    assert done["metadata"]["gifkit"]["last_run"]["wall_seconds"] == 95.0
+
+
+# ----------------------------------------------------------------------------- executed on the smoke profile
+
+# a line each notebook must print on smoke: the mechanics it exists to show
+KEY_OUTPUT = {
+    "00": r"written, 0 already there", "01": r"s = [-\d.]+ \(stored: [-\d.]+\)",
+    "02": r"max \|library - by hand\| = 0\.0", "03": r"nothing decoded: True", "04": r"pixel-wise noise: z \(5, 17, 32\)",
+    "05": r"methods: \[", "06": r"At the paper's T = 1, S_div flips", "07": r"\d+ \(run, corruption, severity\) accuracies",
+    "08": r"classes many / medium / few", "09": r"expansions made: \d+ for \d+ training runs",
+    "10": r"Fréchet distance measured with", "11": r"lower after tuning: True", "12": r"kept [1-9]\d* of \d+ edits",
+    "13": r"img2img: .* it grows with sigma: True",
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_runs_on_the_smoke_profile(path, tmp_path):
+    assert run("smoke", out=tmp_path / "executed", only=[path.stem], results=tmp_path / "results") == []
+    nb = load(tmp_path / "executed" / path.name)
+    shown = "\n".join(text_outputs(c) for c in nb["cells"] if c["cell_type"] == "code")
+    assert not any(o["output_type"] == "error" for c in nb["cells"] for o in c.get("outputs", []))
+    assert "profile: smoke (" in shown and "Cost plan (smoke profile)" in shown and "wall time of this run" in shown
+    assert re.search(KEY_OUTPUT[path.stem[:2]], shown), KEY_OUTPUT[path.stem[:2]]
+    assert (tmp_path / "results" / "smoke" / path.stem / "paper_vs_run.csv").is_file() or \
+        any((tmp_path / "results" / "smoke" / path.stem).glob("paper_vs_run*.csv"))
+
+
+def test_declared_profiles_are_known():
+    from gifkit.config import PROFILE_NAMES
+
+    for p in NOTEBOOKS:
+        assert set(supported_profiles(p)) <= set(PROFILE_NAMES), p.name
+
+
+def test_an_in_place_run_starts_from_a_fresh_output_folder_and_fills_the_header(tmp_path):
+    """What `make notebooks-refresh` does to one notebook: the old output folder is set aside (nothing is resumed
+    into the committed outputs), the wall time goes into the header, profile into the parameters cell."""
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    cells = [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": None, "outputs": [],
+         "source": ['profile = "smoke"          # smoke | mini\n', 'out_dir = "results/{profile}/98_tiny"']},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": [
+            "from pathlib import Path\n", "from gifkit.experiments.nbkit import start_run\n", "run = start_run(profile)\n",
+            "out = Path(out_dir.format(profile=profile))\n",
+            "print('already there:', sorted(p.name for p in out.glob('*')) if out.is_dir() else [])\n",
+            "out.mkdir(parents=True, exist_ok=True); (out / 'made.txt').write_text('x')"]}]
+    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                                       "gifkit": {"profiles": ["smoke"]}}, "nbformat": 4, "nbformat_minor": 5}
+    (folder / "98_tiny.ipynb").write_text(json.dumps(nb))
+    old = tmp_path / "results" / "smoke" / "98_tiny"
+    old.mkdir(parents=True)
+    (old / "stale.txt").write_text("from an earlier run")
+    assert run("smoke", in_place=True, folder=folder, results=tmp_path / "results") == []
+    done = load(folder / "98_tiny.ipynb")
+    shown = text_outputs(done["cells"][1])
+    assert "already there: []" in shown, "the run did not see the earlier run's files"
+    assert re.search(r"wall time: \d+ s \(the whole notebook", shown) and nbkit.WALL_PLACEHOLDER not in shown
+    assert (tmp_path / "results" / "smoke" / "98_tiny.previous" / "stale.txt").is_file()
+    assert (old / "made.txt").is_file() and not (old / "stale.txt").exists()
+    assert source(done["cells"][0]).startswith('profile = "smoke"') and len(done["cells"]) == 2

@@ -32,5 +32,13 @@ def test_paired_differences_pair_by_seed_and_call_effects_only_outside_zero():
 def test_verdict_and_formatting():
     assert verdict(0.1, 2.0) == "higher" and verdict(-2.0, -0.1) == "lower" and verdict(-1.0, 1.0) == "no effect"
     assert verdict(math.nan, math.nan) == "n/a"
+    assert verdict(9.0, 9.0) == "n/a" and verdict(0.0, 0.0) == "no effect"  # no spread: no effect is claimed
+    assert verdict(0.1, 2.0, n=2) == "n/a" and verdict(0.1, 2.0, n=3) == "higher"  # at least 3 pairs
+
+
+def test_constant_differences_over_two_seeds_are_not_an_effect():
+    runs = pd.DataFrame({"method": ["a", "a", "c", "c"], "seed": [0, 1, 0, 1], "accuracy": [59.0, 60.0, 50.0, 51.0]})
+    row = paired_differences(runs, "c").iloc[0]
+    assert row.mean_diff == 9.0 and row.ci_low == row.ci_high == 9.0 and row.verdict == "n/a"
     assert format_difference(1.234, 0.4, 2.05) == "+1.23 [+0.40, +2.05]"
     assert format_difference(-0.5, math.nan, math.nan) == "-0.50"

@@ -3,8 +3,8 @@
 Every dataset yields ``(PIL RGB image, int label)`` and has ``.targets``. The built-in names are registered
 here, all at once, from :data:`BUILTIN`; any image-folder path (``<root>/<class>/<image>``, or
 ``<root>/<split>/<class>/<image>``) is accepted as well, and :func:`register` adds a loader of your own.
-The loader modules never import each other: what they share lives in :mod:`gifkit.data.base` and
-:mod:`gifkit.data.longtail`.
+The loader modules never import each other: what they share lives in :mod:`gifkit.data.base`,
+:mod:`gifkit.data.longtail` and :mod:`gifkit.data.corruptions`.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ BUILTIN = {
     "smoke": synthetic.load_smoke, "smoke-lt": synthetic.load_smoke_lt,
     # mini profile: the official idx files
     "fashion-mnist": fashion.load_fashion_mnist, "mnist": fashion.load_mnist,
+    "fashion-mnist-lt": fashion.load_fashion_mnist_lt, "fashion-mnist-c": fashion.load_fashion_mnist_c,
     # the paper's datasets with the paper's splits
     "cifar100": cifar.load_cifar100, "cifar100s": cifar.load_cifar100s, "cifar100lt": cifar.load_cifar100lt,
     "cifar100c": cifar.load_cifar100c,

@@ -22,6 +22,20 @@ without labels). ``test`` is the official test set (10,000; ``test_per_class``
 may subsample it for quick checks; ``n_per_class`` applies to ``train`` only,
 so one set of keyword arguments serves both splits). Items are
 ``(PIL RGB 28x28, label)``.
+
+Two derived sets stand in for the paper's long-tail and OOD studies on the mini profile:
+
+* ``fashion-mnist-lt`` (:func:`load_fashion_mnist_lt`): ``train`` = ``n_max`` (200) images per class drawn
+  as above, then cut to the exponential long tail of CIFAR100-LT (:mod:`gifkit.data.longtail`) with imbalance
+  ratio 20: 200, 143, 102, 73, 52, 37, 27, 19, 13, 10 images (676 in all; with CIFAR100-LT's thresholds 3
+  many-shot (> 100), 4 medium-shot and 3 few-shot (< 20) classes); ``test`` = the balanced official test set.
+  Both splits carry ``.class_counts`` (the training counts).
+* ``fashion-mnist-c`` (:func:`load_fashion_mnist_c`): the official test set under the corruptions of
+  :mod:`gifkit.data.corruptions`, split ``"<corruption>-<severity>"`` (e.g. ``"contrast-3"``); ``test`` /
+  ``clean`` is the uncorrupted test set and ``train`` the small labelled set (so a mini run evaluates on it
+  unchanged). Each image's corruption is drawn from ``(seed, "fashion-mnist-c", corruption, severity, index in
+  the official test set)`` and applied to the grey image (the first channel of the RGB result), so the set is
+  the same on every machine and a ``test_per_class`` subsample holds the same corrupted images.
 """
 from __future__ import annotations
 
@@ -34,11 +48,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from gifkit.core.rng import np_random
+from gifkit.data.corruptions import CORRUPTIONS, corrupt
+from gifkit.data.longtail import longtail_counts, longtail_subset
 from gifkit.errors import UserError
 
 __all__ = ["FASHION_CLASSES", "MNIST_CLASSES", "IdxDataset", "read_idx", "find_files", "load_arrays",
            "DataUnavailable", "DEFAULT_N_PER_CLASS", "APT_PACKAGE", "how_to_get", "load_fashion_mnist",
-           "load_mnist", "load_idx_dataset", "sample_per_class", "cache_root"]
+           "load_mnist", "load_idx_dataset", "sample_per_class", "cache_root", "LT_N_MAX", "LT_IMBALANCE",
+           "load_fashion_mnist_lt", "CorruptedDataset", "load_fashion_mnist_c"]
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
@@ -212,4 +229,73 @@ def load_fashion_mnist(split: str = "train", root=None, profile: str = "mini", *
 
 def load_mnist(split: str = "train", root=None, profile: str = "mini", **kwargs):
     ds = load_idx_dataset("mnist", split, root, profile, **kwargs)
+    return ds, ds.classes
+
+
+# ----------------------------------------------------------------------------- mini stand-ins: long tail, OOD
+
+LT_N_MAX, LT_IMBALANCE = 200, 20  # fashion-mnist-lt: 200 ... 10 images per class (CIFAR100-LT's shot groups apply)
+
+
+def load_fashion_mnist_lt(split: str = "train", root=None, profile: str = "mini", n_max: int = LT_N_MAX,
+                          imbalance_ratio: float = LT_IMBALANCE, seed: int = 0, download: bool = False,
+                          test_per_class: int | None = None, **_):
+    """Long-tailed Fashion-MNIST (module docstring): ``train`` = the exponential long tail (``n_max`` down to
+    ``n_max / imbalance_ratio`` per class) of ``n_max`` seeded images per class; ``test`` = the balanced official
+    test set (``test_per_class`` to subsample). Both carry ``.class_counts``; other keyword arguments (the mini
+    profile's ``n_per_class``) are ignored."""
+    counts = longtail_counts(int(n_max), len(FASHION_CLASSES), imbalance_ratio)
+    if split == "train":
+        balanced = load_idx_dataset("fashion-mnist", "train", root, profile, n_per_class=int(n_max), seed=seed,
+                                    download=download)
+        ds = longtail_subset(balanced, imbalance_ratio)
+        ds.name, ds.split = "fashion-mnist-lt", "train"
+    elif split == "test":
+        ds = load_idx_dataset("fashion-mnist", "test", root, profile, download=download,
+                              test_per_class=test_per_class)
+        ds.name = "fashion-mnist-lt"
+    else:
+        raise ValueError(f"fashion-mnist-lt: split must be 'train' or 'test', got {split!r}")
+    ds.class_counts = counts
+    return ds, list(FASHION_CLASSES)
+
+
+class CorruptedDataset(IdxDataset):
+    """An :class:`IdxDataset` whose items come out corrupted (``corruption`` at ``severity``, drawn per item from
+    ``(seed, "fashion-mnist-c", corruption, severity, official index)``), grey as the originals."""
+
+    def __init__(self, base: IdxDataset, corruption: str, severity: int, seed: int = 0):
+        if corruption not in CORRUPTIONS:
+            raise ValueError(f"fashion-mnist-c: corruption must be one of {', '.join(CORRUPTIONS)}, got {corruption!r}")
+        if not 1 <= int(severity) <= 5:
+            raise ValueError(f"fashion-mnist-c: severity must be 1..5, got {severity}")
+        super().__init__(base.images, np.asarray(base.targets), base.classes, base.indices, "fashion-mnist-c",
+                         f"{corruption}-{int(severity)}")
+        self.corruption, self.severity, self.seed = corruption, int(severity), seed
+
+    def __getitem__(self, i: int):
+        image, label = super().__getitem__(i)
+        rng = np_random(self.seed, "fashion-mnist-c", self.corruption, self.severity, int(self.indices[i]))
+        grey = np.asarray(corrupt(image, self.corruption, self.severity, rng))[:, :, 0]
+        return Image.fromarray(grey, "L").convert("RGB"), label
+
+
+def load_fashion_mnist_c(split: str = "contrast-3", root=None, profile: str = "mini", seed: int = 0,
+                         download: bool = False, test_per_class: int | None = None, n_per_class: int | None = None,
+                         **_):
+    """Corrupted Fashion-MNIST test sets (module docstring): ``split`` = ``"<corruption>-<severity 1..5>"``
+    (corruptions: :data:`gifkit.data.corruptions.CORRUPTIONS`), ``"test"``/``"clean"`` (uncorrupted) or
+    ``"train"`` (the small labelled set, ``n_per_class`` per class)."""
+    if split == "train":
+        ds = load_idx_dataset("fashion-mnist", "train", root, profile, n_per_class=n_per_class, seed=seed,
+                              download=download)
+        return ds, ds.classes
+    base = load_idx_dataset("fashion-mnist", "test", root, profile, download=download, test_per_class=test_per_class)
+    if split in ("test", "clean"):
+        return base, base.classes
+    corruption, _, severity = split.rpartition("-")
+    if corruption not in CORRUPTIONS or severity not in tuple("12345"):
+        raise ValueError(f"fashion-mnist-c: split must be '<corruption>-<severity 1..5>' (corruptions: "
+                         f"{', '.join(CORRUPTIONS)}), 'test' or 'train', got {split!r}")
+    ds = CorruptedDataset(base, corruption, int(severity), seed)
     return ds, ds.classes

@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from gifkit.config import get_profile
+from gifkit.experiments import nbkit  # nbkit.DRIVE: the one place the Drive folder is named
 
-__all__ = ["DRIVE", "output_root", "class_subset", "linear_probe", "run_colab"]
+__all__ = ["output_root", "class_subset", "linear_probe", "run_colab"]
 
-DRIVE = Path("/content/drive/MyDrive")
 ARMS = ("sd", "gif-sd")
 
 
@@ -38,7 +38,7 @@ def output_root(out: str | Path | None = None) -> Path:
     """``out``, else ``<Drive>/gifkit-colab`` when Google Drive is mounted, else ``results/colab``."""
     if out is not None:
         return Path(out)
-    return DRIVE / "gifkit-colab" if DRIVE.is_dir() else Path("results") / "colab"
+    return nbkit.DRIVE / "gifkit-colab" if nbkit.DRIVE.is_dir() else Path("results") / "colab"
 
 
 class _Subset(torch.utils.data.Dataset):

@@ -12,7 +12,9 @@ times per device class:
   machine's measured rate on the mini profile.
 
 These are planning numbers (factor-of-two accuracy), printed so that nobody starts a 4,000-GPU-hour study
-thinking it takes an afternoon; the measured times of a run are in its outputs.
+thinking it takes an afternoon; the measured times of a run are in its outputs. :func:`grid_plan` counts the
+images and trainings of a :func:`gifkit.experiments.study.run_grid` study from its arguments (dataset sizes:
+:data:`TRAIN_SIZES`); every numbered notebook prints its plan before doing any work.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["SD_SPEED", "TRAIN_IMAGES_PER_S", "PAPER_SECONDS_PER_IMAGE", "MEASURED_CPU", "CostPlan", "estimate",
-           "measured_gpu_figures"]
+           "measured_gpu_figures", "TRAIN_SIZES", "train_passes", "grid_plan"]
 
 # throughput of fp16 SD v1 img2img relative to a V100 (approximate public figures, not measured by gifkit)
 SD_SPEED = {"T4": 0.35, "V100": 1.0, "A100": 2.2, "H100": 3.5}
@@ -116,3 +118,60 @@ def estimate(profile: str, images: dict[str, int], *, trainings: int = 0, train_
 
 
 _SD_LIKE = {m for m, s in PAPER_SECONDS_PER_IMAGE.items() if s > 1}
+
+# images of each dataset's training split as gifkit loads it (docs/design.md §4; mini: the small labelled set)
+TRAIN_SIZES = {"cifar100s": 10_000, "caltech101": 3_060, "cars": 8_144, "stanford_cars": 8_144, "flowers": 6_552,
+               "flowers102": 6_552, "dtd": 3_760, "pets": 3_842, "oxford_pets": 3_842, "pathmnist": 10_004,
+               "breastmnist": 78, "organsmnist": 13_940, "cifar100lt": 10_847, "fashion-mnist": 200, "mnist": 200,
+               "fashion-mnist-lt": 676, "smoke": 16, "smoke-lt": 174}
+
+
+def train_passes(profile: str, n_original: int, n_expanded: int = 0, *, epochs: int | None = None,
+                 steps: int | None = None, batch_size: int | None = None) -> int:
+    """Image passes of one training run under ``profile``'s preset (:data:`gifkit.config.TRAIN_PRESETS`):
+    ``steps x batch_size`` where the preset fixes the steps (mini: 300 x 64), else
+    ``epochs x (n_original + n_expanded)`` (the expanded set's epochs; the original arm: ``n_expanded = 0``)."""
+    from gifkit.config import TRAIN_PRESETS, get_profile
+
+    preset = TRAIN_PRESETS[get_profile(profile).train_preset]
+    steps = steps if steps is not None else preset.get("steps")
+    if steps is not None:
+        return int(steps) * int(batch_size or preset["batch_size"])
+    return int(epochs or preset["epochs"]) * (int(n_original) + int(n_expanded))
+
+
+def grid_plan(profile: str, datasets, methods, *, seeds, ratio=5, n_seeds: int | None = None,
+              epochs: int | None = None, steps: int | None = None, batch_size: int | None = None, archs: int = 1,
+              sizes: dict | None = None, extra_images: dict | None = None, extra_trainings: int = 0,
+              image_size: int = 224, measured: dict | None = None) -> CostPlan:
+    """The :class:`CostPlan` of a ``run_grid`` study: for each dataset x method x seed, ``n x ratio`` created images
+    (``n`` = the dataset's training images (:data:`TRAIN_SIZES` or ``sizes``), at most ``n_seeds``; method
+    ``original``: none) and ``archs`` trainings of :func:`train_passes` each. ``ratio`` may be ``{dataset: K}``;
+    ``methods`` are names or ``run_grid`` entries ``(label, method, ...)``; ``extra_images`` (method -> images)
+    and ``extra_trainings`` (of the first dataset's size, unexpanded) add what a notebook runs besides the grid.
+    Finished cells of a resumed grid cost nothing; the plan counts them all."""
+    datasets = [datasets] if isinstance(datasets, str) else list(datasets)
+    images: dict[str, int] = {}
+    trainings, passes = 0, 0
+    for ds in datasets:
+        n = (sizes or {}).get(ds, TRAIN_SIZES.get(str(ds).lower()))
+        if n is None:
+            raise ValueError(f"grid_plan: the size of {ds!r} is unknown; pass sizes={{{ds!r}: <training images>}}")
+        k = ratio.get(ds, 5) if isinstance(ratio, dict) else int(ratio)
+        seeded = min(int(n_seeds), n) if n_seeds else n
+        for entry in methods:
+            method = entry if isinstance(entry, str) else entry[1]
+            made = 0 if method == "original" else seeded * k
+            if made:
+                images[method] = images.get(method, 0) + made * len(seeds)
+            trainings += archs * len(seeds)
+            passes += archs * len(seeds) * train_passes(profile, n, made, epochs=epochs, steps=steps,
+                                                        batch_size=batch_size)
+    for method, n in (extra_images or {}).items():
+        images[method] = images.get(method, 0) + int(n)
+    if extra_trainings:
+        n0 = (sizes or {}).get(datasets[0], TRAIN_SIZES.get(str(datasets[0]).lower(), 0))
+        trainings += extra_trainings
+        passes += extra_trainings * train_passes(profile, n0, epochs=epochs, steps=steps, batch_size=batch_size)
+    return estimate(profile, images, trainings=trainings, train_passes=passes, image_size=image_size,
+                    measured=measured)

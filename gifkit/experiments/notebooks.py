@@ -5,27 +5,41 @@
     python -m gifkit.experiments.notebooks --profile mini --only 05 --param ratio=5 --param "seeds=[0, 1]"
     python -m gifkit.experiments.notebooks --profile mini --only 05 --in-place   # refresh notebooks/05_*.ipynb
 
+    python -m gifkit.experiments.notebooks --refresh --only 05               # in place, on its committed profile
+    python -m gifkit.experiments.notebooks --sync                             # badges, install cells, Colab metadata
+
 (``make notebooks NB="05 06" PROFILE=mini PARAMS="ratio=5 seeds=[0,1]"`` is the same.) Each notebook's
-``parameters`` cell gets ``profile``, ``out_dir`` and the ``--param`` values (Python literals, else text);
-executed copies go to ``results/<profile>/notebooks/``, their CSV and PNG to ``results/<profile>/<name>/``.
-``--in-place`` writes the executed notebook back into ``notebooks/`` (the committed outputs) and runs it in a
-fresh, empty output folder, so nothing stale is resumed into what is committed. A failure names the notebook
-and the cell, and the remaining notebooks still run. A notebook whose metadata lists the profiles it supports
-(``metadata.gifkit.profiles``) is skipped, with a line saying so, under any other profile.
+``parameters`` cell gets ``profile``, ``out_dir`` (``results/<profile>/<name>``), ``grid_dir`` (the shared,
+resumable study folder ``results/<profile>/work/grid``, where the notebook has one) and the ``--param`` values
+(Python literals, else text); executed copies go to ``results/<profile>/notebooks/``. ``--in-place`` writes the
+executed notebook back into ``notebooks/`` (the committed outputs) and runs it in a fresh output folder (a
+previous one is moved to ``<name>.previous``), so nothing stale is resumed into what is committed; only the
+shared grid is resumed. A failure names the notebook and the cell, and the remaining notebooks still run. A
+notebook whose metadata lists the profiles it supports (``metadata.gifkit.profiles``) is skipped, with a line
+saying so, under any other profile.
+
+After an in-place run the runner writes the run's wall time into the header line the notebook printed
+(:data:`gifkit.experiments.nbkit.WALL_PLACEHOLDER`), keeps ``profile`` in the parameters cell, and records the
+other parameters it was given in the header and in ``metadata.gifkit.last_run`` (the parameters cell keeps
+its defaults, so the next refresh runs full size). ``--sync`` writes every notebook's Colab badge and install
+cell from :data:`gifkit.experiments.nbkit.REPOSITORY` / ``RELEASE`` and the extras in
+``metadata.gifkit.extras``, and the Colab GPU runtime metadata (``accelerator``, ``colab.gpuType``).
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import json
+import shutil
 import sys
-import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from gifkit.config import PROFILE_NAMES
 
-__all__ = ["ROOT", "notebooks", "committed_profile", "supported_profiles", "parse_params", "run", "refresh", "main"]
+__all__ = ["ROOT", "notebooks", "committed_profile", "supported_profiles", "parse_params", "run", "refresh", "sync",
+           "main"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -70,11 +84,14 @@ def parse_params(items: list[str] | None) -> dict:
 
 
 def run(profile: str = "smoke", out: Path | None = None, only: list[str] | None = None, in_place: bool = False,
-        params: dict | None = None, kernel: str = "python3", folder: Path = ROOT / "notebooks") -> list[tuple[str, str]]:
-    """Execute the notebooks; returns ``[(name, error)]`` for the ones that failed (skipped ones are not)."""
+        params: dict | None = None, kernel: str = "python3", folder: Path = ROOT / "notebooks",
+        results: Path | None = None) -> list[tuple[str, str]]:
+    """Execute the notebooks; returns ``[(name, error)]`` for the ones that failed (skipped ones are not).
+    ``results``: the folder holding ``<profile>/<name>`` and ``<profile>/work/grid`` (default ``results/``)."""
     import papermill as pm
 
-    out = Path(out) if out is not None else ROOT / "results" / profile / "notebooks"
+    base = Path(results) if results is not None else Path("results")
+    out = Path(out) if out is not None else ROOT / base / profile / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     failures = []
     for nb in notebooks(folder, only=only):
@@ -83,16 +100,21 @@ def run(profile: str = "smoke", out: Path | None = None, only: list[str] | None 
                   f"not {profile}")
             continue
         target = nb if in_place else out / nb.name
-        fresh = tempfile.mkdtemp(prefix=f"gifkit-{nb.stem}-") if in_place else None
-        out_dir = f"{fresh}/{{profile}}" if fresh else str(ROOT / "results" / profile / nb.stem)
-        values = {"profile": profile, "out_dir": out_dir, **(params or {})}
+        out_dir = base / profile / nb.stem
+        if in_place:
+            _set_aside(out_dir if out_dir.is_absolute() else ROOT / out_dir)
+        values = {"profile": profile, "out_dir": str(out_dir)}
+        if "grid_dir" in _parameters(nb):
+            values["grid_dir"] = str(base / profile / "work" / "grid")
+        values.update(params or {})
         t = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(target), parameters=values, kernel_name=kernel, cwd=str(ROOT),
                                 progress_bar=False)
+            seconds = time.perf_counter() - t
             if in_place:
-                _drop_injected_parameters(target)
-            print(f"ok    {nb.name}  {time.perf_counter() - t:.0f} s -> {target}")
+                finish_in_place(target, profile, seconds, params or {})
+            print(f"ok    {nb.name}  {seconds:.0f} s -> {target}")
         except pm.PapermillExecutionError as e:
             failures.append((nb.name, f"cell {e.exec_count}: {e.ename}: {e.evalue}"))
             print(f"FAIL  {nb.name}: cell {e.exec_count}: {e.ename}: {e.evalue} (see {target})", file=sys.stderr)
@@ -100,6 +122,21 @@ def run(profile: str = "smoke", out: Path | None = None, only: list[str] | None 
             failures.append((nb.name, f"{type(e).__name__}: {e}"))
             print(f"FAIL  {nb.name}: {type(e).__name__}: {e}", file=sys.stderr)
     return failures
+
+
+def _set_aside(folder: Path) -> None:
+    """Move an existing output folder to ``<folder>.previous`` (replacing an older one), so the run starts fresh."""
+    if folder.exists():
+        previous = folder.with_name(folder.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        folder.rename(previous)
+
+
+def _parameters(path: Path) -> str:
+    """The source of a notebook's ``parameters`` cell."""
+    nb = json.loads(Path(path).read_text())
+    cell = next((c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    return "".join(cell["source"]) if cell else ""
 
 
 def refresh(only: list[str] | None = None, folder: Path = ROOT / "notebooks") -> list[tuple[str, str]]:
@@ -111,31 +148,77 @@ def refresh(only: list[str] | None = None, folder: Path = ROOT / "notebooks") ->
     return failures
 
 
-def _drop_injected_parameters(path: Path) -> None:
-    """Fold papermill's ``injected-parameters`` cell back into the ``parameters`` cell's values, so a committed
-    notebook shows the parameters it ran with in one place (and stays runnable top to bottom)."""
-    nb = json.loads(path.read_text())
+def finish_in_place(path: Path, profile: str, seconds: float, given: dict) -> None:
+    """Tidy a notebook executed in place: drop papermill's ``injected-parameters`` cell, set ``profile`` in the
+    ``parameters`` cell (the other values keep their defaults, so the next refresh runs full size), write the wall
+    time and the parameters ``given`` into the header line the notebook printed, and record the run in
+    ``metadata.gifkit.last_run``."""
+    from gifkit.experiments.nbkit import WALL_PLACEHOLDER, fmt_seconds
+
+    nb = json.loads(Path(path).read_text())
     cells = nb["cells"]
-    idx = [i for i, c in enumerate(cells) if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
-    if not idx:
-        return
-    injected = "".join(cells[idx[0]]["source"])
+    cells[:] = [c for c in cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     params = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
     lines = "".join(params["source"]).splitlines()
-    values = dict(line.split(" = ", 1) for line in injected.splitlines() if " = " in line and not line.startswith("#"))
-    values.pop("out_dir", None)  # the committed notebook keeps its default output folder
-    new = []
-    for line in lines:
-        name = line.split("=", 1)[0].strip()
-        if name in values and "=" in line:
-            comment = line.split("#", 1)[1] if "#" in line else ""
-            head = f"{name} = {values[name]}"
-            new.append(f"{head:<26} # {comment.strip()}" if comment else head)
-        else:
-            new.append(line)
-    params["source"] = [ln + "\n" for ln in new[:-1]] + [new[-1]] if new else []
-    del cells[idx[0]]
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    for i, line in enumerate(lines):
+        if line.split("=", 1)[0].strip() == "profile" and "=" in line:
+            comment = line.split("#", 1)[1].strip() if "#" in line else ""
+            head = f"profile = {json.dumps(profile)}"
+            lines[i] = f"{head:<26} # {comment}" if comment else head
+    params["source"] = [ln + "\n" for ln in lines[:-1]] + lines[-1:]
+    wall = f"wall time: {fmt_seconds(seconds)} (the whole notebook, measured by gifkit.experiments.notebooks)"
+    if given:
+        wall += "\nparameters given to this run: " + ", ".join(f"{k}={v!r}" for k, v in given.items())
+    done = False
+    for cell in cells:
+        for o in cell.get("outputs", []):
+            text = "".join(o.get("text", [])) if o.get("output_type") == "stream" else ""
+            if not done and WALL_PLACEHOLDER in text:
+                new = text.replace(WALL_PLACEHOLDER, wall, 1)
+                o["text"] = new.splitlines(keepends=True)
+                done = True
+    meta = nb.setdefault("metadata", {}).setdefault("gifkit", {})
+    meta["last_run"] = {"profile": profile, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+                        "wall_seconds": round(seconds, 1), "parameters": {k: repr(v) for k, v in given.items()}}
+    nb["metadata"].pop("papermill", None)
+    for cell in cells:
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
+    Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def sync(folder: Path = ROOT / "notebooks") -> list[str]:
+    """Write each notebook's Colab badge (first markdown cell), install cell and GPU runtime metadata from
+    :mod:`gifkit.experiments.nbkit` (``metadata.gifkit.extras``: the pip extras it installs; ``gpu``: whether it
+    asks Colab for a GPU). Returns the names of the notebooks it changed."""
+    import re
+
+    from gifkit.experiments.nbkit import COLAB_GPU, badge, install_cell
+
+    changed = []
+    for path in notebooks(folder):
+        text = path.read_text()
+        nb = json.loads(text)
+        meta = nb.setdefault("metadata", {}).setdefault("gifkit", {})
+        extras = meta.setdefault("extras", ["mini"])
+        first = nb["cells"][0]
+        src = "".join(first["source"])
+        pattern = r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)"
+        new = re.sub(pattern, badge(path.name).replace("\\", "\\\\"), src) if re.search(pattern, src) else \
+            src.replace("\n\n", "\n\n" + badge(path.name) + "\n\n", 1)
+        first["source"] = new.splitlines(keepends=True)
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code" and 'find_spec("gifkit")' in "".join(cell["source"]):
+                cell["source"] = install_cell(extras).splitlines(keepends=True)
+                break
+        for key in COLAB_GPU:
+            nb["metadata"].pop(key, None)
+        if meta.get("gpu", True):
+            nb["metadata"].update(json.loads(json.dumps(COLAB_GPU)))
+        if nb != json.loads(text):  # content, not key order
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            changed.append(path.name)
+    return changed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
                                                           "running in a fresh output folder")
     p.add_argument("--refresh", action="store_true", help="--in-place, each notebook on the profile its committed "
                                                          "outputs come from (metadata.gifkit.committed_profile)")
+    p.add_argument("--sync", action="store_true", help="write the Colab badges, install cells and GPU metadata "
+                                                      "from gifkit.experiments.nbkit, then stop")
     a = p.parse_args(argv)
+    if a.sync:
+        changed = sync()
+        print(f"synced {len(changed)} notebook(s)" + (": " + ", ".join(changed) if changed else ""))
+        return 0
     failures = refresh(a.only) if a.refresh else run(a.profile, a.out, a.only, a.in_place, parse_params(a.param))
     if failures:
         print(f"{len(failures)} notebook(s) failed: " + "; ".join(f"{n} ({e})" for n, e in failures), file=sys.stderr)

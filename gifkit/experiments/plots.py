@@ -1,4 +1,5 @@
-"""Figures: grids of seeds and their generated variants (by seed, or one row per class)."""
+"""Figures: grids of seeds and their generated variants (by seed, or one row per class), the GIF pipeline drawn
+by code (per prior), and paired differences with their 95 % intervals."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,7 @@ from torchvision.utils import make_grid
 from gifkit.io.images import open_rgb
 from gifkit.io.store import read_metadata
 
-__all__ = ["expansion_grid", "class_grid", "PIPELINE_STEPS", "pipeline_figure"]
+__all__ = ["expansion_grid", "class_grid", "PIPELINE_STEPS", "pipeline_steps", "pipeline_figure", "difference_plot"]
 
 
 def expansion_grid(dataset, root: str | Path, n_seeds: int = 8, size: int = 64) -> Image.Image:
@@ -75,10 +76,42 @@ PIPELINE_STEPS = (
 )
 
 
+# what differs per prior: (latent, how the guidance sees a perturbed latent, the final decode)
+_PRIOR_STEPS = {
+    "sd": (("prior latent f", "SD img2img, fully denoised\n[K, 4, 64, 64], own prompt"),
+           ("decode", "VAE decoder D(f'_k)\n(unprojected, with grad)"),
+           ("decode", "VAE decoder D(final)\nno gradients")),
+    "dalle": (("prior latent f", "CLIP image embedding\nof the seed [K, E]"),
+              ("no decode", "f'_k is scored directly:\nv_k = normalize(f'_k)"),
+              ("decode", "unCLIP decoder from\nthe final embedding")),
+    "mae": (("prior latent f", "MAE encoder tokens\n[K, 1+L, D], mask ratio 0"),
+            ("decode", "MAE decoder: patches\n-> 224 px (with grad)"),
+            ("decode", "MAE decoder\nno gradients")),
+    "vae": (("prior latent f", "mini VAE posterior sample\n[K, 4, 7, 7]"),
+            ("decode", "VAE decoder D(f'_k)\n(unprojected, with grad)"),
+            ("decode", "VAE decoder D(final)\nno gradients")),
+}
+
+
+def pipeline_steps(prior: str = "sd") -> tuple:
+    """:data:`PIPELINE_STEPS` with the latent and the decode steps of ``prior`` (``sd``, ``dalle``, ``mae``, ``vae``;
+    also the method names ``gif-sd``, ``gif-dalle``, ``gif-mae``, ``gif-vae``)."""
+    key = prior.removeprefix("gif-")
+    if key not in _PRIOR_STEPS:
+        raise ValueError(f"pipeline_steps: prior must be one of {', '.join(_PRIOR_STEPS)}, got {prior!r}")
+    latent, guided, final = _PRIOR_STEPS[key]
+    steps = list(PIPELINE_STEPS)
+    steps[1], steps[3], steps[8] = latent, guided, final
+    if key == "vae":  # the mini profile's guide stands in for CLIP
+        steps[4] = ("guide", "Lite0 + prototypes:\np'_k = softmax(s cos(u_k, w_c))")
+    return tuple(steps)
+
+
 def pipeline_figure(path: str | Path | None = None, steps=PIPELINE_STEPS):
     """The GIF pipeline as a figure drawn by code: seed -> prior latent -> K perturbations -> decode -> CLIP ->
-    score -> update -> projection -> decode -> store, with the gradient path (decode, CLIP, score) marked and
-    the update looping back to the perturbation. Returns the matplotlib figure (saved to ``path`` if given)."""
+    score -> update -> projection -> decode -> store, with the gradient path (steps 4-6: decode, CLIP, score)
+    marked and the update looping back to the perturbation (``steps``: :func:`pipeline_steps` of a prior).
+    Returns the matplotlib figure (saved to ``path`` if given)."""
     import matplotlib
 
     import matplotlib.pyplot as plt
@@ -92,14 +125,13 @@ def pipeline_figure(path: str | Path | None = None, steps=PIPELINE_STEPS):
     ax.set_xlim(0, cols)
     ax.set_ylim(0, 2)
     ax.axis("off")
-    grad = {"decode", "CLIP", "score"}
+    grad = {3, 4, 5}  # positions on the gradient path: decode (or the embedding itself), CLIP, score
     centers = []
     for i, (title, text) in enumerate(steps):
         row = 0 if i < cols else 1
         col = i if row == 0 else cols - 1 - (i - cols)  # a U: left to right, then back
         x, y = col + 0.5, 1.5 if row == 0 else 0.5
-        first_decode = title == "decode" and i < n - 2
-        color = "#fde2c8" if (title in grad and (title != "decode" or first_decode)) else "#dbe8f6"
+        color = "#fde2c8" if i in grad else "#dbe8f6"
         ax.add_patch(FancyBboxPatch((x - 0.45, y - 0.36), 0.9, 0.72, boxstyle="round,pad=0.02", fc=color, ec="#444"))
         ax.text(x, y + 0.2, title, ha="center", va="center", fontsize=9, weight="bold")
         ax.text(x, y - 0.08, text, ha="center", va="center", fontsize=6.5)
@@ -116,9 +148,34 @@ def pipeline_figure(path: str | Path | None = None, steps=PIPELINE_STEPS):
         ax.add_patch(FancyArrowPatch((xu, yu + 0.37), (xp, yp - 0.37), connectionstyle="arc3,rad=0.3",
                                      arrowstyle="-|>", mutation_scale=12, color="#c0392b", ls="--"))
         ax.text(xp + 0.55, 1.02, "opt_steps > 1: score again", fontsize=6.5, color="#c0392b", ha="left")
-    ax.text(0.02, 0.02, "orange: the gradient path (decoder and CLIP only, never the diffusion sampler)",
+    ax.text(0.02, 0.02, "orange: the gradient path from the score back to z and b (never through a diffusion sampler)",
             transform=ax.transAxes, fontsize=7, color="#a0522d")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def difference_plot(table, arm: str = "method", ax=None, title: str = "", unit: str = "accuracy points"):
+    """Paired differences (:func:`gifkit.experiments.stats.paired_differences` rows: ``arm``, ``control``,
+    ``mean_diff``, ``ci_low``, ``ci_high``) as points with their 95 % intervals and a line at 0; an interval that
+    misses 0 is drawn solid (an effect), one that holds 0 hollow. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 0.45 * len(table) + 1.2))
+    labels = [f"{a} - {c}" for a, c in zip(table[arm], table["control"])]
+    for i, (_, r) in enumerate(table.iterrows()):
+        lo, hi = r["ci_low"], r["ci_high"]
+        has_ci = lo == lo and hi == hi  # not NaN
+        effect = has_ci and (lo > 0 or hi < 0)
+        if has_ci:
+            ax.plot([lo, hi], [i, i], color="#333", lw=1.5)
+        ax.plot([r["mean_diff"]], [i], "o", color="#c0392b" if effect else "white", mec="#333", ms=7)
+    ax.axvline(0, color="grey", ls="--", lw=1)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"paired difference ({unit}), mean and 95 % interval over seeds")
+    if title:
+        ax.set_title(title)
+    return ax

@@ -33,7 +33,9 @@ supported by :func:`gifkit.core.imagine.job_noise`, which draws every job's nois
 
 Helper: :func:`write_fake_cifar100c`, a small stand-in for CIFAR-100-C in its on-disk format
 (``CIFAR-100-C/<corruption>.npy`` stacking 5 severities, ``labels.npy``) built from any ``(image, label)``
-dataset, for the smoke profile only. The long-tailed smoke set is the dataset ``smoke-lt`` (:mod:`gifkit.data`).
+dataset with the corruptions of :mod:`gifkit.data.corruptions` (re-exported here as ``FAKE_CORRUPTIONS`` and
+``corrupt``), for the smoke profile only; the mini profile's corrupted test set is the dataset
+``fashion-mnist-c``. The long-tailed smoke set is the dataset ``smoke-lt`` (:mod:`gifkit.data`).
 """
 from __future__ import annotations
 
@@ -46,10 +48,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from gifkit.core.guidance import diversity, entropy, informativeness
 from gifkit.core.rng import np_random
+from gifkit.data.corruptions import CORRUPTIONS, corrupt
 from gifkit.io.files import atomic_write_bytes, read_json
 from gifkit.io.images import open_rgb, to_tensor01
 from gifkit.io.store import read_metadata, write_subset
@@ -308,73 +311,8 @@ def selective_augmentation(dataset, class_names: Sequence[str], out: str | Path,
 
 # ----------------------------------------------------------------------------- CIFAR-100-C stand-in (smoke)
 
-
-def _noise(a: np.ndarray, rng, sigma: float) -> np.ndarray:
-    return a + rng.normal(0, sigma * 255, a.shape)
-
-
-def _impulse(a: np.ndarray, rng, amount: float) -> np.ndarray:
-    a = a.copy()
-    m = rng.random(a.shape[:2])
-    a[m < amount / 2] = 0
-    a[m > 1 - amount / 2] = 255
-    return a
-
-
-def _blur(im: Image.Image, radius: float) -> np.ndarray:
-    return np.asarray(im.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float64)
-
-
-def _pixelate(im: Image.Image, factor: float) -> np.ndarray:
-    w, h = im.size
-    small = im.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.Resampling.BOX)
-    return np.asarray(small.resize((w, h), Image.Resampling.BOX), dtype=np.float64)
-
-
-def _jpeg(im: Image.Image, quality: int) -> np.ndarray:
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=quality)
-    with Image.open(buf) as j:
-        return np.asarray(j.convert("RGB"), dtype=np.float64)
-
-
-# severity 1..5 parameters, shaped after Hendrycks & Dietterich's CIFAR settings (stand-ins, not their code)
-FAKE_CORRUPTIONS: dict[str, tuple] = {
-    "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
-    "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07),
-    "defocus_blur": (0.4, 0.6, 0.8, 1.0, 1.5),
-    "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
-    "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
-    "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),
-    "jpeg_compression": (80, 65, 58, 50, 40),
-}
-
-
-def corrupt(image: Image.Image, corruption: str, severity: int, rng: np.random.Generator) -> Image.Image:
-    """A simple stand-in of one CIFAR-100-C corruption at ``severity`` 1..5 (smoke profile only; see
-    :data:`FAKE_CORRUPTIONS`). The real benchmark is read from the official files by gifkit.data."""
-    if corruption not in FAKE_CORRUPTIONS:
-        raise ValueError(f"no stand-in for {corruption!r}; known: {', '.join(FAKE_CORRUPTIONS)}")
-    if not 1 <= int(severity) <= 5:
-        raise ValueError(f"severity must be 1..5, got {severity}")
-    p = FAKE_CORRUPTIONS[corruption][int(severity) - 1]
-    im = image.convert("RGB")
-    a = np.asarray(im, dtype=np.float64)
-    if corruption == "gaussian_noise":
-        a = _noise(a, rng, p)
-    elif corruption == "impulse_noise":
-        a = _impulse(a, rng, p)
-    elif corruption == "defocus_blur":
-        a = _blur(im, p * im.size[0] / 32)
-    elif corruption == "brightness":
-        a = a + p * 255
-    elif corruption == "contrast":
-        a = (a - a.mean(axis=(0, 1), keepdims=True)) * p + a.mean(axis=(0, 1), keepdims=True)
-    elif corruption == "pixelate":
-        a = _pixelate(im, p)
-    else:
-        a = _jpeg(im, int(p))
-    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+# the corruptions live in the data layer (gifkit.data.corruptions), shared with the fashion-mnist-c loader
+FAKE_CORRUPTIONS = CORRUPTIONS
 
 
 def write_fake_cifar100c(root: str | Path, dataset, corruptions: Sequence[str] | None = None,

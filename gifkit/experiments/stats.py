@@ -6,8 +6,8 @@ so arms are compared *paired by seed*: for an arm ``a`` and a control ``c``,
     d_s = value(a, s) - value(c, s),    mean d = (1/n) sum_s d_s,
     CI  = mean d -/+ t_{n-1, (1 + level)/2} * sd(d) / sqrt(n)     (sd with ddof = 1)
 
-A difference is called an *effect* only when its interval excludes 0 (docs/design.md §4); with one seed there
-is no interval.
+A difference is called an *effect* only when its interval excludes 0 and rests on at least 3 seeds with some
+spread (docs/design.md §4); with one seed there is no interval.
 """
 from __future__ import annotations
 
@@ -35,15 +35,17 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
-def verdict(low: float, high: float) -> str:
-    """"higher" / "lower" when the interval ``[low, high]`` excludes 0, "no effect" when it holds 0, "n/a" without one."""
+def verdict(low: float, high: float, n: int | None = None) -> str:
+    """"higher" / "lower" when the interval ``[low, high]`` excludes 0, "no effect" when it holds 0, "n/a" without
+    one. An interval of zero width away from 0 (every pair differs by the same amount) or one from fewer than 3
+    pairs (``n``) is not called an effect: "n/a"."""
     if math.isnan(low) or math.isnan(high):
         return "n/a"
-    if low > 0:
-        return "higher"
-    if high < 0:
-        return "lower"
-    return "no effect"
+    if low <= 0 <= high:
+        return "no effect"
+    if high == low or (n is not None and n < 3):
+        return "n/a"
+    return "higher" if low > 0 else "lower"
 
 
 def paired_differences(runs: pd.DataFrame, control: str, *, value: str = "accuracy", arm: str = "method",
@@ -52,7 +54,8 @@ def paired_differences(runs: pd.DataFrame, control: str, *, value: str = "accura
 
     ``runs`` has one row per arm x seed (e.g. :func:`gifkit.experiments.study.run_grid`'s). Returns one row per
     (group, arm other than the control): ``control``, ``n`` (pairs), ``mean_diff``, ``ci_low``, ``ci_high``
-    (the Student-t interval at ``level``), ``level`` and ``verdict`` (:func:`verdict`). Seeds missing on either
+    (the Student-t interval at ``level``), ``level`` and ``verdict`` (:func:`verdict`: an effect needs at
+    least 3 pairs). Seeds missing on either
     side are left out of the pairs.
     """
     by = list(by)
@@ -70,7 +73,7 @@ def paired_differences(runs: pd.DataFrame, control: str, *, value: str = "accura
             common = base.index.intersection(other.index)
             mean, low, high = t_interval((other[common] - base[common]).tolist(), level)
             rows.append({**dict(zip(by, key)), arm: name, "control": control, "n": len(common), "mean_diff": mean,
-                         "ci_low": low, "ci_high": high, "level": level, "verdict": verdict(low, high)})
+                         "ci_low": low, "ci_high": high, "level": level, "verdict": verdict(low, high, len(common))})
     return pd.DataFrame(rows, columns=[*by, arm, "control", "n", "mean_diff", "ci_low", "ci_high", "level", "verdict"])
 
 

@@ -1,0 +1,253 @@
+"""What every numbered notebook shares: the run header, output folders (optionally on Google Drive), the Colab
+install cell and badge, tables without NaN, and paired differences stated as effects or not.
+
+* :data:`REPOSITORY` and :data:`RELEASE` are the one place the repository's URL and the release the notebooks
+  install are written. :func:`install_cell` and :func:`badge` derive a notebook's install cell and Colab badge
+  from them; ``python -m gifkit.experiments.notebooks --sync`` writes both into ``notebooks/`` and
+  ``tests/test_notebooks.py`` fails when a notebook differs. The install keeps Colab's own torch and
+  torchvision: they are passed to pip as ``torch==<installed version>``, so pip keeps them or stops.
+* :func:`start_run` prints the profile, the date, the machine and the wall time of the run that made the
+  outputs. The wall time is known only at the end: the last cell prints it (:meth:`RunInfo.finish`), and
+  the headless runner (:mod:`gifkit.experiments.notebooks`) copies it into the header's line.
+* :func:`folders` resolves ``out_dir`` (this notebook's figures and CSV) and ``grid_dir`` (the shared,
+  resumable study folder) for a profile, under ``/content/drive/MyDrive/gifkit/`` with ``drive=True`` (Colab),
+  so that a disconnect loses nothing: every expansion and training resumes.
+* :func:`differences` and :func:`verdicts`: arms against a control, paired by seed, with a 95 % interval
+  (:func:`gifkit.experiments.stats.paired_differences`); a difference is called an effect only when its
+  interval excludes 0.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gifkit import __version__
+
+__all__ = ["REPOSITORY", "RELEASE", "COLAB_GPU", "WALL_PLACEHOLDER", "SMOKE_BANNER", "colab_url", "badge",
+           "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "folders",
+           "ensure_data", "plan_sizes", "show", "differences", "verdicts", "mini_config"]
+
+REPOSITORY = "https://github.com/gifkit/gifkit"  # the public repository: badges and the install cell derive from it
+RELEASE = f"v{__version__}"  # the tag the notebooks install and open on Colab (tag each release with it)
+COLAB_GPU = {"accelerator": "GPU", "colab": {"gpuType": "T4"}}  # notebook metadata: ask Colab for a GPU runtime
+WALL_PLACEHOLDER = "wall time: printed by the last cell when the run ends"
+SMOKE_BANNER = ("> **The outputs stored in this notebook come from the `smoke` profile: tiny random models on "
+                "synthetic shapes.** Their images are noise and their numbers say nothing about the method; they "
+                "show that every step runs and what each cell prints. Real results need the `paper` profile "
+                "(a GPU and the checkpoints named below).")
+DRIVE = Path("/content/drive/MyDrive")
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a kernel without ipywidgets
+
+
+def colab_url(notebook: str) -> str:
+    """``https://colab.research.google.com/github/<owner>/<repo>/blob/<RELEASE>/notebooks/<notebook>``."""
+    slug = REPOSITORY.removeprefix("https://github.com/").rstrip("/")
+    return f"https://colab.research.google.com/github/{slug}/blob/{RELEASE}/notebooks/{notebook}"
+
+
+def badge(notebook: str) -> str:
+    """The "Open in Colab" badge (markdown) of ``notebook`` (a file name such as ``05_main_results.ipynb``)."""
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
+
+
+def install_spec(extras=("mini",)) -> str:
+    """The pip requirement of gifkit at :data:`RELEASE` with ``extras``: ``gifkit[mini] @ git+<URL>@<tag>``."""
+    return f"gifkit[{','.join(extras)}] @ git+{REPOSITORY}@{RELEASE}" if extras else f"gifkit @ git+{REPOSITORY}@{RELEASE}"
+
+
+def install_cell(extras=("mini",)) -> str:
+    """The source of a notebook's install cell (does nothing where gifkit is importable, e.g. a checkout)."""
+    return (
+        "# Colab: install gifkit at the pinned release with the extras this notebook needs, keeping Colab's own\n"
+        "# torch and torchvision (pinned to the installed versions, so pip never replaces them). Does nothing where\n"
+        "# gifkit is importable (a checkout). Written by `python -m gifkit.experiments.notebooks --sync`.\n"
+        "import importlib.metadata, importlib.util, os, subprocess, sys\n"
+        "if importlib.util.find_spec(\"gifkit\") is None:\n"
+        "    keep = [f\"{p}=={importlib.metadata.version(p)}\" for p in (\"torch\", \"torchvision\")\n"
+        "            if importlib.util.find_spec(p) is not None]\n"
+        "    subprocess.check_call([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",\n"
+        f"                           os.environ.get(\"GIFKIT_SOURCE\", \"{install_spec(extras)}\"), *keep])")
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    if "google.colab" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except (ImportError, ValueError):  # no "google" package at all
+        return False
+
+
+def machine() -> str:
+    """One line: OS and CPU cores, torch threads, the GPU (if any), torch's version."""
+    import torch
+
+    gpu = (f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU")
+    where = "Colab, " if in_colab() else ""
+    return (f"{where}{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores "
+            f"({torch.get_num_threads()} torch threads), {gpu}, torch {torch.__version__}, gifkit {__version__}")
+
+
+@dataclass
+class RunInfo:
+    """When and where a notebook ran: :func:`start_run` prints it, :meth:`finish` prints the wall time."""
+
+    profile: str
+    date: str
+    machine: str
+    started: float = field(default_factory=time.perf_counter)
+
+    def finish(self) -> float:
+        """Print and return the wall time since :func:`start_run` (seconds)."""
+        seconds = time.perf_counter() - self.started
+        print(f"wall time of this run: {fmt_seconds(seconds)} (profile {self.profile}, {self.date}, {self.machine})")
+        return seconds
+
+
+def fmt_seconds(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``2.1 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def start_run(profile: str) -> RunInfo:
+    """Print the run header (profile, date, machine, wall time) and return the :class:`RunInfo`."""
+    from gifkit.config import get_profile
+
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")  # e.g. the unCLIP pipeline's deprecation notice
+    if "diffusers" in sys.modules:
+        sys.modules["diffusers"].utils.logging.set_verbosity_error()
+    info = RunInfo(profile, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine())
+    what = get_profile(profile).summary
+    print(f"profile: {profile} ({what})\ndate: {info.date}\nmachine: {info.machine}\n{WALL_PLACEHOLDER}")
+    if profile == "smoke":
+        print("smoke profile: tiny random models on synthetic shapes; images are noise, numbers show the mechanics only")
+    return info
+
+
+def folders(profile: str, out_dir: str, grid_dir: str | None = None, drive: bool = False):
+    """``(out, grid)``: ``out_dir`` and ``grid_dir`` with ``{profile}`` filled in (``grid`` is None without a
+    ``grid_dir``); ``out`` is created. ``drive=True``: relative folders go under ``/content/drive/MyDrive/gifkit/``,
+    mounting Google Drive first in Colab (elsewhere the Drive folder must exist)."""
+    out = Path(out_dir.format(profile=profile))
+    grid = Path(grid_dir.format(profile=profile)) if grid_dir else None
+    if drive:
+        root = mount_drive() / "gifkit"
+        out = out if out.is_absolute() else root / out
+        grid = grid if grid is None or grid.is_absolute() else root / grid
+    out.mkdir(parents=True, exist_ok=True)
+    return out, grid
+
+
+def mount_drive() -> Path:
+    """``/content/drive/MyDrive``, mounting Google Drive in Colab when it is not mounted yet."""
+    from gifkit.errors import UserError
+
+    if not DRIVE.is_dir():
+        if not in_colab():
+            raise UserError(f"drive=True writes to Google Drive ({DRIVE}), which exists only in Colab; "
+                            "run with drive=False, or give out_dir/grid_dir folders of your own")
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        drive.mount(str(DRIVE.parent))
+    return DRIVE
+
+
+def ensure_data(profile: str, download: bool | None = None) -> None:
+    """The mini profile's Fashion-MNIST files, fetched by torchvision into gifkit's cache when missing and
+    ``download`` (``None``: only in Colab). Other profiles: nothing (their loaders take ``download=``)."""
+    if profile != "mini":
+        return
+    from gifkit.data.fashion import DataUnavailable, load_arrays
+
+    download = in_colab() if download is None else bool(download)
+    for split in ("train", "test"):
+        try:
+            load_arrays("fashion-mnist", split, download=download)
+        except DataUnavailable as e:
+            raise DataUnavailable(f"{e}\n(or run this notebook with download=True)") from None
+
+
+def plan_sizes(profile: str, datasets, settings: dict) -> dict | None:
+    """Training-set sizes for :func:`gifkit.experiments.costs.grid_plan` on the mini profile, loaded with the grid's
+    data arguments (so ``mini={"n_per_class": 4}`` is counted as 40 images); ``None`` elsewhere (the plan then
+    uses :data:`gifkit.experiments.costs.TRAIN_SIZES`, and needs no data on disk)."""
+    if profile != "mini":
+        return None
+    from gifkit.data import load_dataset
+
+    kwargs = (settings.get("train") or {}).get("data_kwargs") or {}
+    datasets = [datasets] if isinstance(datasets, str) else list(datasets)
+    return {d: len(load_dataset(d, "train", profile=profile, **kwargs)[0]) for d in datasets}
+
+
+def show(df, digits: int = 2):
+    """``df`` for display: floats rounded to ``digits``, missing values as "—" (never NaN)."""
+    import pandas as pd
+
+    out = df.copy()
+    for c in out.columns:
+        if pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c].round(digits)
+        elif out[c].dtype == object:
+            out[c] = [round(v, digits) if isinstance(v, float) else v for v in out[c]]
+    return out.astype(object).where(out.notna(), "—")
+
+
+def differences(runs, control: str, *, arm: str = "method", by=(), value: str = "accuracy", digits: int = 2):
+    """Each arm minus ``control``, paired by seed, as a display table: ``[*by, arm, "vs", "seeds",
+    "difference [95 % CI]", "effect?"]`` (:func:`gifkit.experiments.stats.paired_differences`)."""
+    import pandas as pd
+
+    from gifkit.experiments.stats import format_difference, paired_differences
+
+    p = paired_differences(runs, control, arm=arm, by=by, value=value)
+    words = {"higher": "yes: higher", "lower": "yes: lower", "no effect": "no (interval holds 0)",
+             "n/a": "n/a (too few seeds or no spread)"}
+    return pd.DataFrame({**{b: p[b] for b in by}, arm: p[arm], "vs": p["control"], "seeds": p["n"],
+                         "difference [95 % CI]": [format_difference(m, lo, hi, digits) for m, lo, hi in
+                                                  zip(p["mean_diff"], p["ci_low"], p["ci_high"])],
+                         "effect?": p["verdict"].map(words)})
+
+
+def verdicts(table, unit: str = "points") -> str:
+    """One sentence per row of a :func:`differences` table, calling a difference an effect only when its 95 %
+    interval excludes 0."""
+    arm = table.columns[list(table.columns).index("vs") - 1]
+    lines = []
+    for _, r in table.iterrows():
+        name = " / ".join(str(r[c]) for c in table.columns[:list(table.columns).index(arm) + 1])
+        d, e = r["difference [95 % CI]"], r["effect?"]
+        if e.startswith("yes"):
+            lines.append(f"{name} vs {r['vs']}: {d} {unit}; the interval excludes 0, so this is an effect "
+                         f"({e.split(': ')[1]}).")
+        elif e.startswith("no"):
+            lines.append(f"{name} vs {r['vs']}: {d} {unit}; the interval holds 0: no detectable difference "
+                         f"with {r['seeds']} seeds.")
+        else:
+            lines.append(f"{name} vs {r['vs']}: {d} {unit} from {r['seeds']} seed(s); fewer than 3 seeds or no "
+                         f"spread between them, so no claim either way.")
+    return "\n".join(lines)
+
+
+def mini_config(grid_dir: str | Path, seeds, **overrides):
+    """The :class:`gifkit.experiments.mini.MiniConfig` whose grid folder is ``grid_dir`` (which must end in
+    ``work/grid``, the layout ``gifkit mini`` writes: ``<out>/work/grid``), with ``seeds`` and ``overrides``;
+    pass it to :func:`gifkit.experiments.mini.grid_settings` and the studies, so their cells are shared."""
+    from gifkit.experiments.mini import MiniConfig
+
+    grid = Path(grid_dir)
+    if grid.parts[-2:] != ("work", "grid"):
+        raise ValueError(f"on the mini profile grid_dir must end in work/grid (as gifkit mini writes it), got {grid}")
+    return MiniConfig(seeds=tuple(seeds), out=str(grid.parent.parent), progress=False, **overrides)
