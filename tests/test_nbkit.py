@@ -9,10 +9,10 @@ from gifkit.experiments import nbkit
 
 
 def runs_table():
-    # arm b is 1 point above a on every seed: an effect; arm c is +1, -1, +1 around a: no effect
+    # arm b is 1.0, 1.5, 0.8 points above a: an effect; arm c is +1, -1, +1 around a: no effect
     rows = []
-    for s, base in enumerate([70.0, 72.0, 71.0]):
-        rows += [{"method": "a", "seed": s, "accuracy": base}, {"method": "b", "seed": s, "accuracy": base + 1.0},
+    for s, (base, up) in enumerate([(70.0, 1.0), (72.0, 1.5), (71.0, 0.8)]):
+        rows += [{"method": "a", "seed": s, "accuracy": base}, {"method": "b", "seed": s, "accuracy": base + up},
                  {"method": "c", "seed": s, "accuracy": base + (1.0 if s != 1 else -1.0)}]
     return pd.DataFrame(rows)
 
@@ -20,7 +20,7 @@ def runs_table():
 def test_differences_and_verdicts_call_an_effect_only_when_the_interval_excludes_zero():
     table = nbkit.differences(runs_table(), "a")
     assert list(table["method"]) == ["b", "c"] and list(table["seeds"]) == [3, 3]
-    assert table.iloc[0]["difference [95 % CI]"] == "+1.00 [+1.00, +1.00]"
+    assert table.iloc[0]["difference [95 % CI]"] == "+1.10 [+0.20, +2.00]"  # 1.1 -/+ t(2) 4.303 * 0.3606 / sqrt 3
     assert table.iloc[0]["effect?"] == "yes: higher" and table.iloc[1]["effect?"] == "no (interval holds 0)"
     text = nbkit.verdicts(table).splitlines()
     assert "this is an effect (higher)" in text[0] and "no detectable difference with 3 seeds" in text[1]
