@@ -186,7 +186,7 @@ def results_md(cfg, summary, paired, diag, guidance_meta, tim, info) -> str:
               f"{g.get('support_loo_accuracy', float('nan')):.3f}" if g else "- guidance: none",
               "", "Time (s) on this machine "
               f"({info['machine']['cpu_count']} CPUs, {info['machine']['torch_threads']} torch threads; load average "
-              f"at the end {info['machine']['load_average_at_end']}):", ""]
+              f"at the end {', '.join(f'{x:.2f}' for x in info['machine']['load_average_at_end'] or [])}):", ""]
     agg = tim.groupby("stage", sort=False)["seconds"].sum().reset_index()
     lines += [md_table(agg, ["stage", "seconds"], "{:.0f}"), ""]
     return "\n".join(lines) + "\n"
