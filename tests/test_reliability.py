@@ -187,6 +187,9 @@ def interrupted(*a, **k):
         os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, in the middle of the run
     return real(*a, **k)
 augment.augment_one = interrupted
+# as in a terminal: a child inherits an ignored SIGINT (some test runners ignore it), and Python then never
+# raises KeyboardInterrupt
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.exit(main(sys.argv[1:]))
 """
 
