@@ -4,10 +4,10 @@ import torch
 
 from gifkit.core import imagine
 from gifkit.core.imagine import GuidanceConfig, expand, imagine_batch
-from gifkit.core.prior import Job
 from gifkit.models import tiny
 from gifkit.models.guides import ZeroShotClassifier
 from gifkit.priors.sd import SDPrior
+from test_priors_mae_unclip import _capture_final, _jobs  # the shared helpers: a job list, the final latent
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,31 +45,15 @@ def test_variants_decoded_at_once_do_not_grow_with_batch_size(models, tmp_path, 
     assert len(calls["grad"]) == 3  # one guidance pass per seed
 
 
-def _jobs(ds, names, seeds, k):
-    return [Job(i, v, ds[i][0], ds[i][1], names[ds[i][1]], key=(0, i, v)) for i in seeds for v in range(k)]
-
-
-def _final(monkeypatch, prior):
-    seen = {}
-    original = prior.generate
-
-    def generate(f, jobs):
-        seen["final"] = f.detach().clone()
-        return original(f, jobs)
-
-    monkeypatch.setattr(prior, "generate", generate)
-    return seen
-
-
 def test_chunked_and_checkpointed_guidance_equal_one_pass(models, monkeypatch):
     """Per-seed passes accumulate the same gradient as one pass over the batch, and gradient checkpointing of
     the VAE decoder recomputes the same values: the guided latents agree."""
     ds, names, clf = models
-    jobs = _jobs(ds, names, [0, 1, 2], 2)
+    jobs = _jobs((ds, names), [0, 1, 2], 2)
     results = []
     for per, ckpt in [(3, False), (1, False), (1, True)]:
         prior = SDPrior(tiny.tiny_sd(), steps=2, strength=0.9, guidance_scale=5.0, checkpointing=ckpt)
-        seen = _final(monkeypatch, prior)
+        seen = _capture_final(monkeypatch, prior)
         imagine_batch(prior, clf, jobs, 2, GuidanceConfig(), seeds_per_pass=per)
         results.append(seen["final"])
     torch.testing.assert_close(results[1], results[0], atol=1e-5, rtol=1e-4)
@@ -81,12 +65,12 @@ def test_chunked_guidance_keeps_the_diversity_groups_and_diagnostics(models, mon
     """With K = 3 in official pairs (2 + 1) and S_div weighted up, per-seed passes give the same latents, score
     terms and S_div sign-flip diagnostics as one pass over the batch."""
     ds, names, clf = models
-    jobs = _jobs(ds, names, [0, 1], 3)
+    jobs = _jobs((ds, names), [0, 1], 3)
     g = GuidanceConfig(w_div=50.0, div_temperature=0.05, div_group=2, div_diagnostics=True)
     out = []
     for per in (2, 1):
         prior = SDPrior(tiny.tiny_sd(), steps=2, strength=0.9, guidance_scale=5.0)
-        seen = _final(monkeypatch, prior)
+        seen = _capture_final(monkeypatch, prior)
         _, rows = imagine_batch(prior, clf, jobs, 3, g, seeds_per_pass=per)
         out.append((seen["final"], rows))
     torch.testing.assert_close(out[1][0], out[0][0], atol=1e-5, rtol=1e-4)
