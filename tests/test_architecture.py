@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "gifkit"
 # lower layers first; a module may import its own layer and the ones before it
-LAYERS = ["errors", "config", "io", "core", "data", "models", "testing", "priors", "methods", "train", "experiments",
+LAYERS = ["errors", "config", "io", "core", "data", "models", "testing", "priors", "train", "methods", "experiments",
           "cli"]
 
 
@@ -128,12 +128,12 @@ def test_the_import_check_fails_on_a_cycle_and_on_an_upward_import(tmp_path):
 
 def test_registries_are_complete_in_a_fresh_process_and_refuse_taken_names():
     code = ("from gifkit.data import available_datasets, register, load_dataset; "
-            "from gifkit.methods import METHODS, register_method, Method; "
+            "from gifkit.methods import METHODS, ExpansionMethod; from gifkit.methods import register as method; "
             "assert {'smoke', 'smoke-lt', 'fashion-mnist', 'cifar100s', 'manifest', 'imagefolder'} <= "
             "set(available_datasets()); ds, c = load_dataset('smoke-lt', 'train'); assert len(c) == 4; "
             "assert {'gif-sd', 'gif-vae', 'randaugment', 'alia', 'dreamda'} <= set(METHODS)\n"
             "for call in (lambda: register('smoke', lambda **k: None), "
-            "             lambda: register_method(Method('gif-sd', 'augment', 'x'))):\n"
+            "             lambda: method('gif-sd')(type('Taken', (ExpansionMethod,), {}))):\n"
             "    try:\n        call()\n    except ValueError as e:\n        assert 'taken' in str(e)\n"
             "    else:\n        raise SystemExit('a taken name was accepted')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -156,3 +156,34 @@ def test_modules_stay_short_or_say_why(path):
     n = len(text.splitlines())
     doc = ast.get_docstring(ast.parse(text)) or ""
     assert n <= 450 or "one cohesive" in doc, f"{path.relative_to(ROOT)} has {n} lines"
+
+
+def test_the_library_commands_import_nothing_from_the_experiments():
+    """`gifkit expand` and the other library commands build methods from the registry, never through the
+    notebooks' layer; the experiments' commands (mini, demo) join them in gifkit.__main__."""
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {target}" for mod, path in MODULES.items()
+           if mod.startswith("gifkit.cli") for target, _, line in gifkit_imports(path)
+           if target.startswith("gifkit.experiments")]
+    assert not bad, "\n".join(bad)
+    assert layer("gifkit.__main__") > layer("gifkit.experiments.commands")
+
+
+GIF_SD_DEFAULTS = re.compile(r"(strength\s*[=:]\s*0\.9\b|guidance_scale\s*[=:]\s*50(\.0)?\b|sd_steps|GIF_SD_PRESETS)")
+
+
+def test_gif_sds_defaults_are_defined_once_in_its_method_file():
+    """CFG 50, strength 0.9, the per-dataset presets: written in gifkit/methods/gif_sd.py and read from there."""
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in PKG.rglob("*.py") if p.name != "gif_sd.py"
+            for i, line in enumerate(p.read_text().splitlines(), 1) if GIF_SD_DEFAULTS.search(line)]
+    assert not hits, f"GIF-SD defaults outside gifkit/methods/gif_sd.py: {hits}"
+    planted = "def sd(strength=0.9, guidance_scale=50.0): ..."
+    assert GIF_SD_DEFAULTS.search(planted)  # the check can fail
+
+
+def test_the_step_and_the_driver_read_no_interface_member_through_getattr():
+    """The prior's and the guide's members are declared on their base classes (gifkit.core.prior.Prior,
+    gifkit.core.guidance.FeatureClassifier): nothing reads them with a fallback default."""
+    pattern = re.compile(r"getattr\((self\.)?(prior|guide|classifier|method)\b")
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in (PKG / "methods").glob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not hits, hits

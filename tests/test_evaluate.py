@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from gifkit.cli import main
 from gifkit.data import load_dataset
 from gifkit.data.longtail import longtail_counts
-from gifkit.methods.augment import expand_augment
+from gifkit.methods import create_method, expand
 from gifkit.models.classifiers import create_model
 from gifkit.train import evaluate as ev
 from gifkit.train import metrics
@@ -123,7 +123,7 @@ def test_fid_with_a_custom_extractor(tmp_path):
     images = [ds[i][0] for i in range(len(ds))]
     same = ev.compute_fid(images, images, feature=TinyFeatures(), device="cpu", size=32)
     assert abs(same) < 1e-3
-    expand_augment(ds, classes, tmp_path / "g", method="gridmask", ratio=2, progress=False)
+    expand(create_method("gridmask", classes), ds, tmp_path / "g", ratio=2, progress=False)
     far = ev.fid_expanded(tmp_path / "g", ds, feature=TinyFeatures(), device="cpu", size=32)
     assert far > same
 
@@ -139,7 +139,7 @@ def test_fid_offline_without_weights_fails_fast_and_clearly(tmp_path, monkeypatc
     with pytest.raises(ev.FIDUnavailable, match="do not exist"):
         ev.fid_weights_path(tmp_path / "nope.pth")
     ds, classes = load_dataset("smoke", "train", n_per_class=2)
-    expand_augment(ds, classes, tmp_path / "g", method="cutout", ratio=1, progress=False)
+    expand(create_method("cutout", classes), ds, tmp_path / "g", ratio=1, progress=False)
     assert main(["evaluate", "--fid", str(tmp_path / "g"), "--data", "smoke", "--data-arg", "n_per_class=2",
                  "--device", "cpu", "--no-progress"]) == 2
     assert "InceptionV3 weights" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from gifkit.cli import main
 from gifkit.config import ARCHS
 from gifkit.data import load_dataset
-from gifkit.methods.augment import expand_augment
+from gifkit.methods import create_method, expand
 from gifkit.models.classifiers import create_model
 from gifkit.train import data as tdata
 from gifkit.train import loop as tr_loop
@@ -139,7 +139,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
 
 def test_expanded_soft_labels_balanced_softmax_equal_steps(tmp_path):
     ds, classes = load_dataset("smoke", "train", n_per_class=4)
-    expand_augment(ds, classes, tmp_path / "cutmix", method="cutmix", ratio=2, progress=False)
+    expand(create_method("cutmix", classes), ds, tmp_path / "cutmix", ratio=2, progress=False)
     r = train(smoke_cfg(tmp_path, expanded=[str(tmp_path / "cutmix")], loss="balanced_softmax", steps=3, epochs=2,
                         batch_size=8))
     assert r["dataset"]["n_train_total"] == 48 and r["dataset"]["soft_labels"]
@@ -220,7 +220,7 @@ def test_byte_identical_expansions_give_identical_runs(tmp_path):
     import shutil
 
     ds, classes = load_dataset("smoke", "train", n_per_class=4)
-    expand_augment(ds, classes, tmp_path / "a", method="randaugment", ratio=2, progress=False)
+    expand(create_method("randaugment", classes), ds, tmp_path / "a", ratio=2, progress=False)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     meta = pd.read_csv(tmp_path / "b" / "metadata.csv")
     meta.assign(method="renamed", extra=1).to_csv(tmp_path / "b" / "metadata.csv", index=False)
