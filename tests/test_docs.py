@@ -241,6 +241,12 @@ def test_diversity_and_guidance_study_tables_are_the_committed_csvs():
         assert int(changed) == r.images_changed and shows(diversity, r.feature_diversity), label
     assert shows(rows["S_inf only"][3], per_t.loc["inf_only"].feature_diversity)
     assert per_t.loc["T=1"].images_changed == 0  # "S_div changes no image" (README and results.md)
+    paired = pd.read_csv(RESULTS / "06_ablations" / "diversity_study" / "paired.csv")
+    prose_text = " ".join((DOCS / "results.md").read_text().split())
+    said = re.search(r"the classifier is (\S+) points (\[\S+ \S+\]) against S_inf only and (\S+) (\[\S+ \S+\])",
+                     prose_text)
+    assert shows_all(" ".join(said.groups()[:2]), diff_cell(paired, "gif-vae-T0.03", "gif-vae-inf", "method")[0])
+    assert shows_all(" ".join(said.groups()[2:]), diff_cell(paired, "gif-vae-T0.03", "vae-random", "method")[0])
 
     study = pd.read_csv(RESULTS / "06_ablations" / "summary.csv")
     study = study[study.study == "guidance"].set_index("method")
