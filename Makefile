@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.gifkit-installed
 PROFILE ?= smoke
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-compat gpu-check venv notebooks notebooks-refresh clean-venv
+.PHONY: demo test test-compat gpu-check venv notebooks notebooks-refresh cli-reference clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ test-compat: $(COMPAT)/.gifkit-installed
 	HF_HUB_OFFLINE=1 $(COMPAT)/bin/python -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
 
 # The paper path on one CUDA GPU with full-size random-weight checkpoints (no downloads, < 8 min on an H100/H200):
-# results/gpu/<gpu-name>.json and a README table. GPU_CHECK_ARGS=--smoke runs it on tiny checkpoints on the CPU.
+# results/gpu/<gpu-name>.json and a table (docs/gpu.md). GPU_CHECK_ARGS=--smoke runs it on tiny checkpoints on the CPU.
 GPU_CHECK_ARGS ?=
 gpu-check: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
@@ -62,9 +62,13 @@ notebooks: $(STAMP)
 # Re-execute notebooks (all, or NB=...) in place, each on the profile its committed outputs come from
 # (metadata.gifkit.committed_profile: mini for 00, 01, 05-10; smoke for 02-04, 11-13), in a fresh output folder (the
 # shared study grid under results/<profile>/work/grid is reused), and store the outputs in notebooks/. The mini
-# notebooks take about 90 minutes on a 2-core CPU after `gifkit mini` and its studies (README, Notebooks).
+# notebooks take about 90 minutes on a 2-core CPU after `gifkit mini` and its studies (docs/notebooks.md).
 notebooks-refresh: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m gifkit.experiments.notebooks --refresh $(if $(NB),--only $(NB))
+
+# docs/cli.md: every command's --help, generated from the parser (tests/test_cli.py fails while it is stale)
+cli-reference: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m gifkit.cli.reference
 
 clean-venv:
 	rm -rf $(VENV)

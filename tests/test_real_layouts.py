@@ -188,7 +188,7 @@ def test_missing_clip_folder_is_a_one_line_error(tmp_path, capsys):
 @pytest.mark.slow
 def test_full_size_gif_sd_512px(tmp_path):
     """The real SD v1-4 and CLIP ViT-B/32 sizes (random weights), 512 px, K = 2, 2 DDIM steps, on the CPU.
-    Prints its time and peak RSS (README "Memory")."""
+    Prints its time and peak RSS (docs/memory.md)."""
     t = time.perf_counter()
     sd = testing.write_checkpoint("sd", tmp_path / "sd", "full")
     clip = testing.write_checkpoint("clip", tmp_path / "clip", "full")
