@@ -68,7 +68,7 @@ notebooks-refresh: $(STAMP)
 
 # docs/cli.md: every command's --help, generated from the parser (tests/test_cli.py fails while it is stale)
 cli-reference: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m gifkit.cli.reference
+	HF_HUB_OFFLINE=1 $(PY) scripts/cli_reference.py
 
 clean-venv:
 	rm -rf $(VENV)

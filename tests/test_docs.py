@@ -147,8 +147,6 @@ def python_imports(page: Path):
             yield from ((module, n.strip()) for n in names.split(","))
 
 
-@pytest.mark.xfail(not resolves("gifkit.methods.create_method"), strict=True,
-                   reason="the README shows the API of issue 20 (create_method, expand), which lands with it")
 def test_python_examples_import_what_exists():
     missing = [f"{p.name}: from {m} import {n}" for p in PAGES for m, n in python_imports(p) if not resolves(f"{m}.{n}")]
     assert not missing, missing
@@ -167,7 +165,7 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
     assert len(set(slugs("a - b"))) == 2  # GitHub keeps both hyphens, the site one: not linkable on both
     assert HISTORY.search("Before this change it failed") and HISTORY.search("it now works")
     assert not HISTORY.search("It is not measured yet; nowhere is it known")
-    assert resolves("gifkit.config.Check") and resolves("gifkit.io.files") and resolves("gifkit.cli.reference.render")
+    assert resolves("gifkit.config.Check") and resolves("gifkit.io.files") and resolves("gifkit.cli.expand.run_expand")
     assert not resolves("gifkit.config.NoSuchSetting") and not resolves("gifkit.nosuchmodule")
     assert resolves("gifkit.core") and NAME.findall("`metadata.gifkit.profiles` and gifkit.io.store.") == [
         "gifkit.io.store"]

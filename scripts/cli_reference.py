@@ -1,6 +1,7 @@
-"""The command-line reference, ``docs/cli.md``, generated from the parser (``gifkit.cli.build_parser``).
+"""The command-line reference, ``docs/cli.md``, generated from the ``gifkit`` program's parser
+(``gifkit.__main__.build_parser``: the library's commands and the experiments').
 
-``python -m gifkit.cli.reference`` writes the help of ``gifkit`` and of every subcommand, as argparse formats it at a
+``python scripts/cli_reference.py`` writes the help of ``gifkit`` and of every subcommand, as argparse formats it at a
 fixed width of 100 columns without colour, into ``docs/cli.md``; ``--check`` writes nothing and exits 1 when the file
 differs from what the parser gives (then run ``make cli-reference``). argparse lays out help slightly differently
 from one Python version to the next, so the file records the Python version it was made with.
@@ -12,14 +13,14 @@ import functools
 import sys
 from pathlib import Path
 
-from gifkit.cli import build_parser
+from gifkit.__main__ import build_parser
 from gifkit.io.files import write_text
 
 __all__ = ["WIDTH", "DEFAULT_PATH", "python_version", "render", "main"]
 
 WIDTH = 100
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
-COMMAND = "python -m gifkit.cli.reference"
+DEFAULT_PATH = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+COMMAND = "python scripts/cli_reference.py"
 
 
 def python_version() -> str:
