@@ -128,6 +128,29 @@ def test_fid_with_a_custom_extractor(tmp_path):
     assert far > same
 
 
+def test_fid_features_normalise_encode_and_give_the_frechet_distance_by_hand():
+    """FIDFeatures on an encoder that averages each channel: the features are the normalised channel means, and
+    two sets whose features differ by a constant shift are at Frechet distance |shift|^2 (equal covariances)."""
+    pytest.importorskip("torchmetrics")
+    from PIL import Image
+
+    f = ev.FIDFeatures(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()), 8,
+                       mean=(0.0, 0.2, 0.5), std=(1.0, 0.5, 0.25))
+    assert (f.size, f.num_features) == (8, 3)
+    x = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 3, 1, 1).expand(2, 3, 8, 8)
+    torch.testing.assert_close(f(x), torch.tensor([[0.0, 0.0, 2.0]] * 2, dtype=torch.float64))  # (v/255 - m) / s
+    twice = ev.FIDFeatures(torch.nn.Flatten(), 2, encode=lambda net, x: 2 * net(x).mean(1, keepdim=True))
+    assert twice.num_features == 1 and float(twice(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))) == 2.0
+    f = ev.FIDFeatures(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()), 8, (0, 0, 0),
+                       (1, 1, 1))
+    # real features 0, .2, .4, .6 on every channel; fake: the same + 0.2 on every channel: |(.2, .2, .2)|^2
+    gray = [Image.new("RGB", (8, 8), (v, v, v)) for v in (0, 51, 102, 153)]
+    shifted = [Image.new("RGB", (8, 8), (v + 51,) * 3) for v in (0, 51, 102, 153)]
+    assert ev.compute_fid(gray, shifted, feature=f, device="cpu", size=8) == pytest.approx(0.12, abs=1e-4)
+    rgb = [Image.new("RGB", (8, 8), c) for c in ((0, 51, 102), (102, 0, 51), (51, 102, 0))]
+    assert ev.compute_fid(rgb, rgb, feature=f, device="cpu", size=8) == pytest.approx(0.0, abs=1e-4)
+
+
 def test_fid_offline_without_weights_fails_fast_and_clearly(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torch_fidelity")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
