@@ -28,9 +28,9 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/gifkit demo
 
 # The unit tests; tests/test_notebooks.py among them executes every notebook on the smoke profile with papermill
-# (in a temporary folder) and checks its outputs and the committed ones.
+# (in a temporary folder) and checks its outputs and the committed ones. The 15 slowest tests are listed at the end.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" --durations=15 $(PYTEST_ARGS) tests
 
 # The unit tests in a second environment at the oldest versions gifkit claims (constraints-compat.txt: the
 # Colab-like set torch 2.9.0, diffusers 0.35.0, transformers 4.57.1, numpy 1.26.4, pandas 2.0.3, ..., exactly the

@@ -1,5 +1,6 @@
 """The layout's rules, checked on the source: layers only import downwards, no import cycle, no private name
-crosses a module, registries are complete at import and refuse a taken name, nothing points outside the repo."""
+crosses a module, registries are complete at import and refuse a taken name, nothing points outside the repo, no
+Python file over 500 lines."""
 import ast
 import re
 import subprocess
@@ -149,13 +150,37 @@ def test_nothing_points_outside_the_repository():
     assert not hits, f"references to files a clone does not have: {hits}"
 
 
-@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
-def test_modules_stay_short_or_say_why(path):
-    """No file over ~400 lines unless its docstring says it is one cohesive thing."""
-    text = path.read_text()
-    n = len(text.splitlines())
-    doc = ast.get_docstring(ast.parse(text)) or ""
-    assert n <= 450 or "one cohesive" in doc, f"{path.relative_to(ROOT)} has {n} lines"
+MAX_LINES = 500
+# Files allowed over MAX_LINES for now, each with its reason; the rule itself has no exception.
+OVER_THE_LIMIT = {
+    "gifkit/models/hub.py",  # being split (issue 20, item 10); delete this entry when the split lands
+}
+
+
+def python_files():
+    """The Python files of the package, the scripts and the benchmarks, relative to the repository root."""
+    return sorted(str(p.relative_to(ROOT)) for d in ("gifkit", "scripts", "benchmarks")
+                  for p in (ROOT / d).rglob("*.py"))
+
+
+def too_long(root: Path, names, limit: int = MAX_LINES, allowed=frozenset()) -> list[str]:
+    """``name: lines`` of every file in ``names`` (relative to ``root``) over ``limit`` lines and not in ``allowed``."""
+    counts = {n: len((root / n).read_text(encoding="utf-8").splitlines()) for n in names}
+    return [f"{n}: {c} lines" for n, c in counts.items() if c > limit and n not in allowed]
+
+
+def test_no_file_over_500_lines():
+    assert not too_long(ROOT, python_files(), allowed=OVER_THE_LIMIT), f"over {MAX_LINES} lines"
+    still_long = {n for n in OVER_THE_LIMIT if (ROOT / n).is_file() and too_long(ROOT, [n])}
+    assert still_long == OVER_THE_LIMIT, f"no longer over the limit: delete {OVER_THE_LIMIT - still_long} from the list"
+
+
+def test_the_length_check_has_no_escape(tmp_path):
+    """A file one line over the limit is reported, whatever its docstring says; one at the limit is not."""
+    (tmp_path / "long.py").write_text('"""One cohesive thing."""\n' + "x = 1\n" * MAX_LINES)
+    (tmp_path / "ok.py").write_text("x = 1\n" * MAX_LINES)
+    assert too_long(tmp_path, ["long.py", "ok.py"]) == [f"long.py: {MAX_LINES + 1} lines"]
+    assert too_long(tmp_path, ["long.py"], allowed={"long.py"}) == []
 
 
 def test_the_library_commands_import_nothing_from_the_experiments():

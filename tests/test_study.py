@@ -115,9 +115,24 @@ def test_run_grid_trains_other_archs_on_the_same_expansion(tmp_path):
 
 
 def test_run_grid_is_deterministic(tmp_path):
-    a = run_grid("smoke", ["original", "gridmask"], out=tmp_path / "a", seeds=(3,), limit=2, ratio=1)
-    b = run_grid("smoke", ["original", "gridmask"], out=tmp_path / "b", seeds=(3,), limit=2, ratio=1)
-    assert a["accuracy"].tolist() == b["accuracy"].tolist()
+    """Two runs of one grid write the same bytes: expanded images, their metadata and the trained weights (the
+    final model and its checkpoint); another seed writes other bytes."""
+    import hashlib
+    from pathlib import Path
+
+    def digests(root):
+        wanted = [p for p in sorted(root.rglob("*")) if p.suffix == ".png" or p.name in ("metadata.csv",
+                                                                                         "model.safetensors")]
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in wanted}
+
+    grids = {name: run_grid("smoke", ["original", "gridmask"], out=tmp_path / name, seeds=(seed,), limit=2, ratio=1)
+             for name, seed in (("a", 3), ("b", 3), ("other", 4))}
+    a, b, other = (digests(tmp_path / name / "smoke") for name in ("a", "b", "other"))
+    assert sorted(Path(f).name for f in a) == ["000000_000.png", "000001_000.png", "metadata.csv"] + [
+        "model.safetensors"] * 4  # the gridmask images of 2 seeds; each run's final and checkpointed weights
+    assert a == b and grids["a"]["accuracy"].tolist() == grids["b"]["accuracy"].tolist()
+    images_and_weights = {f for f in a if not f.endswith("metadata.csv")}
+    assert all(a[f] != other[f.replace("seed_3", "seed_4")] for f in images_and_weights)
 
 
 def test_summarize_mean_sample_std_and_n():
