@@ -8,14 +8,14 @@ STAMP  := $(VENV)/.gifkit-installed
 PROFILE ?= smoke
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-compat gpu-check venv notebooks notebooks-refresh clean-venv
+.PHONY: demo test test-compat gpu-check venv docs notebooks notebooks-refresh clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
-	$(PY) -m pip install -q -c constraints.txt -e ".[notebooks,dev,mini]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[notebooks,dev,mini,docs]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -31,6 +31,15 @@ demo: $(STAMP)
 # (in a temporary folder) and checks its outputs and the committed ones.
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
+
+# The companion as a static site in build/site, built offline and strict (a broken link fails the build): README,
+# docs/, the 14 notebooks with their committed outputs (not executed), results pages, and an API reference
+# generated from the docstrings; MathJax ships with it (npm, package.json). Open build/site/index.html.
+docs: $(STAMP) node_modules/.package-lock.json
+	HF_HUB_OFFLINE=1 NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 
 # The unit tests in a second environment at the oldest versions gifkit claims (constraints-compat.txt: the
 # Colab-like set torch 2.9.0, diffusers 0.35.0, transformers 4.57.1, numpy 1.26.4, pandas 2.0.3, ..., exactly the
