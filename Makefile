@@ -28,8 +28,11 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/gifkit demo
 
 # The unit tests; tests/test_notebooks.py among them executes every notebook on the smoke profile with papermill
-# (in a temporary folder) and checks its outputs and the committed ones.
-test: $(STAMP)
+# (in a temporary folder) and checks its outputs and the committed ones. The site is built first, and
+# tests/test_site.py reads it in Debian's headless Chromium, installed here when missing and possible (as root or
+# with password-less sudo; elsewhere the script says what to do and that test skips, saying why).
+test: $(STAMP) docs
+	sh scripts/setup_chromium.sh
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
 
 # The companion as a static site in build/site, built offline and strict (a broken link fails the build): README,
