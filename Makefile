@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.gifkit-installed
 PROFILE ?= smoke
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-compat gpu-check venv docs notebooks notebooks-refresh clean-venv
+.PHONY: demo test test-compat gpu-check venv docs nbval notebooks notebooks-refresh clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,16 @@ docs: $(STAMP) node_modules/.package-lock.json
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+
+# Strict nbval on the notebooks whose committed outputs come from the smoke profile (metadata.gifkit.
+# committed_profile), or on NB="02 04": each runs top to bottom in a fresh output folder and every output is compared
+# with the committed one, after notebooks/nbval_sanitize.cfg has replaced dates, machine, wall times and paths.
+nbval: $(STAMP)
+	@nbs="$$($(PY) -c "import sys; from gifkit.experiments.notebooks import notebooks, committed_profile; \
+	print(*(f'notebooks/{p.name}' for p in notebooks(only=sys.argv[1:] or None) if committed_profile(p) == 'smoke'))" \
+	$(NB))"; for nb in $$nbs; do s=$$(basename $$nb .ipynb); rm -rf results/smoke/$$s notebooks/results/smoke/$$s; done; \
+	echo "nbval: $$nbs"; HF_HUB_OFFLINE=1 $(PY) -m pytest --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
+	$(PYTEST_ARGS) $$nbs
 
 # The unit tests in a second environment at the oldest versions gifkit claims (constraints-compat.txt: the
 # Colab-like set torch 2.9.0, diffusers 0.35.0, transformers 4.57.1, numpy 1.26.4, pandas 2.0.3, ..., exactly the
