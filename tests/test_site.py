@@ -180,7 +180,7 @@ def test_the_page_reads_offline_with_typeset_math_loaded_images_and_no_errors(si
     assert page.evaluate(TYPESET)
     page.wait_for_load_state("networkidle")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SHOTS / (path.strip("/").replace("/", "_") + ".png"), full_page=True)
+    page.screenshot(path=SHOTS / (path.removesuffix(".html").replace("/", "_") + ".png"), full_page=True)
 
     assert heading in page.locator("article h1").first.inner_text()
     math = page.locator("article mjx-container").count()
@@ -194,6 +194,11 @@ def test_the_page_reads_offline_with_typeset_math_loaded_images_and_no_errors(si
         assert img["complete"] and img["natural"] > 0, f"not loaded: {img}"
         # legible: shown at its own width, or as wide as the text column when it is wider
         assert img["shown"] >= min(img["natural"], img["room"]) - 1, img
+    wide = [i for i, img in enumerate(images) if img["natural"] > img["room"] + 1]
+    if wide:  # a figure wider than the column: a click shows it at its own size
+        page.locator("article img").nth(wide[0]).click()
+        img = page.evaluate(IMAGES)[wide[0]]
+        assert abs(img["shown"] - img["natural"]) <= 1, img
     assert not remote, f"requests leaving the site: {remote}"
     assert not errors, errors
     context.close()
