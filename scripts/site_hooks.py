@@ -159,8 +159,9 @@ def nav() -> list:
     pages are named by their folder (several share a heading); the reference nests as the package does."""
     pages = site_pages()
 
-    def section(prefix: str, suffix: str) -> list[str]:
-        return [p for p in pages if p.startswith(prefix) and p.endswith(suffix)]
+    def section(prefix: str, suffix: str) -> list[str]:  # a folder's index.md first, then by name
+        found = [p for p in pages if p.startswith(prefix) and p.endswith(suffix)]
+        return sorted(found, key=lambda p: (posixpath.dirname(p), posixpath.basename(p) != "index.md", p))
 
     def package(name: str, names: list[str]) -> list:
         inside = [n for n in names if n.startswith(name + ".") and "." not in n[len(name) + 1:]]

@@ -52,6 +52,12 @@ def test_the_nav_lists_every_docs_page_notebook_and_results_page_of_the_reposito
     assert len(nav) == len(set(nav))
 
 
+def test_a_folder_index_comes_first_in_its_section(hooks, monkeypatch):
+    pages = {p: ROOT / p for p in ("index.md", "docs/usage.md", "docs/index.md", "docs/cli.md", "docs/x/a.md")}
+    monkeypatch.setattr(hooks, "site_pages", lambda: pages)
+    assert hooks.nav()[1] == {"Guide": ["docs/index.md", "docs/cli.md", "docs/usage.md", "docs/x/a.md"]}
+
+
 def test_the_api_reference_has_a_page_for_every_public_module_found_by_walking_the_package(hooks):
     names = hooks.public_modules(ROOT / "gifkit")
     files = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
