@@ -2,16 +2,14 @@
 a real headless Chromium, offline: opened from the folder (file://), as a reader without a server opens it, with
 every request that would leave the folder refused and recorded.
 
-The browser tests read build/site as ``make docs`` left it (``make test`` builds it first), and build it when it
-is missing. It skips, saying why, where the docs extra (mkdocs, playwright) or a Chromium is not installed
-(``sh scripts/setup_chromium.sh`` installs Debian's). Screenshots are kept in build/screenshots/.
+The browser tests read build/site as ``make docs`` left it (``make test`` builds it first). They skip, saying why,
+where the site is not built, or the docs extra (playwright) or a Chromium is not installed (``sh
+scripts/setup_chromium.sh`` installs Debian's). Screenshots are kept in build/screenshots/.
 """
 import importlib.util
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -131,10 +129,8 @@ def chromium() -> str | None:
 
 @pytest.fixture(scope="module")
 def site():
-    pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -c constraints.txt -e '.[docs]'")
     if not (SITE / "index.html").exists():
-        subprocess.run([sys.executable, "-m", "mkdocs", "build", "--quiet"], cwd=ROOT, check=True,
-                       env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+        pytest.skip("the site is not built: `make docs` builds build/site (`make test` does first)")
     return SITE.as_uri() + "/"
 
 
