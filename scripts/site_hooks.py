@@ -23,7 +23,6 @@ import functools
 import logging
 import posixpath
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -32,7 +31,6 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "gifkit"
-API_SRC = ROOT / "build" / "api-src"  # mkdocs.yml: mkdocstrings' python paths
 log = logging.getLogger("mkdocs.hooks.site")  # under "mkdocs": strict mode counts its warnings
 
 MATHJAX_CONFIG = """\
@@ -138,22 +136,6 @@ def reference_pages(package: str = PACKAGE) -> dict[str, str]:
     return pages
 
 
-def copy_for_griffe(package: str = PACKAGE, dest: Path = API_SRC) -> Path:
-    """Copy the package's Python files to ``dest`` with an ``__init__.py`` in every folder. griffe, which
-    mkdocstrings reads modules with, skips the modules of a folder without one (gifkit.core and others are
-    namespace folders inside the regular package); Python imports them all the same."""
-    shutil.rmtree(dest, ignore_errors=True)
-    for path in (ROOT / package).rglob("*.py"):
-        if "__pycache__" in path.parts:
-            continue
-        target = dest / path.relative_to(ROOT)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    for folder in [dest / package, *(p for p in (dest / package).rglob("*") if p.is_dir())]:
-        (folder / "__init__.py").touch(exist_ok=True)
-    return dest
-
-
 def nav() -> list:
     """Home, Guide, Notebooks, Results, API reference: each section lists what the repository holds now. Results
     pages are named by their folder (several share a heading); the reference nests as the package does."""
@@ -212,7 +194,6 @@ def linked_files(site_path: str, text: str, have: set[str]) -> set[str]:
 @event_priority(100)
 def on_config(config):
     config.nav = nav()
-    copy_for_griffe()
     return config
 
 
