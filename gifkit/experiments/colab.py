@@ -186,9 +186,4 @@ def run_colab(out: str | Path | None = None, *, profile: str = "colab", data: st
 if __name__ == "__main__":  # python -m gifkit.experiments.colab [OUT]
     import sys
 
-    from gifkit.errors import UserError
-
-    try:
-        print(json.dumps(run_colab(sys.argv[1] if len(sys.argv) > 1 else None), indent=1))
-    except UserError as e:  # a missing dataset or checkpoint: one line, as the command line gives it
-        sys.exit(f"gifkit colab: error: {e}")
+    print(json.dumps(run_colab(sys.argv[1] if len(sys.argv) > 1 else None), indent=1))
