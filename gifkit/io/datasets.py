@@ -235,8 +235,8 @@ class ExpandedDataset(Dataset):
                 if bad.any():
                     row = meta[bad].iloc[0]
                     raise ValueError(f"{root / METADATA}: a mixed row needs label_b an integer in [0, {len(names)}) "
-                                     f"and lam in [0, 1]; {row['file_name']} has label_b {row['label_b']!r}, "
-                                     f"lam {row['lam']!r}")
+                                     f"and lam in [0, 1]; {row['file_name']} has label_b {row['label_b']}, "
+                                     f"lam {row['lam']}")
                 label_b = label_b.fillna(-1).astype(int)
             else:
                 lam, label_b = pd.Series(np.nan, index=meta.index), pd.Series(-1, index=meta.index)

@@ -43,7 +43,7 @@ from gifkit.errors import Damaged, Refused
 from gifkit.io.files import atomic_write_bytes, make_dirs, pid_alive, read_json
 
 __all__ = ["GATE", "MADE", "GATE_WAIT", "is_owner_file", "own_file", "digest", "folder_lock", "read_made",
-           "write_own", "remove_own", "record_own", "make_own_dir", "FolderClaim", "live_claims", "remove_stale_claims"]
+           "write_own", "remove_own", "prune_made", "record_own", "make_own_dir", "FolderClaim", "live_claims", "remove_stale_claims"]
 
 GATE = ".gifkit.lock"
 MADE = ".gifkit-made.json"
@@ -157,6 +157,21 @@ def remove_own(root: str | os.PathLike, name: str) -> None:
         if made is not None and name in made["files"]:
             del made["files"][name]
             _save_made(root, made)
+
+
+def prune_made(root: str | os.PathLike) -> None:
+    """Drop from the manifest what no longer exists (deleting the manifest when nothing is left); the gate is
+    held by the caller."""
+    root = Path(root)
+    made = read_made(root)
+    if made is None:
+        return
+    made["files"] = {n: d for n, d in made["files"].items() if os.path.lexists(root / n)}
+    made["folders"] = [f for f in made["folders"] if isinstance(f, str) and (root / f).is_dir()]
+    if made["files"] or made["folders"]:
+        _save_made(root, made)
+    else:
+        (root / MADE).unlink(missing_ok=True)
 
 
 def record_own(root: str | os.PathLike, files: dict[str, bytes]) -> None:

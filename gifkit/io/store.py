@@ -48,8 +48,8 @@ from gifkit.io.layout import CLASSES, PARTS, RECORDS, RUN_FILE, SKIPPED_FILE, ST
     describe_difference, inside, read_classes, refuse_symlink, safe_dirname, store_parts
 from gifkit.io.metadata import FIXED_COLUMNS, METADATA, REQUIRED_COLUMNS, cell_text, csv_bytes, damaged_csv, \
     order_columns, parse_metadata, read_metadata, read_text_csv
-from gifkit.io.owner import MADE, digest, folder_lock, is_owner_file, live_claims, make_own_dir, own_file, \
-    read_made, record_own, remove_stale_claims, write_own
+from gifkit.io.owner import digest, folder_lock, is_owner_file, live_claims, make_own_dir, own_file, \
+    prune_made, read_made, record_own, remove_stale_claims, write_own
 
 __all__ = [
     "FIXED_COLUMNS", "METADATA", "CLASSES", "PARTS", "RUN_FILE", "SKIPPED_FILE",
@@ -185,11 +185,9 @@ def clear_store(root: str | os.PathLike) -> int:
         for d in sorted(folders, key=lambda f: len(f.parts), reverse=True):
             with contextlib.suppress(OSError):
                 d.rmdir()
-        left = [f for f in (root / m for m in (MADE,)) if f.exists()]
-        for f in left:
-            f.unlink()
+        prune_made(root)  # what is left of gifkit's (a record the user changed, its folders) stays listed
         kept = sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                      if not p.is_dir() and not is_owner_file(p.name))
+                      if not p.is_dir() and not (p.parent == root and is_owner_file(p.name)))
     if kept:
         warnings.warn(f"{root}: kept {len(kept)} file(s) gifkit cannot prove it made: {', '.join(kept[:5])}"
                       f"{', ...' if len(kept) > 5 else ''}", stacklevel=2)

@@ -104,8 +104,9 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     model, result = trained.model, trained.result
     cfg = result["config"]
     name = data or cfg["data"]
-    kwargs = data_kwargs or cfg.get("data_kwargs") or {}
-    dataset, classes = load_dataset(name, split, root=root if root is not None else cfg.get("data_root"),
+    own = name == cfg["data"]  # the run's dataset: its data arguments and root apply, another's do not
+    kwargs = data_kwargs or (cfg.get("data_kwargs") if own else None) or {}
+    dataset, classes = load_dataset(name, split, root=root if root is not None or not own else cfg.get("data_root"),
                                     profile=profile, **_dl(download), **kwargs)
     check_classes(trained.classes, classes, f"the model of {run}", f"{name}/{split}")
     preds, labels = predict(model, dataset, trained.transform, batch_size, workers, dev, progress, f"eval {name}")
