@@ -239,6 +239,22 @@ def test_images_without_a_trustworthy_record_are_refused_not_adopted(tmp_path, c
         assert snapshot(out) == kept
 
 
+def test_a_start_killed_before_its_record_binds_no_one(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(gfiles, "open", FaultyOpen(r"run\.json", KeyboardInterrupt()), raising=False)
+    assert cli(capsys, "expand", "--data", make_folder(tmp_path / "one"), "--out", out, *CUTOUT)[0] == 130
+    monkeypatch.undo()
+    assert json.loads((out / "classes.json").read_text()) == ["cat", "dog"] and not (out / "run.json").exists()
+    other = make_folder(tmp_path / "other", classes=("car", "plane"))  # gifkit's own classes.json, no image yet
+    assert cli(capsys, "expand", "--data", other, "--out", out, *CUTOUT)[0] == 0
+    assert json.loads((out / "classes.json").read_text()) == ["car", "plane"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "classes.json").write_text('["a", "b"]')  # a user's file of the same name: neither replaced nor used
+    code, _, err = cli(capsys, "expand", "--data", other, "--out", mine, *CUTOUT)
+    assert code == 2 and "lists other classes" in error_line(err) and (mine / "classes.json").read_text() == '["a", "b"]'
+
+
 def test_a_folder_of_an_older_gifkit_resumes_and_gets_a_manifest(tmp_path):
     data = make_folder(tmp_path / "data")
     out = tmp_path / "out"

@@ -303,7 +303,7 @@ class ExpansionRun:
         if own_file(self.out / CLASSES) is not None:
             old = read_classes(self.out)
             if old != self.class_names:
-                if record is None or not proven_record(self.out, CLASSES):
+                if not proven_record(self.out, CLASSES):
                     return problems, None, (
                         f"{self.out / CLASSES} lists other classes ({describe_difference(old, self.class_names)}) "
                         f"and no record shows gifkit wrote it: give another --out")
