@@ -416,6 +416,9 @@ def test_alia_works_on_a_plain_folder_without_a_test_split(tmp_path, capsys):
     assert code == 0 and "12 written" in text and (tmp_path / "out" / "metadata.csv").is_file()
     result = json.loads(next((tmp_path / "out.alia").rglob("result.json")).read_text())
     assert result["config"]["test_split"] is None and result["final"]["n_test"] == 0  # no test pass
+    code, text, _ = cli(capsys, "train", "--data", data, "--profile", "smoke", "--epochs", "1", "--batch-size", "4",
+                        "--test-split", "none", "--out", tmp_path / "run", "--no-progress")  # any folder, too
+    assert code == 0 and "trained without a test pass" in text
 
 
 # ----------------------------------------------------------------------------- 12. a failed download
