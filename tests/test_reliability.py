@@ -1,693 +1,506 @@
-"""Reliability (issue 16): gifkit never loses or corrupts a user's data, and every bad case ends in one clear line.
+"""Nothing lost, nothing mixed, round three (issue 24): concurrent runs, records that are damaged or missing, files
+gifkit did not make, and inputs of the wrong kind.
 
-Each case of the issue on the smoke profile: kills are simulated by raising inside the writer at chosen points
-(``gifkit.io.files``' ``open``, the checkpoint writer, the folder swap), a full disk by a write that fails with
-ENOSPC / EFBIG, symlinks and ``--out == --data`` on temp folders. Every case also checks that the input data
-and everything outside ``--out`` stay as they were.
+One test (or a few) per case of the issue, on the smoke profile: 1 one process owns an output folder (two real
+processes), 2 ``--force-new`` deletes only what gifkit proves it made, 3 images without a trustworthy record are
+refused, 4 ``state.json`` has a digest, 5 a symlink or FIFO among the part files is refused, 6 a FIFO in the
+dataset is skipped unopened, 7 ``label_b`` is checked, 8 evaluate compares class names, 9 a class named
+``train``, 10 notebook parameters of the wrong type, 11 ALIA on a folder without a test split, 12 a failed
+download, 13 a missing CLIP before any model is built, 14 EXIF orientation. The earlier rounds are
+tests/test_reliability_expand.py and tests/test_reliability_train.py.
 """
-import builtins
-import errno
-import hashlib
 import json
 import os
-import pickle
-import re
+import signal
 import subprocess
 import sys
-import warnings
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 import gifkit.io.files as gfiles
-from gifkit.cli import main
-from gifkit.config import Check, check_expand_args
-from gifkit.core.guidance import GuidanceConfig
 from gifkit.data import ImageFolderDataset, load_dataset
-from gifkit.data import folder as folder_module
-from gifkit.errors import Damaged, DiskFull, Refused
-from gifkit.experiments.study import MethodCache
+from gifkit.data.base import DatasetMissing, FileListDataset
+from gifkit.errors import Damaged, Refused
+from gifkit.experiments import notebooks as nb_runner
+from gifkit.experiments.nbkit import check_parameters, parameter_types
 from gifkit.io.datasets import ExpandedDataset, seed_fingerprint
+from gifkit.io.files import pid_alive
+from gifkit.io.images import BadImage, open_rgb
 from gifkit.io.store import clear_store, read_metadata
 from gifkit.methods import create_method, expand
-from gifkit.train import checkpoint as ckpt_module
 from gifkit.train import loop as tr_loop
-from gifkit.train.config import make_config
 from gifkit.train.loop import train
 
+from reliability_kit import CUTOUT, FaultyOpen, Kill, cli, error_line, files, make_folder, smoke_train, snapshot
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-CUTOUT = ["--method", "cutout", "--ratio", "2", "--batch-size", "2", "--no-progress"]
-
-
-# ----------------------------------------------------------------------------- helpers
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
 
 
-def make_folder(root: Path, n: int = 3, classes=("cat", "dog"), seed: int = 0, prefix: str = "", size: int = 16):
-    """``root/<class>/<prefix><i>.png``: noise images (distinct bytes and sizes)."""
-    rng = np.random.default_rng(seed)
-    for c in classes:
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / c / f"{prefix}{i}.png")
-    return root
-
-
-def snapshot(root: Path, skip: Path | None = None) -> dict:
-    """Every entry under ``root`` (symlinks not followed): file digests, link targets, folders."""
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            if skip is not None and (p == skip or skip in p.parents):
-                continue
-            rel = str(p.relative_to(root))
-            found[rel] = ("link:" + os.readlink(p) if p.is_symlink() else
-                          hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
-    return found
-
-
-def files(root: Path) -> dict:
-    """``{relative path: bytes}`` of every file under ``root``."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
-    return code, out, err
-
-
-def error_line(err: str, command: str = "expand") -> str:
-    """The one error line (after argparse's usage text, if any)."""
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert lines and lines[-1].startswith(f"gifkit {command}: error: "), err
-    if not lines[0].startswith("usage:"):
-        assert len(lines) == 1, err
-    return lines[-1]
-
-
-class FaultyOpen:
-    """``open`` for ``gifkit.io.files``: the ``nth`` temp file whose target name matches ``pattern`` raises
-    ``exc`` right after it is created (a kill, a full disk inside the writer)."""
-
-    def __init__(self, pattern: str, exc: BaseException, nth: int = 1):
-        self.pattern, self.exc, self.nth, self.seen = re.compile(pattern), exc, nth, 0
-
-    def __call__(self, file, mode="r", *args, **kwargs):
-        fh = builtins.open(file, mode, *args, **kwargs)
-        m = gfiles.TEMP_NAME.fullmatch(os.path.basename(str(file)))
-        if "x" in mode and m and self.pattern.fullmatch(os.path.basename(str(file))[1:].rsplit(".", 3)[0]):
-            self.seen += 1
-            if self.seen == self.nth:
-                fh.close()
-                raise self.exc
-        return fh
-
-
-def dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
-
-
-# ----------------------------------------------------------------------------- the input dataset is read-only
-
-
-def test_out_equal_inside_or_containing_data_is_refused(tmp_path, capsys):
-    data = make_folder(tmp_path / "data")
-    (tmp_path / "link").symlink_to(data)
-    before = snapshot(tmp_path)
-    for out in (data, data / "expanded", tmp_path, tmp_path / "link", tmp_path / "link" / "sub"):
-        code, _, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)
-        assert code == 2 and "never writes into a dataset" in error_line(err)
-    assert snapshot(tmp_path) == before  # nothing made, inside the data or elsewhere
+def cutout(data: Path, out: Path, **kw):
+    """The expansion of ``CUTOUT`` through the Python API (``shard`` etc. in ``kw``)."""
     ds, classes = load_dataset(str(data))
-    with pytest.raises(Refused, match="lies inside the input data"):  # the Python API too
-        expand(create_method("cutout", classes), ds, data / "cat" / "x", ratio=1, progress=False)
-    assert snapshot(tmp_path) == before
+    return Noneexpand(create_method("cutout", classes), ds, out, ratio=2, batch_size=2, progress=False, **kw)
 
 
-def test_another_dataset_into_the_same_folder_is_refused_unless_force_new(tmp_path, capsys):
-    one = make_folder(tmp_path / "one", seed=1)
-    renamed = make_folder(tmp_path / "renamed", seed=1, prefix="b")  # same classes and pixels, other files
-    repainted = make_folder(tmp_path / "repainted", seed=2)  # same classes and file names, other pixels
-    out = tmp_path / "out"
-    assert cli(capsys, "expand", "--data", one, "--out", out, *CUTOUT)[0] == 0
-    kept = snapshot(out)
-    for other in (renamed, repainted):
-        code, _, err = cli(capsys, "expand", "--data", other, "--out", out, *CUTOUT)
-        assert code == 2 and "other seed images" in error_line(err) and "--force-new" in err
-        assert snapshot(out) == kept  # not mixed
-    before = snapshot(tmp_path, skip=out)
-    code, text, _ = cli(capsys, "expand", "--data", repainted, "--out", out, *CUTOUT, "--force-new")
-    assert code == 0 and "12 written, 0 already there" in text
-    meta = read_metadata(out)
-    assert len(meta) == 12 and all(p.startswith(str(repainted)) for p in meta["seed_path"])
-    assert len(list(out.glob("*/*.png"))) == 12
-    assert snapshot(tmp_path, skip=out) == before
-    assert seed_fingerprint(load_dataset(str(one))[0]) != seed_fingerprint(load_dataset(str(repainted))[0])
+# ----------------------------------------------------------------------------- 1. one process owns a folder
 
-
-# ----------------------------------------------------------------------------- kills, stale temp files, SIGINT
-
-
-@pytest.mark.parametrize("pattern, nth", [(r"\d{6}_\d{3}\.png", 3), (r"\d{6}\.csv", 2), (r"metadata\.csv", 1),
-                                          (r"run\.json", 1)])
-def test_a_kill_inside_the_writer_resumes_to_the_same_bytes(tmp_path, capsys, monkeypatch, pattern, nth):
-    data = make_folder(tmp_path / "data")
-    data_before = snapshot(data)
-    reference = tmp_path / "reference"
-    assert cli(capsys, "expand", "--data", data, "--out", reference, *CUTOUT)[0] == 0
-    out = tmp_path / "out"
-    monkeypatch.setattr(gfiles, "open", FaultyOpen(pattern, KeyboardInterrupt(), nth), raising=False)
-    code, _, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)
-    assert code == 130 and err.strip() == "gifkit expand: interrupted; re-run the same command to resume"
-    assert not [p for p in out.rglob("*") if gfiles.is_temp_name(p.name)]  # the writer cleaned up
-    monkeypatch.undo()
-    assert cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)[0] == 0
-    assert files(out) == files(reference)
-    assert snapshot(data) == data_before
-
-
-SIGINT_MIDWAY = """
-import os, signal, sys
+WAITING_RUN = """
+import os, sys, time
 import gifkit.methods.augment as augment
-from gifkit.cli import main
+from gifkit.data import load_dataset
+data, out, index, count, go, started = sys.argv[1:7]
 real, calls = augment.augment_one, []
-def interrupted(*a, **k):
+def waiting(*a, **k):
     calls.append(1)
-    if len(calls) == 5:
-        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, in the middle of the run
+    if len(calls) == 3:  # seed 0's two images are written, seed 1 is on its way
+        open(started, "w").close()
+        while not os.path.exists(go):
+            time.sleep(0.05)
     return real(*a, **k)
-augment.augment_one = interrupted
-# as in a terminal: a child inherits an ignored SIGINT (some test runners ignore it), and Python then never
-# raises KeyboardInterrupt
-signal.signal(signal.SIGINT, signal.default_int_handler)
-sys.exit(main(sys.argv[1:]))
+augment.augment_one = waiting
+ds, classes = load_dataset(data)
+from gifkit.methods import create_method, expand
+r = expand(create_method("cutout", classes), ds, out, ratio=2, batch_size=2, shard=(int(index), int(count)),
+           progress=False)
+print(f"{r.written} written, {r.existing} already there")
 """
 
 
-def test_ctrl_c_ends_with_one_line_and_the_rerun_resumes(tmp_path, capsys):
-    data = make_folder(tmp_path / "data")
-    args = ["expand", "--data", str(data), *CUTOUT]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    run = subprocess.run([sys.executable, "-c", SIGINT_MIDWAY, *args, "--out", str(tmp_path / "out")],
-                         capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 130, run.stderr[-2000:]
-    assert run.stderr.strip().splitlines()[-1] == "gifkit expand: interrupted; re-run the same command to resume"
-    assert "Traceback" not in run.stderr and "KeyboardInterrupt" not in run.stderr
-    assert 0 < len(list((tmp_path / "out").glob("*/*.png"))) < 12
-    assert cli(capsys, *args, "--out", tmp_path / "out")[0] == 0
-    assert cli(capsys, *args, "--out", tmp_path / "reference")[0] == 0
-    assert files(tmp_path / "out") == files(tmp_path / "reference")
+class WaitingRun:
+    """A real second process expanding ``data`` into ``out`` (cutout, K=2, batches of 2) that stops in its first
+    batch until :meth:`go`; ``shard=(i, n)``."""
+
+    def __init__(self, tmp_path: Path, data: Path, out: Path, shard=(0, 1)):
+        self.go_file, started = tmp_path / f"go{shard[0]}", tmp_path / f"started{shard[0]}"
+        self.proc = subprocess.Popen([sys.executable, "-c", WAITING_RUN, str(data), str(out), *map(str, shard),
+                                      str(self.go_file), str(started)], env=ENV, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while not started.exists():
+            assert self.proc.poll() is None, self.proc.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the first run never started"
+            time.sleep(0.1)
+
+    def go(self) -> str:
+        self.go_file.touch()
+        out, err = self.proc.communicate(timeout=300)
+        assert self.proc.returncode == 0, err[-2000:]
+        return out
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate(timeout=60)
 
 
-def test_stale_temp_files_of_a_killed_writer_are_removed_on_resume(tmp_path, capsys):
+def test_a_second_run_into_a_folder_in_use_is_refused_and_nothing_mixes(tmp_path, capsys):
     data = make_folder(tmp_path / "data")
+    cutout(data, tmp_path / "reference")
     out = tmp_path / "out"
-    assert cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT, "--limit", "2")[0] == 0
-    gone, alive = dead_pid(), 1  # pid 1 (init) is running: its temp files are another process's
-    stale = [out / "cat" / f".000004_000.png.{gone}.0123abcd.tmp", out / f".metadata.csv.{gone}.89abcdef.tmp"]
-    (out / ".parts").mkdir()
-    stale.append(out / ".parts" / f".000004.csv.{gone}.00000000.tmp")
-    other = out / "cat" / f".000005_000.png.{alive}.0123abcd.tmp"
-    for p in stale + [other]:
-        p.write_bytes(b"half a png")
-    code, text, _ = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)
-    assert code == 0 and "8 written, 4 already there" in text
-    assert not any(p.exists() for p in stale) and other.exists() and not (out / ".parts").exists()
+    first = WaitingRun(tmp_path, data, out)
+    try:
+        claim = json.loads((out / ".gifkit-shard-0.json").read_text())
+        assert claim["pid"] == first.proc.pid and claim["shard"] == [0, 1]  # "started and running"
+        code, _, err = cli(capsys, "expand", "--data", data, "--out", out, "--method", "gridmask", "--ratio", "2",
+                           "--batch-size", "8", "--no-progress")  # other settings: would mix
+        line = error_line(err)
+        assert code == 2 and "is being written by another gifkit run" in line and f"process {first.proc.pid}" in line
+        with pytest.raises(Refused, match=f"shard 0 of this run is already being written .*process {first.proc.pid}"):
+            cutout(data, out)  # the same settings: duplicate work, refused as well
+        assert not (out / "gridmask").exists() and not (out / "metadata.csv").exists()
+    finally:
+        printed = first.go()
+    assert printed.strip() == "12 written, 0 already there"
+    assert files(out) == files(tmp_path / "reference")  # the first run's images only, recorded as its own
+    assert not (out / ".gifkit-shard-0.json").exists() and not (out / ".gifkit-shard-0.lock").exists()
+    code, _, err = cli(capsys, "expand", "--data", data, "--out", out, "--method", "gridmask", "--ratio", "2",
+                       "--no-progress")  # now the folder is free: its record decides
+    assert code == 2 and "holds an expansion made with other settings" in error_line(err)
 
 
-# ----------------------------------------------------------------------------- symlinks and metadata paths
-
-
-def test_symlinks_inside_out_are_refused_and_nothing_outside_changes(tmp_path, capsys):
+def test_a_run_that_died_is_recognised_and_resumed(tmp_path):
     data = make_folder(tmp_path / "data")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (elsewhere / "000000.csv").write_text("a user's unrelated table\n")
+    cutout(data, tmp_path / "reference")
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "cat").symlink_to(elsewhere, target_is_directory=True)
-    before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)
-    assert code == 2 and "is a symlink" in error_line(err) and str(out / "cat") in err
-    (out / "cat").unlink()
-    (out / ".parts").symlink_to(elsewhere, target_is_directory=True)
-    code, _, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)
-    assert code == 2 and "is a symlink" in error_line(err) and ".parts" in err
-    after = snapshot(tmp_path)
-    assert {k: v for k, v in after.items() if not k.startswith("out")} == \
-        {k: v for k, v in before.items() if not k.startswith("out")}
-    assert (elsewhere / "000000.csv").read_text() == "a user's unrelated table\n"
+    dead = WaitingRun(tmp_path, data, out)
+    dead.kill()  # SIGKILL: no clean-up ran; the operating system freed its lock
+    claim = json.loads((out / ".gifkit-shard-0.json").read_text())
+    assert claim["pid"] == dead.proc.pid and not pid_alive(claim["pid"])  # "started and died"
+    r = cutout(data, out)
+    assert (r.written, r.existing) == (10, 2)  # seed 0's images were written before the kill
+    assert files(out) == files(tmp_path / "reference") and not (out / ".gifkit-shard-0.json").exists()
 
 
-@pytest.mark.parametrize("bad", ["../../secret.png", "/etc/hostname", "a symlinked image"])
-def test_metadata_paths_that_leave_the_folder_are_refused(tmp_path, capsys, smoke, bad):
-    ds, classes = smoke
-    out = tmp_path / "out"
-    expand(create_method("cutout", classes), ds, out, ratio=1, progress=False)
-    (tmp_path / "secret.png").write_bytes(b"not yours")
-    if bad == "a symlinked image":  # the row stays, its image now leads outside
-        first = out / classes[0] / "000000_000.png"
-        first.unlink()
-        first.symlink_to(tmp_path / "secret.png")
-    else:
-        meta = (out / "metadata.csv").read_text().splitlines()
-        meta[1] = f"{bad},{meta[1].split(',', 1)[1]}"
-        (out / "metadata.csv").write_text("\n".join(meta) + "\n")
-    with pytest.raises(Refused, match="leads outside|leaves the expansion folder"):
-        ExpandedDataset(ds, out)
-    code, _, err = cli(capsys, "train", "--data", "smoke", "--profile", "smoke", "--out", tmp_path / "run",
-                       "--expanded", out, "--epochs", "1", "--no-progress")
-    line = error_line(err, "train")
-    assert code == 2 and ("leaves the expansion folder" in line or "leads outside" in line)
-    assert (tmp_path / "secret.png").read_bytes() == b"not yours"
-
-
-# ----------------------------------------------------------------------------- the run record
-
-
-def test_a_failed_start_does_not_lock_the_folder(tmp_path, capsys, smoke, monkeypatch):
-    import gifkit.methods.augment as augment
-
-    ds, classes = smoke
-    out = tmp_path / "out"
-    def boom(*a, **k):
-        raise RuntimeError("a bug, or a device that went away")
-
-    monkeypatch.setattr(augment, "augment_one", boom)
-    with pytest.raises(RuntimeError):
-        expand(create_method("cutout", classes), ds, out, ratio=2, progress=False)
-    assert (out / "run.json").is_file()  # written, but no image: it does not bind
-    monkeypatch.undo()
-    r = expand(create_method("cutout", classes), ds, out, ratio=3, progress=False)
-    assert r.written == 48 and json.loads((out / "run.json").read_text())["ratio"] == 3
-    code, _, err = cli(capsys, "expand", "--data", "smoke", "--out", tmp_path / "o2", "--output-size", "0")
-    assert code == 2 and "output_size must be an integer" in error_line(err)
-    assert not (tmp_path / "o2").exists()
-
-
-@pytest.fixture(scope="module")
-def gif_cache():
-    return MethodCache()
-
-
-def test_run_json_records_the_condition_and_a_resume_under_another_is_refused(tmp_path, gif_cache):
-    def run(out, limit, threads):
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            ds, classes = load_dataset("smoke")
-            method = gif_cache.get("gif-sd", classes, profile="smoke", device="cpu", options={"steps": 2})
-            return expand(method, ds, out, ratio=2, limit=limit, batch_size=2)
-        finally:
-            torch.set_num_threads(before)
-
-    run(tmp_path / "whole", 4, 1)
-    record = json.loads((tmp_path / "whole" / "run.json").read_text())
-    env = record["environment"]
-    assert env["threads"] == 1 and env["dtypes"] == ["float32"] and env["device"]["type"] == "cpu"
-    assert env["versions"]["torch"].startswith(torch.__version__.split("+")[0])
-    assert record["seeds"]["n"] == 16 and record["seeds"]["kind"] == "items"
-    out = tmp_path / "grown"
-    run(out, 2, 1)
-    kept = snapshot(out)
-    with pytest.raises(Refused, match=r"threads 1 there, 2 here.*OMP_NUM_THREADS=1"):
-        run(out, 4, 2)  # the images would mix two numerics
-    assert snapshot(out) == kept
-    assert run(out, 4, 1).written == 4  # the recorded condition resumes (and the run grows)
-    assert files(out) == files(tmp_path / "whole")
-
-
-def test_a_skipped_seed_is_recorded_and_retried_by_the_next_run(tmp_path, capsys, monkeypatch):
+def test_the_shards_of_one_run_share_the_folder(tmp_path):
     data = make_folder(tmp_path / "data")
-    victim, broken = str(data / "cat" / "1.png"), data / "dog" / "0.png"
-    good = broken.read_bytes()
-    broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    real = folder_module.open_rgb
-
-    def transient(path):
-        if str(path) == victim:
-            raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real(path)
-
-    monkeypatch.setattr(folder_module, "open_rgb", transient)
-    code, text, _ = cli(capsys, "expand", "--data", data, "--out", tmp_path / "out", *CUTOUT)
-    assert code == 0 and "2 seeds skipped" in text and "Permission denied" in text
-    skipped = dict(json.loads((tmp_path / "out" / "skipped.json").read_text()))
-    assert set(skipped) == {1, 3} and "Permission denied" in skipped[1]
-    monkeypatch.undo()
-    broken.write_bytes(good)  # the user repairs the file: the run is not refused, it retries
-    code, text, _ = cli(capsys, "expand", "--data", data, "--out", tmp_path / "out", *CUTOUT)
-    assert code == 0 and "4 written, 8 already there, 0 seeds skipped" in text
-    assert not (tmp_path / "out" / "skipped.json").exists()
-    assert cli(capsys, "expand", "--data", data, "--out", tmp_path / "clean", *CUTOUT)[0] == 0
-    assert files(tmp_path / "out") == files(tmp_path / "clean")  # as if nothing had been skipped
-
-
-def test_a_run_whose_every_input_is_unreadable_exits_non_zero(tmp_path, capsys):
-    data = tmp_path / "data"
-    for c in ("cat", "dog"):
-        (data / c).mkdir(parents=True)
-        (data / c / "x.png").write_bytes(b"not an image")
-    code, text, err = cli(capsys, "expand", "--data", data, "--out", tmp_path / "out", *CUTOUT)
-    assert code == 2 and "2 seeds skipped" in text
-    assert "nothing was written: every one of the 2 seed images was unreadable" in error_line(err)
-
-
-# ----------------------------------------------------------------------------- inputs: reported, not dropped
-
-
-def test_ignored_inputs_and_unreadable_folders_are_reported(tmp_path, monkeypatch):
-    data = make_folder(tmp_path / "data", classes=("cat", "dog", "locked"))
-    make_folder(data / "cat" / "nested", n=1, classes=("x",))
-    make_folder(data, n=1, classes=(".hidden", "..x"))
-    (data / "notes.txt").write_text("hi")
-    real = folder_module._entries
-
-    def entries(path):
-        if Path(path).name == "locked":
-            raise PermissionError(errno.EACCES, "Permission denied")
-        return real(path)
-
-    monkeypatch.setattr(folder_module, "_entries", entries)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ds = ImageFolderDataset(data)
-    text = " ".join(str(w.message) for w in caught)
-    for what in ("nested", ".hidden", "..x", "notes.txt", "locked", "Permission denied"):
-        assert what in text
-    assert ds.classes == ["cat", "dog", "locked"] and ds.empty_classes == ["locked"] and len(ds) == 6
-    assert len(ds.ignored) == 5
-
-
-def bomb_png(path: Path, width: int = 20000, height: int = 20000) -> Path:
-    """A PNG header claiming ``width x height`` pixels (what a decompression bomb looks like to a reader)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
-
-
-def test_a_decompression_bomb_is_skipped_and_reported(tmp_path, capsys):
-    data = make_folder(tmp_path / "data")
-    bomb_png(data / "dog" / "bomb.png")
-    code, text, _ = cli(capsys, "expand", "--data", data, "--out", tmp_path / "out", *CUTOUT)
-    assert code == 0 and "1 seeds skipped" in text and "bomb.png" in text and "decompression bomb" in text
-
-
-# ----------------------------------------------------------------------------- full disks, bad --out
-
-
-@pytest.mark.parametrize("pattern, code, nth", [(r"\d{6}_\d{3}\.png", errno.ENOSPC, 2),
-                                                (r"metadata\.csv", errno.ENOSPC, 1), (r"\d{6}\.csv", errno.EFBIG, 2)])
-def test_a_full_disk_names_the_folder_and_the_rerun_resumes(tmp_path, capsys, monkeypatch, pattern, code, nth):
-    data = make_folder(tmp_path / "data")
-    assert cli(capsys, "expand", "--data", data, "--out", tmp_path / "reference", *CUTOUT)[0] == 0
+    cutout(data, tmp_path / "reference")
     out = tmp_path / "out"
-    monkeypatch.setattr(gfiles, "open", FaultyOpen(pattern, OSError(code, os.strerror(code)), nth), raising=False)
-    status, _, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)
-    line = error_line(err)
-    assert status == 2 and "re-run the same command; the run resumes" in line and str(out) in line
-    assert ("no space left" if code == errno.ENOSPC else "file-size limit") in line
-    assert not [p for p in out.rglob("*") if gfiles.is_temp_name(p.name)]
-    monkeypatch.undo()
-    assert cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)[0] == 0
+    shard0 = WaitingRun(tmp_path, data, out, shard=(0, 2))  # holds shard 0 while shard 1 runs beside it
+    try:
+        with pytest.raises(Refused, match="is being written by another gifkit run"):
+            cutout(data, out)  # one process for the whole folder is another run (other shard count)
+        r = cutout(data, out, shard=(1, 2))
+        assert (r.written, r.existing) == (4, 0)  # batch 1 of 3
+    finally:
+        printed = shard0.go()
+    assert printed.strip() == "8 written, 0 already there"  # batches 0 and 2; shard 0 merged every part
     assert files(out) == files(tmp_path / "reference")
 
 
-def test_disk_full_is_a_user_error_in_the_api(tmp_path, monkeypatch):
-    monkeypatch.setattr(gfiles, "open", FaultyOpen(r"x\.json", OSError(errno.ENOSPC, "full")), raising=False)
-    with pytest.raises(DiskFull, match=f"while writing x.json in {tmp_path}"):
-        gfiles.write_json(tmp_path / "x.json", {})
-    assert list(tmp_path.iterdir()) == []
+def test_an_exception_in_the_driver_frees_the_folder_for_the_next_run(tmp_path, monkeypatch):
+    import gifkit.methods.augment as augment
 
-
-def test_an_out_that_is_a_file_or_unwritable_is_one_line(tmp_path, capsys, monkeypatch):
-    (tmp_path / "file").write_text("mine")
-    code, _, err = cli(capsys, "expand", "--data", "smoke", "--out", tmp_path / "file", *CUTOUT)
-    assert code == 2 and "exists and is not a folder" in error_line(err)
-    assert (tmp_path / "file").read_text() == "mine"
-    monkeypatch.setattr(gfiles, "open", FaultyOpen(r".*", PermissionError(errno.EACCES, "Permission denied")),
-                        raising=False)
-    code, _, err = cli(capsys, "expand", "--data", "smoke", "--out", tmp_path / "ro", *CUTOUT)
-    assert code == 2 and error_line(err).endswith(f"cannot write {tmp_path / 'ro' / 'classes.json'}: Permission denied")
-
-
-# ----------------------------------------------------------------------------- numbers and damaged records
-
-
-@pytest.mark.parametrize("flag, value, message", [
-    ("--eps", "inf", "eps must be a finite number >= 0"), ("--guidance-scale", "nan", "guidance_scale must be"),
-    ("--steps", "0", "steps must be an integer in [1, 10000]"), ("--batch-size", "0", "batch_size must be"),
-    ("--limit", "-1", "limit must be an integer >= 1"), ("--ratio", "1000000", "ratio must be an integer in [1, 1000]"),
-    ("--strength", "1.5", "strength must be"), ("--opt-steps", "2.5", "expected an integer")])
-def test_nonsense_numbers_are_refused_before_any_work(tmp_path, capsys, flag, value, message):
-    code, _, err = cli(capsys, "expand", "--data", "smoke", "--out", tmp_path / "out", flag, value)
-    assert code == 2 and f"argument {flag}: {message}" in error_line(err)
-    assert not (tmp_path / "out").exists()
-
-
-def test_the_python_api_shares_the_numeric_checks(tmp_path, smoke):
-    ds, classes = smoke
-    with pytest.raises(ValueError, match="eps must be a finite number >= 0, got inf"):
-        GuidanceConfig(eps=float("inf"))
-    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
-        make_config("smoke", data="smoke", lr=float("nan"))
-    with pytest.raises(ValueError, match="steps must be an integer"):
-        create_method("gif-sd", classes, steps=0, device="cpu")
-    for kw in ({"batch_size": 0}, {"ratio": 10 ** 6}, {"limit": -1}, {"output_size": 0}):
-        with pytest.raises(ValueError, match=f"{next(iter(kw))} must be"):
-            expand(create_method("cutout", classes), ds, tmp_path / "o", **{"ratio": 2, **kw})
-    assert not (tmp_path / "o").exists()
-    assert check_expand_args(ratio=2.0, limit=None) == {"ratio": 2, "limit": None}
-    assert Check(0, 1, lo_open=True).describe() == "a finite number in (0, 1]"
-    with pytest.raises(ValueError, match="got True"):
-        Check(integer=True)("x", True)
-
-
-@pytest.mark.parametrize("name", ["run.json", "classes.json", "skipped.json", "metadata.csv"])
-def test_damaged_records_name_the_file(tmp_path, capsys, name):
     data = make_folder(tmp_path / "data")
-    (data / "dog" / "bad.png").write_bytes(b"nope")  # so that skipped.json exists
     out = tmp_path / "out"
-    assert cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)[0] == 0
-    (out / name).write_bytes(b"\xff\xfe{[" if name != "metadata.csv" else b"file_name\n\"a,b\n")
-    (out / "dog" / "000004_000.png").unlink()  # something to do, so that metadata.csv is read
-    code, _, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)
-    line = error_line(err)
-    assert code == 2 and str(out / name) in line and "damaged" in line
 
+    def boom(*a, **k):
+        raise RuntimeError("a bug")
 
-# ----------------------------------------------------------------------------- training
-
-
-def smoke_train(tmp_path, name="run", **kw):
-    kw = {"epochs": 3, "batch_size": 8, "progress": False, "out": str(tmp_path / name), **kw}
-    return make_config("smoke", data="smoke", data_kwargs={"n_per_class": 4}, **kw)
-
-
-def same_model(a: Path, b: Path) -> bool:
-    x, y = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
-
-
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reference")
-    return root / "run", train(smoke_train(root))
-
-
-class Kill:
-    """Raise KeyboardInterrupt at the ``nth`` call of ``fn``."""
-
-    def __init__(self, fn, nth):
-        self.fn, self.nth, self.calls = fn, nth, 0
-
-    def __call__(self, *a, **k):
-        self.calls += 1
-        if self.calls == self.nth:
-            raise KeyboardInterrupt
-        return self.fn(*a, **k)
-
-
-@pytest.mark.parametrize("where, nth", [("write", 7), ("write", 9), ("write", 12), ("swap", 2)])
-def test_a_kill_during_a_checkpoint_save_resumes_to_the_same_model(tmp_path, monkeypatch, reference_run, where, nth):
-    ref_dir, ref = reference_run
-    cfg = smoke_train(tmp_path)
-    if where == "write":  # 6 files per save: the 2nd save (epoch 2) is cut at its 1st, 3rd and last file
-        monkeypatch.setattr(ckpt_module, "atomic_write_bytes", Kill(ckpt_module.atomic_write_bytes, nth))
-    else:  # the 2nd save is cut between moving the old checkpoint aside and moving the new one in
-        real = os.rename
-        calls = []
-
-        def rename(src, dst):
-            if str(src).endswith(".checkpoint.tmp"):
-                calls.append(src)
-                if len(calls) == nth:
-                    raise KeyboardInterrupt
-            return real(src, dst)
-
-        monkeypatch.setattr(gfiles.os, "rename", rename)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
+    monkeypatch.setattr(augment, "augment_one", boom)
+    with pytest.raises(RuntimeError):
+        cutout(data, out)  # the traceback keeps the run object alive: its claim is still held here
     monkeypatch.undo()
-    if where == "swap":
-        assert not (tmp_path / "run" / "checkpoint").exists() and (tmp_path / "run" / ".checkpoint.old").is_dir()
-    resumed = train(cfg)
-    assert same_model(tmp_path / "run", ref_dir)
-    timeless = lambda h: [{k: v for k, v in e.items() if not k.endswith("_per_s")} for e in h]  # noqa: E731
-    assert resumed["final"] == ref["final"] and timeless(resumed["history"]) == timeless(ref["history"])
-    names = {p.name for p in (tmp_path / "run" / "checkpoint").iterdir()}
-    assert names == {"model.safetensors", "optimizer.safetensors", "optimizer.json", "rng_0.safetensors",
-                     "rng_0.json", "state.json"}  # no pickles
-    assert not (tmp_path / "run" / ".checkpoint.tmp").exists() and not (tmp_path / "run" / ".checkpoint.old").exists()
+    assert cutout(data, out).written == 12  # a later run of the same process takes the claim over
+    child = subprocess.run([sys.executable, "-c", "import sys; from gifkit.cli import main; sys.exit(main(sys.argv[1:]))",
+                            "expand", "--data", str(data), "--out", str(out), *CUTOUT], env=ENV, capture_output=True,
+                           text=True, timeout=300)
+    assert child.returncode == 0 and "0 written, 12 already there" in child.stdout  # and another process may resume
 
 
-class Evil:
-    """Unpickling this creates the file ``marker``: what a crafted pickle could do."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (builtins.open, (self.marker, "w"))
+# ----------------------------------------------------------------------------- 2. --force-new deletes only gifkit's
 
 
-@pytest.mark.parametrize("damage", ["garbage model", "truncated state", "missing rng", "accelerate pickle"])
-def test_a_damaged_checkpoint_is_reported_with_the_way_out(tmp_path, capsys, monkeypatch, damage):
-    cfg = smoke_train(tmp_path, "cli/seed_0", epochs=2)  # where `gifkit train --out cli` puts seed 0
+def test_force_new_keeps_every_file_gifkit_cannot_prove_it_made(tmp_path, capsys):
+    data = make_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    (out / "mydocs").mkdir(parents=True)
+    (out / "metadata.csv").write_text("file_name,label\nmydocs/000000_000.png,0\n")
+    (out / "classes.json").write_text('["cat", "dog"]\n')
+    (out / "mydocs" / "000000_000.png").write_bytes(b"my scan")
+    before = snapshot(out)
+    with pytest.warns(UserWarning, match=r"kept 3 file\(s\) gifkit cannot prove it made: classes.json, metadata"):
+        code, text, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT, "--force-new")
+    assert "removed 0 files" in text
+    assert code == 2 and "gifkit expand: error: " in err.strip().splitlines()[-1]
+    assert "holds an expansion's images or metadata, but it has no run.json" in err  # never adopted either
+    assert snapshot(out) == {**before, ".gifkit.lock": snapshot(out)[".gifkit.lock"]}  # the gate is all it adds
+
+
+def test_clear_store_removes_the_folders_it_made_and_keeps_the_users(tmp_path):
+    data = make_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    (out / "dog").mkdir(parents=True)  # the user's folder, empty: gifkit writes into it, never removes it
+    cutout(data, out)
+    (out / "cat" / "notes.txt").write_text("mine")
+    meta = (out / "metadata.csv").read_bytes()
+    (out / "metadata.csv").write_bytes(meta + b"\n")  # changed since gifkit wrote it: no longer provably gifkit's
+    with pytest.warns(UserWarning, match=r"kept 14 file\(s\)"):  # it, the 12 images only it lists, the notes
+        assert clear_store(out) == 2  # run.json and classes.json
+    assert (out / "metadata.csv").read_bytes() == meta + b"\n" and len(list(out.glob("*/*.png"))) == 12
+    (out / "metadata.csv").write_bytes(meta)  # put back as gifkit wrote it: its images are proven again
+    with pytest.warns(UserWarning, match=r"kept 1 file\(s\) gifkit cannot prove it made: cat/notes.txt"):
+        assert clear_store(out) == 1 + 12
+    assert sorted(p.name for p in out.iterdir()) == [".gifkit-made.json", ".gifkit.lock", "cat", "dog"]
+    assert [p.name for p in (out / "cat").iterdir()] == ["notes.txt"] and list((out / "dog").iterdir()) == []
+    assert json.loads((out / ".gifkit-made.json").read_text()) == {"files": {}, "folders": ["cat"]}
+
+
+# ----------------------------------------------------------------------------- 3. no adoption without a record
+
+
+@pytest.mark.parametrize("damage, why", [("deleted", "it has no run.json"), ("no seeds", "lacks seeds"),
+                                         ("null", "holds null instead of a record"),
+                                         ("forged", "was changed after gifkit wrote it")])
+def test_images_without_a_trustworthy_record_are_refused_not_adopted(tmp_path, capsys, damage, why):
+    one, other = make_folder(tmp_path / "one", seed=1), make_folder(tmp_path / "other", seed=2)
+    out = tmp_path / "out"
+    assert cli(capsys, "expand", "--data", one, "--out", out, *CUTOUT)[0] == 0
+    record = json.loads((out / "run.json").read_text())
+    if damage == "deleted":
+        (out / "run.json").unlink()
+    elif damage == "no seeds":
+        (out / "run.json").write_text(json.dumps({k: v for k, v in record.items() if k != "seeds"}))
+    elif damage == "null":
+        (out / "run.json").write_text("null")
+    else:  # the other dataset's fingerprint written in: a complete record, but not the one gifkit wrote
+        record["seeds"] = {**seed_fingerprint(load_dataset(str(other))[0]), "skipped": []}
+        (out / "run.json").write_text(json.dumps(record))
+    kept = snapshot(out)
+    for data in (other, one):
+        code, _, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)
+        line = error_line(err)
+        assert code == 2 and why in line and "neither adds to them nor deletes them" in line
+        assert "delete it" not in line and "--force-new" not in line  # no advice that would lead to adoption
+        assert snapshot(out) == kept
+
+
+def test_a_start_killed_before_its_record_binds_no_one(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(gfiles, "open", FaultyOpen(r"run\.json", KeyboardInterrupt()), raising=False)
+    assert cli(capsys, "expand", "--data", make_folder(tmp_path / "one"), "--out", out, *CUTOUT)[0] == 130
+    monkeypatch.undo()
+    assert json.loads((out / "classes.json").read_text()) == ["cat", "dog"] and not (out / "run.json").exists()
+    other = make_folder(tmp_path / "other", classes=("car", "plane"))  # gifkit's own classes.json, no image yet
+    assert cli(capsys, "expand", "--data", other, "--out", out, *CUTOUT)[0] == 0
+    assert json.loads((out / "classes.json").read_text()) == ["car", "plane"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "classes.json").write_text('["a", "b"]')  # a user's file of the same name: neither replaced nor used
+    code, _, err = cli(capsys, "expand", "--data", other, "--out", mine, *CUTOUT)
+    assert code == 2 and "lists other classes" in error_line(err) and (mine / "classes.json").read_text() == '["a", "b"]'
+
+
+def test_a_folder_of_an_older_gifkit_resumes_and_gets_a_manifest(tmp_path):
+    data = make_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    cutout(data, out)
+    (out / ".gifkit-made.json").unlink()  # as an expansion made before the manifest
+    (out / "dog" / "000005_001.png").unlink()
+    assert cutout(data, out).written == 1
+    made = json.loads((out / ".gifkit-made.json").read_text())
+    assert set(made["files"]) == {"run.json", "classes.json", "metadata.csv"}
+
+
+# ----------------------------------------------------------------------------- 4. state.json has a digest
+
+
+def test_a_changed_digit_in_state_json_is_caught(tmp_path, capsys, monkeypatch):
+    cfg = smoke_train(tmp_path, "cli/seed_0", epochs=2)
     monkeypatch.setattr(tr_loop, "_evaluate", Kill(tr_loop._evaluate, 2))  # killed in epoch 2
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     monkeypatch.undo()
-    ck = tmp_path / "cli" / "seed_0" / "checkpoint"
-    marker = tmp_path / "pwned"
-    if damage == "garbage model":
-        (ck / "model.safetensors").write_bytes(b"\0garbage" * 10)
-    elif damage == "truncated state":
-        (ck / "state.json").write_text((ck / "state.json").read_text()[:40])
-    elif damage == "missing rng":
-        (ck / "rng_0.json").unlink()
-    else:  # a checkpoint as accelerate writes it, with a crafted pickle
-        state = json.loads((ck / "state.json").read_text())
-        state.pop("files")
-        (ck / "state.json").write_text(json.dumps(state))
-        (ck / "random_states_0.pkl").write_bytes(pickle.dumps(Evil(marker)))
-    with pytest.raises(Damaged, match=f"checkpoint at {re.escape(str(ck))} is damaged .*--no-resume"):
+    path = tmp_path / "cli" / "seed_0" / "checkpoint" / "state.json"
+    state = json.loads(path.read_text())
+    assert state["epoch"] == 1 and len(state["state_digest"]) == 32
+    path.write_text(path.read_text().replace('"epoch": 1,', '"epoch": 0,', 1))  # one flipped digit
+    with pytest.raises(Damaged, match="state.json differs from what was written .*--no-resume"):
         train(cfg)
-    assert not marker.exists()  # nothing was unpickled
     code, _, err = cli(capsys, "train", "--data", "smoke", "--profile", "smoke", "--data-arg", "n_per_class=4",
                        "--epochs", "2", "--batch-size", "8", "--out", tmp_path / "cli", "--no-progress")
-    line = error_line(err, "train")
-    assert code == 2 and f"checkpoint at {ck} is damaged" in line and "--no-resume" in line
+    assert code == 2 and "state.json differs from what was written" in error_line(err, "train")
 
 
-def test_no_resume_starts_over_from_a_damaged_checkpoint(tmp_path):
-    cfg = smoke_train(tmp_path, epochs=1)
-    train(cfg)
-    (tmp_path / "run" / "result.json").unlink()
-    (tmp_path / "run" / "checkpoint" / "model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(Damaged):
-        train(cfg)
-    r = train(smoke_train(tmp_path, epochs=1, resume=False))
-    assert r["history"][0]["epoch"] == 1 and (tmp_path / "run" / "result.json").is_file()
-    (tmp_path / "run" / "result.json").unlink()
-    assert train(cfg)["final"] == r["final"]  # the new checkpoint is sound: resumed after its last epoch
+# ----------------------------------------------------------------------------- 5. files read back are regular
 
 
-def test_a_damaged_model_file_in_evaluate_is_one_line(tmp_path, capsys):
-    train(smoke_train(tmp_path, epochs=1))
-    (tmp_path / "run" / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
-    code, _, err = cli(capsys, "evaluate", "--run", tmp_path / "run", "--device", "cpu", "--no-progress")
-    line = error_line(err, "evaluate")
-    assert code == 2 and "model.safetensors is damaged" in line
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_part_file_that_is_not_a_regular_file_is_refused(tmp_path, capsys, monkeypatch, kind):
+    data = make_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    monkeypatch.setattr(gfiles, "open", FaultyOpen(r"metadata\.csv", KeyboardInterrupt()), raising=False)
+    assert cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)[0] == 130  # killed before the merge
+    monkeypatch.undo()
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("file_name,label,seed_index,variant\n../../elsewhere.png,0,0,0\n")
+    if kind == "symlink":  # a batch's part, its rows now elsewhere
+        part = sorted((out / ".parts").glob("*.csv"))[0]
+        part.unlink()
+        part.symlink_to(outside)
+    else:  # a part no batch rewrites: reading it would block forever
+        part = out / ".parts" / "999999.csv"
+        os.mkfifo(part)
+    code, _, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)
+    line = error_line(err)
+    assert code == 2 and str(part) in line and ("is a symlink" if kind == "symlink" else "is a FIFO") in line
+    assert not (out / "metadata.csv").exists() and outside.read_text().startswith("file_name")
 
 
-def test_a_truncated_expansion_image_is_skipped_and_counted_in_training(tmp_path, smoke):
+# ----------------------------------------------------------------------------- 6. FIFOs in the dataset
+
+
+def test_a_fifo_in_the_dataset_is_skipped_without_being_opened(tmp_path):
+    data = make_folder(tmp_path / "data")
+    os.mkfifo(data / "dog" / "zz.png")
+    run = subprocess.run([sys.executable, "-m", "gifkit", "expand", "--data", str(data), "--out", str(tmp_path / "out"),
+                          *CUTOUT], env=ENV, capture_output=True, text=True, timeout=300)  # hung forever before
+    assert run.returncode == 0 and "12 written" in run.stdout
+    assert "zz.png (a FIFO, not a regular file)" in run.stderr
+    signal.alarm(60)  # the Python API on the same FIFO: a hang would end the test instead of the suite
+    try:
+        with pytest.raises(BadImage, match="it is a FIFO, not a regular file"):
+            open_rgb(data / "dog" / "zz.png")
+        listed = FileListDataset([(data / "cat" / "0.png", 0), (data / "dog" / "zz.png", 1)], ["cat", "dog"])
+        assert seed_fingerprint(listed)["n"] == 2  # the fingerprint does not open it either
+    finally:
+        signal.alarm(0)
+
+
+# ----------------------------------------------------------------------------- 7. label_b out of range
+
+
+def test_label_b_out_of_range_is_one_line(tmp_path, capsys, smoke):
     ds, classes = smoke
     exp = tmp_path / "exp"
-    expand(create_method("cutout", classes), ds, exp, ratio=1, progress=False)
-    victim = sorted(exp.glob("*/*.png"))[3]
-    victim.write_bytes(victim.read_bytes()[:60])
-    with pytest.warns(UserWarning, match="skipping an unreadable training image"):
-        r = train(smoke_train(tmp_path, epochs=1, expanded=[str(exp)]))
-    assert r["dataset"]["unreadable_images_skipped"] == [str(victim)]
-    assert r["dataset"]["n_train_total"] == 32 and r["history"][0]["steps"] == 4
+    Noneexpand(create_method("cutmix", classes), ds, exp, ratio=1, progress=False)
+    meta = read_metadata(exp)
+    meta.loc[3, "label_b"] = 99
+    meta.to_csv(exp / "metadata.csv", index=False)
+    with pytest.raises(ValueError, match=r"label_b an integer in \[0, 4\).*label_b 99"):
+        ExpandedDataset(ds, exp)
+    code, _, err = cli(capsys, "train", "--data", "smoke", "--profile", "smoke", "--out", tmp_path / "run",
+                       "--expanded", exp, "--epochs", "1", "--no-progress")
+    assert code == 2 and meta.loc[3, "file_name"] in error_line(err, "train")
+    meta.loc[3, "label_b"], meta.loc[5, "lam"] = 1, 1.5
+    meta.to_csv(exp / "metadata.csv", index=False)
+    with pytest.raises(ValueError, match=f"{meta.loc[5, 'file_name']} has label_b .*, lam 1.5"):
+        ExpandedDataset(ds, exp)
 
 
-def test_torch_load_is_always_weights_only_and_only_cifar_unpickles():
-    import ast
-
-    root = Path(gfiles.__file__).parents[1]
-    for path in root.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
-                owner = ast.unparse(node.func.value)
-                if owner == "torch":
-                    assert any(k.arg == "weights_only" and ast.unparse(k.value) == "True" for k in node.keywords), \
-                        f"{path}:{node.lineno}"
-                if owner == "pickle":  # the CIFAR loader, after checking the official MD5
-                    assert path.name == "cifar.py", f"{path}:{node.lineno}"
+# ----------------------------------------------------------------------------- 8. evaluate compares class names
 
 
-# ----------------------------------------------------------------------------- untrusted files
+def test_evaluate_refuses_data_of_other_classes_by_name(tmp_path, capsys, smoke):
+    train(smoke_train(tmp_path, epochs=1))
+    run = tmp_path / "run"
+    _, classes = smoke
+    other = make_folder(tmp_path / "other", n=1, classes=("cat", "dog", "car", "plane"))
+    code, _, err = cli(capsys, "evaluate", "--run", run, "--data", other, "--device", "cpu", "--no-progress")
+    line = error_line(err, "evaluate")
+    assert code == 2 and "other classes than the model" in line and "'cat'" in line and repr(classes[0]) in line
+    shuffled = make_folder(tmp_path / "shuffled", n=1, classes=tuple(classes))  # sorted folder names: other labels
+    code, _, err = cli(capsys, "evaluate", "--run", run, "--data", shuffled, "--device", "cpu", "--no-progress")
+    line = error_line(err, "evaluate")
+    assert code == 2 and "in another order (label 0 is 'blue triangle' there, 'red circle' in the model)" in line
 
 
-def test_cifar_pickles_are_verified_before_unpickling(tmp_path):
-    from torchvision.datasets import CIFAR100
-
-    from gifkit.data import cifar
-
-    assert cifar.CIFAR100_MD5 == {"train": CIFAR100.train_list[0][1], "test": CIFAR100.test_list[0][1],
-                                  "meta": CIFAR100.meta["md5"]}
-    base = tmp_path / "cifar-100-python"
-    base.mkdir()
-    marker = tmp_path / "pwned"
-    for name in ("train", "test", "meta"):
-        (base / name).write_bytes(pickle.dumps(Evil(marker)))
-    with pytest.raises(Refused, match=r"not the official CIFAR-100 file \(MD5 [0-9a-f]{32}, expected 16019d7e"):
-        load_dataset("cifar100", "train", root=tmp_path)
-    assert not marker.exists()
-    code = main(["train", "--data", "cifar100", "--data-root", str(tmp_path), "--out", str(tmp_path / "r"),
-                 "--profile", "smoke"])
-    assert code == 2 and not marker.exists()
+# ----------------------------------------------------------------------------- 9. a class folder named train
 
 
-# ----------------------------------------------------------------------------- ALIA
+def test_a_class_folder_named_train_is_a_class(tmp_path, capsys):
+    data = make_folder(tmp_path / "data", classes=("cat", "train"))
+    ds, classes = load_dataset(str(data))
+    assert classes == ["cat", "train"] and len(ds) == 6
+    assert cli(capsys, "expand", "--data", data, "--out", tmp_path / "out", *CUTOUT)[0] == 0
+    split = make_folder(tmp_path / "split" / "train", classes=("cat", "dog"))  # the split layout still reads as one
+    assert load_dataset(str(split.parent))[1] == ["cat", "dog"]
 
 
-def test_alia_skips_a_corrupt_seed_like_the_other_methods(tmp_path, capsys):
-    data = tmp_path / "data"
-    make_folder(data / "train", n=3)
-    make_folder(data / "test", n=2, seed=5)
-    (data / "train" / "cat" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    before = snapshot(data)
+# ----------------------------------------------------------------------------- 10. notebook parameters
+
+
+def test_notebook_parameters_of_the_wrong_type_are_named_before_any_cell_runs(tmp_path, monkeypatch):
+    import papermill
+
+    def never(*a, **k):
+        raise AssertionError("the notebook was executed")
+
+    monkeypatch.setattr(papermill, "execute_notebook", never)
+    failed = nb_runner.run("smoke", out=tmp_path / "nb", only=["01"], params={"criteria": 3}, results=tmp_path)
+    assert failed == [("01_preliminary_studies.ipynb", "ValueError: 01_preliminary_studies.ipynb: parameter "
+                                                       "criteria must be a list of str or None (its default is "
+                                                       "['random', 'class-maintained', 'informativeness', 'entropy', "
+                                                       "'diversity']), got 3 (int)")]
+    source = "n_seeds = 8     # seeds expanded\nseeds: list[int] | None = None\nout_dir = 'results/{profile}'\n"
+    assert parameter_types(source)["seeds"] == (list[int] | None, None)
+    for values, message in [({"n_seeds": "abc"}, "n_seeds must be an int or None (its default is 8), got 'abc'"),
+                            ({"seeds": 0}, "seeds must be a list of int or None (its default is None), got 0 (int)"),
+                            ({"sedes": [0]}, "has no parameter 'sedes'")]:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            check_parameters(values, source, "x.ipynb")
+    check_parameters({"n_seeds": None, "seeds": [0, 1], "out_dir": "o"}, source)
+
+
+# ----------------------------------------------------------------------------- 11. ALIA without a test split
+
+
+def test_alia_works_on_a_plain_folder_without_a_test_split(tmp_path, capsys):
+    data = make_folder(tmp_path / "data", n=3)
     code, text, _ = cli(capsys, "expand", "--data", data, "--out", tmp_path / "out", "--method", "alia", "--ratio",
                         "2", "--steps", "2", "--descriptions", "in the snow", "--device", "cpu", "--no-progress")
-    assert code == 0 and "12 written" in text and "1 seeds skipped" in text and "bad.png" in text
-    assert (tmp_path / "out" / "metadata.csv").is_file() and snapshot(data) == before
+    assert code == 0 and "12 written" in text and (tmp_path / "out" / "metadata.csv").is_file()
+    result = json.loads(next((tmp_path / "out.alia").rglob("result.json")).read_text())
+    assert result["config"]["test_split"] is None and result["final"]["n_test"] == 0  # no test pass
+    code, text, _ = cli(capsys, "train", "--data", data, "--profile", "smoke", "--epochs", "1", "--batch-size", "4",
+                        "--test-split", "none", "--out", tmp_path / "run", "--no-progress")  # any folder, too
+    assert code == 0 and "trained without a test pass" in text
 
 
-def test_clear_store_removes_only_what_an_expansion_made(tmp_path, smoke):
-    ds, classes = smoke
+# ----------------------------------------------------------------------------- 12. a failed download
+
+
+def test_the_colab_data_stage_offline_is_the_missing_dataset_line(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets
+
+    from gifkit.data.cifar import CIFAR100_URL
+    from gifkit.experiments.colab import run_colab
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", offline)
+    monkeypatch.setenv("GIFKIT_DATA", str(tmp_path / "data"))
+    with pytest.raises(DatasetMissing) as e:
+        run_colab(tmp_path / "colab", device="cpu", progress=False)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith("dataset 'cifar100': ")
+    assert "The download failed (URLError: [Errno -3] Temporary failure in name resolution)" in message
+    assert f"fetch {CIFAR100_URL} and extract it into {tmp_path / 'data'}" in message
+
+
+# ----------------------------------------------------------------------------- 13. a missing CLIP, reported first
+
+MISSING_CLIP = """
+import sys, time
+t = time.perf_counter()
+from gifkit.models.hub import ModelUnavailable, load_clip
+try:
+    load_clip()
+except ModelUnavailable as e:
+    print(e)
+print("open_clip imported" if "open_clip" in sys.modules else "open_clip not imported")
+"""
+
+
+def test_a_missing_clip_is_reported_before_any_model_is_built(tmp_path, capsys, monkeypatch):
+    env = {**ENV, "HF_HUB_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-c", MISSING_CLIP], env=env, capture_output=True, text=True, timeout=300)
+    printed = run.stdout.strip().splitlines()
+    assert "tried the Hub cache of timm/vit_base_patch32_clip_224.openai offline" in printed[0]
+    assert "hf download timm/vit_base_patch32_clip_224.openai" in printed[0]
+    assert printed[-1] == "open_clip not imported"  # so no 88M-parameter model was built first
+    from huggingface_hub import constants
+
+    from gifkit.models import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "planted"))
+    snap = tmp_path / "planted" / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text("0" * 40)
+    (snap / "open_clip_config.json").write_text("{}")  # a download cut short: the config without the weights
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(hub.ModelUnavailable, match=r"which lacks open_clip_model.safetensors \(or "):
+        hub.load_clip()
+
+
+# ----------------------------------------------------------------------------- 14. EXIF orientation
+
+
+def test_exif_orientation_is_applied_to_seeds_and_training_images_alike(tmp_path, capsys):
+    data = make_folder(tmp_path / "data", n=2)
+    rng = np.random.default_rng(3)
+    raw = Image.fromarray(rng.integers(0, 256, (16, 24, 3), dtype=np.uint8))  # 24 wide, 16 high as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    raw.save(data / "cat" / "2.png", exif=exif.tobytes())
+    upright = raw.transpose(Image.Transpose.ROTATE_270)
+    ds = ImageFolderDataset(data)
+    i = next(k for k, (p, _) in enumerate(ds.samples) if p.endswith("2.png"))
+    assert np.array_equal(np.asarray(ds[i][0]), np.asarray(upright))  # the seed as a viewer shows it
     out = tmp_path / "out"
-    expand(create_method("cutout", classes), ds, out, ratio=1, progress=False)
-    (out / "notes.txt").write_text("mine")
-    (out / classes[0] / "photo.png").write_bytes(b"mine too")
-    assert clear_store(out) == 16 + 3  # images, metadata.csv, classes.json, run.json
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted(
-        [classes[0], f"{classes[0]}/photo.png", "notes.txt"])
+    assert cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT)[0] == 0
+    variant = Image.open(out / "cat" / f"{i:06d}_000.png")
+    assert variant.size == upright.size == (16, 24)
+    assert (np.asarray(variant) == np.asarray(upright)).all(axis=2).mean() > 0.5  # cutout blanks one square only
+    everything = ExpandedDataset(ds, out)
+    row = read_metadata(out).query("seed_index == @i and variant == 0").index[0]
+    assert everything[i][0].size == everything[len(ds) + int(row)][0].size == (16, 24)  # training agrees

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import warnings
 from pathlib import Path
 
 from gifkit.config.flags import add_union_args, checked, values
@@ -113,7 +114,11 @@ def run_expand(args):
         if state.is_main_process:
             for folder in cls.folders(args.out):
                 if folder.is_dir():
-                    print(f"--force-new: removed {clear_store(folder)} files of the expansion in {folder}")
+                    with warnings.catch_warnings(record=True) as kept:  # what gifkit cannot prove it made stays
+                        warnings.simplefilter("always")
+                        removed = clear_store(folder)
+                    print(f"--force-new: removed {removed} files of the expansion in {folder}"
+                          + "".join(f"; {w.message}" for w in kept))
         state.wait_for_everyone()
     dataset, class_names = load_dataset(args.data, args.split, root=args.data_root, profile=args.profile)
     device = args.device if args.device else (state.device if state.num_processes > 1 else None)

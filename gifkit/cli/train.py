@@ -31,11 +31,17 @@ def cmd_train(args) -> int:
         return 0
     for r in results:
         f, b = r["final"], r["best_over_epochs"]
+        if f["accuracy_micro"] is None:
+            print(f"seed {r['config']['seed']}: trained without a test pass (--test-split none); "
+                  f"{r['throughput']['train_images_per_s']:.1f} train img/s")
+            continue
         print(f"seed {r['config']['seed']}: final micro {f['accuracy_micro']:.2f} % / macro "
               f"{f['accuracy_macro']:.2f} %; best over epochs micro {b['accuracy_micro']['value']:.2f} % "
               f"(epoch {b['accuracy_micro']['epoch']}); {r['throughput']['train_images_per_s']:.1f} train img/s")
     if len(results) > 1:
         for name in ("final.accuracy_micro", "final.accuracy_macro"):
+            if name not in agg["metrics"]:
+                continue
             m = agg["metrics"][name]
             print(f"{name}: {m['mean']:.2f} +- {m['std']:.2f} % over seeds {agg['seeds']}")
     if cfg.out:

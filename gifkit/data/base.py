@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -19,7 +19,7 @@ from gifkit.core.rng import derive_seed
 from gifkit.errors import UserError
 from gifkit.io.images import open_rgb, to_rgb
 
-__all__ = ["DatasetMissing", "default_root", "data_root", "missing", "readable", "check_split", "FileListDataset",
+__all__ = ["DatasetMissing", "default_root", "data_root", "missing", "fetch", "readable", "check_split", "FileListDataset",
            "ArrayDataset", "hash_subset"]
 
 
@@ -39,6 +39,17 @@ def data_root(root) -> Path:
 def missing(name: str, expected: Path | str, how: str) -> DatasetMissing:
     return DatasetMissing(f"dataset {name!r}: {expected} not found. {how} "
                           f"(pass root=... / --data-root to point at another folder; default $GIFKIT_DATA or ./data)")
+
+
+def fetch(name: str, expected: Path | str, manual: str, download: Callable[[], Any]) -> None:
+    """Run ``download`` (e.g. torchvision's); when it fails (offline, a URL gone, a bad archive) raise
+    :class:`DatasetMissing` in the form every missing dataset takes, with the reason and ``manual``: how to get
+    the files by hand."""
+    try:
+        download()
+    except (OSError, RuntimeError, ValueError) as err:  # urllib's URLError is an OSError
+        reason = " ".join(str(getattr(err, "reason", None) or err).split())[:200]
+        raise missing(name, expected, f"The download failed ({type(err).__name__}: {reason}); {manual}") from err
 
 
 def readable(name: str) -> str:

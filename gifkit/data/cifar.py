@@ -34,7 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
-from gifkit.data.base import ArrayDataset, DatasetMissing, check_split, data_root, hash_subset, missing, readable
+from gifkit.data.base import ArrayDataset, DatasetMissing, check_split, data_root, fetch, hash_subset, missing, \
+    readable
 from gifkit.data.longtail import longtail_counts, longtail_indices
 from gifkit.errors import Refused
 from gifkit.io.files import write_text
@@ -79,7 +80,8 @@ def _ensure_cifar100(root: Path, download: bool, name: str = "cifar100") -> Path
         if not download:
             raise _cifar_missing(root, name)
         from torchvision.datasets import CIFAR100
-        CIFAR100(str(root), train=True, download=True)
+        fetch(name, base / "{train,test,meta}", f"fetch {CIFAR100_URL} and extract it into {root}",
+              lambda: CIFAR100(str(root), train=True, download=True))
     return base
 
 
@@ -227,7 +229,8 @@ def read_cifar100c(root: str | Path, corruption: str, severity: int, download: b
     if not all(f.is_file() for f in files):
         if download:
             from torchvision.datasets.utils import download_and_extract_archive
-            download_and_extract_archive(CIFAR100C_URL, str(root))
+            fetch("cifar100c", f"{files[0]} and {files[1]}", f"fetch {CIFAR100C_URL} (2.9 GB) and extract it "
+                  f"into {root}", lambda: download_and_extract_archive(CIFAR100C_URL, str(root)))
         else:
             raise missing("cifar100c", f"{files[0]} and {files[1]}",
                            f"Get it with download=True (CLI --download), or fetch {CIFAR100C_URL} "

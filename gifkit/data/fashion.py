@@ -160,7 +160,10 @@ def load_arrays(name: str, split: str, root: str | Path | None = None,
     except DataUnavailable:
         if not download:
             raise
-        _download(name)
+        try:
+            _download(name)
+        except (OSError, RuntimeError, ValueError) as err:  # offline, a URL gone: the usual way out
+            raise DataUnavailable(f"the download failed ({type(err).__name__}: {err}); {how_to_get(name)}") from err
         paths = find_files(name, split, root)
     key = tuple(str(p) for p in paths)
     if key not in _ARRAYS:

@@ -8,7 +8,8 @@ catches, skips and reports. What is not read is said, never dropped silently:
 hidden folders (``.name``, ``..x``), files beside the class folders, folders
 nested inside a class folder, files with other extensions and class folders
 that cannot be listed (permissions) are listed in ``ignored`` and named in one
-warning.
+warning, as are entries that are not regular files (a FIFO, a socket, a device, a broken symlink), which are
+never opened.
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-__all__ = ["ImageFolderDataset", "load_imagefolder"]
+__all__ = ["ImageFolderDataset", "is_split_folder", "load_imagefolder"]
 
-from gifkit.io.images import IMAGE_EXTENSIONS, open_rgb
+from gifkit.io.images import IMAGE_EXTENSIONS, not_regular, open_rgb
 
 
 def _entries(folder: Path) -> list[os.DirEntry]:
@@ -70,8 +71,11 @@ class ImageFolderDataset(Dataset):
                 self.ignored.append((str(d), f"class folder cannot be listed: {e.strerror}"))
                 entries = []
             for e in entries:
+                why = not_regular(e.path)  # asked without opening: a FIFO would block the read
                 if e.is_dir():
                     self.ignored.append((e.path, "nested folder (only <root>/<class>/<image> files are read)"))
+                elif why is not None and not e.name.startswith("."):
+                    self.ignored.append((e.path, f"{why}, not a regular file"))
                 elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
                     files.append(e.path)
                 elif not e.name.startswith("."):
@@ -96,10 +100,23 @@ class ImageFolderDataset(Dataset):
         return open_rgb(path), label
 
 
+def is_split_folder(folder: Path) -> bool:
+    """True when ``folder`` holds class folders and no images of its own: ``<root>/<split>/<class>/<image>``,
+    not a class folder that happens to be named ``train`` or ``test``."""
+    try:
+        entries = _entries(folder)
+    except OSError:
+        return False
+    has_folders = any(e.is_dir() and not e.name.startswith(".") for e in entries)
+    has_images = any(not e.is_dir() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS for e in entries)
+    return has_folders and not has_images
+
+
 def load_imagefolder(split: str = "train", root=None, profile: str = "paper", **_):
-    """Any ``<root>/<class>/<image>`` folder, or ``<root>/<split>/<class>/<image>`` if that exists."""
+    """Any ``<root>/<class>/<image>`` folder, or ``<root>/<split>/<class>/<image>`` if ``<root>/<split>`` holds
+    class folders (:func:`is_split_folder`; a class folder named like the split is a class)."""
     if root is None:
         raise ValueError("dataset 'imagefolder' needs root=<folder> (CLI --data-root), or pass the folder as the name")
     path = Path(root).expanduser()
-    ds = ImageFolderDataset(path / split if (path / split).is_dir() else path)
+    ds = ImageFolderDataset(path / split if is_split_folder(path / split) else path)
     return ds, ds.classes

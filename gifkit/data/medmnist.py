@@ -6,7 +6,7 @@ The training splits are inferred from the paper's Table 11 sample counts (10,004
 """
 from __future__ import annotations
 
-from gifkit.data.base import ArrayDataset, check_split, data_root, missing
+from gifkit.data.base import ArrayDataset, check_split, data_root, fetch, missing
 
 __all__ = ["load_pathmnist", "load_breastmnist", "load_organsmnist"]
 
@@ -39,7 +39,10 @@ def _load_medmnist(flag: str, split: str, root, download: bool, size: int = 28):
                            f"{info['url' + suffix]} (MD5 {info['MD5' + suffix]}) into {root}")
         root.mkdir(parents=True, exist_ok=True)
     cls = getattr(medmnist, info["python_class"])
-    med = cls(split=med_split, root=str(root), download=download and not npz.is_file(), size=size)
+    if not npz.is_file():
+        fetch(flag, npz, f"fetch {info['url' + suffix]} (MD5 {info['MD5' + suffix]}) into {root}",
+              lambda: cls(split=med_split, root=str(root), download=True, size=size))
+    med = cls(split=med_split, root=str(root), download=False, size=size)
     classes = [info["label"][str(i)] for i in range(len(info["label"]))]
     ds = ArrayDataset(med.imgs, med.labels, classes)
     return ds, ds.classes

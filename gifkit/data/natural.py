@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gifkit.data.base import FileListDataset, check_split, data_root, hash_subset, missing, readable
+from gifkit.data.base import FileListDataset, check_split, data_root, fetch, hash_subset, missing, readable
 from gifkit.io.images import IMAGE_EXTENSIONS
 
 __all__ = ["load_caltech101", "load_cars", "load_flowers102", "load_flowers102_official", "load_dtd", "load_pets",
@@ -53,7 +53,9 @@ def load_caltech101(split: str = "train", root=None, profile: str = "paper", dow
                            "https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip and extract "
                            f"101_ObjectCategories.tar.gz into {root / 'caltech101'}")
         from torchvision.datasets import Caltech101
-        Caltech101(str(root), download=True)
+        fetch("caltech101", cats, "fetch https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip and "
+              f"extract 101_ObjectCategories.tar.gz into {root / 'caltech101'}",
+              lambda: Caltech101(str(root), download=True))
     folders = sorted(p.name for p in cats.iterdir() if p.is_dir())
     samples = [(p, y) for y, f in enumerate(folders) for p in sorted((cats / f).iterdir())
                if p.suffix.lower() in IMAGE_EXTENSIONS]

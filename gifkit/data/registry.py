@@ -12,7 +12,7 @@ from typing import Callable
 from torch.utils.data import Dataset
 
 from gifkit.config import get_profile
-from gifkit.data.folder import ImageFolderDataset
+from gifkit.data.folder import ImageFolderDataset, is_split_folder
 
 __all__ = ["Loader", "register", "registered", "available_datasets", "load_dataset"]
 
@@ -58,7 +58,7 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     path = Path(name).expanduser()
     if path.is_dir():
         sub = path / split
-        ds = ImageFolderDataset(sub if sub.is_dir() else path, **kwargs)
+        ds = ImageFolderDataset(sub if is_split_folder(sub) else path, **kwargs)
         return ds, ds.classes
     raise ValueError(f"unknown dataset {name!r}: not a registered name ({', '.join(available_datasets())}) "
                      f"nor an existing folder of <class>/<image> files")

@@ -12,14 +12,20 @@ install cell and badge, tables without NaN, and paired differences stated as eff
 * :func:`folders` resolves ``out_dir`` (this notebook's figures and CSV) and ``grid_dir`` (the shared,
   resumable study folder) for a profile, under ``/content/drive/MyDrive/gifkit/`` with ``drive=True`` (Colab),
   so that a disconnect loses nothing: every expansion and training resumes.
+* :func:`check_parameters` checks a run's parameter values against the notebook's ``parameters`` cell, by
+  name: each must have the type its annotation there says (``n_seeds: int | None = None``) or, without one,
+  the type of its default; a wrong one ends in one line naming the parameter, before any cell runs.
 * :func:`differences` and :func:`verdicts`: arms against a control, paired by seed, with a 95 % interval
   (:func:`gifkit.experiments.stats.paired_differences`); a difference is called an effect only when its
   interval excludes 0.
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
+import types
+import typing
 import platform
 import sys
 import time
@@ -27,12 +33,13 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from gifkit import __version__
 
 __all__ = ["REPOSITORY", "RELEASE", "COLAB_GPU", "WALL_PLACEHOLDER", "SMOKE_BANNER", "colab_url", "badge",
            "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "folders",
-           "ensure_data", "plan_sizes", "show", "differences", "verdicts", "mini_config"]
+           "ensure_data", "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config"]
 
 REPOSITORY = "https://github.com/gifkit/gifkit"  # the public repository: badges and the install cell derive from it
 RELEASE = f"v{__version__}"  # the tag the notebooks install and open on Colab (tag each release with it)
@@ -177,6 +184,82 @@ def ensure_data(profile: str, download: bool | None = None) -> None:
             load_arrays("fashion-mnist", split, download=download)
         except DataUnavailable as e:
             raise DataUnavailable(f"{e}\n(or run this notebook with download=True)") from None
+
+
+_TYPE_NAMES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict, "tuple": tuple,
+               "None": None}
+
+
+def parameter_types(source: str) -> dict[str, tuple[Any, Any]]:
+    """``{name: (expected type, default)}`` of a ``parameters`` cell's top-level assignments ``name = literal``
+    and ``name: annotation = literal``. The annotation gives the type (builtins, ``list[int]``, ``X | None``);
+    without one the default's, or ``None`` (which many parameters take to mean "the profile's"; a list of one
+    kind of item: ``list[that kind]``); a default of ``None`` without an annotation accepts any value (type
+    ``None`` here)."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for node in ast.parse(source).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
+            node.target if isinstance(node, ast.AnnAssign) else None
+        if not isinstance(target, ast.Name) or node.value is None:
+            continue
+        default = ast.literal_eval(node.value)
+        if isinstance(node, ast.AnnAssign):
+            expected = eval(compile(ast.Expression(node.annotation), "<annotation>", "eval"),  # noqa: S307
+                            {"__builtins__": {}}, _TYPE_NAMES)
+        elif default is None:
+            expected = None
+        elif isinstance(default, list) and default and len({type(v) for v in default}) == 1:
+            expected = list[type(default[0])] | None
+        else:
+            expected = type(default) | None
+        found[target.id] = (expected, default)
+    return found
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    if expected is None:
+        return True
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (types.UnionType, typing.Union):
+        return any(_matches(value, a if a is not type(None) else type(None)) for a in args)
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value) if args else \
+            isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected in (list, tuple):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, expected)
+
+
+def _describe(expected: Any) -> str:
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in args)
+    if origin in (list, tuple):
+        return f"a list of {_describe(args[0]).split(' ', 1)[-1]}" if args else "a list"
+    if expected is type(None):
+        return "None"
+    name = getattr(expected, "__name__", str(expected))
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def check_parameters(values: dict, source: str, notebook: str = "the notebook") -> None:
+    """Check ``values`` (what a run gives the notebook, e.g. papermill's parameters) against its
+    ``parameters`` cell ``source`` (:func:`parameter_types`): a name the cell does not define, or a value of
+    another type, raises ``ValueError`` in one line naming the parameter, the type expected and the default."""
+    known = parameter_types(source)
+    for name, value in values.items():
+        if name not in known:
+            raise ValueError(f"{notebook} has no parameter {name!r}; its parameters are {', '.join(known)}")
+        expected, default = known[name]
+        if not _matches(value, expected):
+            raise ValueError(f"{notebook}: parameter {name} must be {_describe(expected)} (its default is "
+                             f"{default!r}), got {value!r} ({type(value).__name__})")
 
 
 def plan_sizes(profile: str, datasets, settings: dict) -> dict | None:

@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gifkit.config import PROFILE_NAMES
+from gifkit.experiments.nbkit import check_parameters
 
 __all__ = ["ROOT", "notebooks", "committed_profile", "supported_profiles", "parse_params", "run", "refresh", "sync",
            "main"]
@@ -109,6 +110,7 @@ def run(profile: str = "smoke", out: Path | None = None, only: list[str] | None 
         values.update(params or {})
         t = time.perf_counter()
         try:
+            check_parameters(values, _parameters(nb), nb.name)  # a wrong type is named before any cell runs
             pm.execute_notebook(str(nb), str(target), parameters=values, kernel_name=kernel, cwd=str(ROOT),
                                 progress_bar=False)
             seconds = time.perf_counter() - t

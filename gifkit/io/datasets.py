@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import stat
 import warnings
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -23,7 +24,7 @@ from torch.utils.data import Dataset, Subset
 
 from gifkit.errors import Damaged
 from gifkit.io.images import BadImage, open_rgb
-from gifkit.io.store import CLASSES, METADATA, describe_difference, inside, read_classes, read_metadata
+from gifkit.io.store import CLASSES, METADATA, describe_difference, inside, read_classes, read_metadata, store_parts
 
 __all__ = ["ExpandedDataset", "dataset_labels", "seed_path", "seed_fingerprint", "data_folders"]
 
@@ -62,6 +63,9 @@ def _file_entries(samples, labels, exclude) -> Iterable[bytes]:
             continue
         head = f"{os.path.relpath(os.path.abspath(p), base)}\t{y}\t".encode("utf-8", "surrogateescape")
         try:
+            if not stat.S_ISREG(os.stat(p).st_mode):  # a FIFO would block the read: never opened
+                yield head + b"not a regular file\n"
+                continue
             with open(p, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
                 body = fh.read(2 * _EDGE) if size <= 2 * _EDGE else fh.read(_EDGE) + (fh.seek(-_EDGE, 2) and
@@ -151,10 +155,7 @@ def _store_paths(root: Path, file_names: Sequence[str]) -> list[Path]:
     paths: list[Path] = []
     symlinks: dict[Path, set[str]] = {}
     for f in file_names:
-        rel = PurePosixPath(str(f))
-        if rel.is_absolute() or ".." in rel.parts or "\\" in str(f) or not rel.parts:
-            inside(root, f)  # raises, naming it
-        path = root.joinpath(*rel.parts)
+        path = root.joinpath(*store_parts(root, f))
         parent = path.parent
         if parent not in symlinks:
             if parent != root:
@@ -227,8 +228,16 @@ class ExpandedDataset(Dataset):
             if len(meta) and (pd.isna(label).any() or label.min() < 0 or label.max() >= len(names)):
                 raise ValueError(f"{root / METADATA}: labels must be integers in [0, {len(names)})")
             if {"label_b", "lam"} <= set(meta.columns):
-                lam = pd.to_numeric(meta["lam"]).where(meta["label_b"].notna())
-                label_b = meta["label_b"].where(lam.notna(), -1).astype(int)
+                lam = pd.to_numeric(meta["lam"], errors="coerce").where(meta["label_b"].notna())
+                label_b = pd.to_numeric(meta["label_b"], errors="coerce").where(lam.notna())
+                bad = (label_b.notna() & ((label_b % 1 != 0) | (label_b < 0) | (label_b >= len(names)))) | \
+                    (lam.notna() & ((lam < 0) | (lam > 1)))
+                if bad.any():
+                    row = meta[bad].iloc[0]
+                    raise ValueError(f"{root / METADATA}: a mixed row needs label_b an integer in [0, {len(names)}) "
+                                     f"and lam in [0, 1]; {row['file_name']} has label_b {row['label_b']}, "
+                                     f"lam {row['lam']}")
+                label_b = label_b.fillna(-1).astype(int)
             else:
                 lam, label_b = pd.Series(np.nan, index=meta.index), pd.Series(-1, index=meta.index)
             paths += _store_paths(root, meta["file_name"].tolist())

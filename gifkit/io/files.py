@@ -26,7 +26,7 @@ from PIL import Image
 from gifkit.errors import Damaged, DiskFull
 
 __all__ = ["atomic_write_bytes", "write_text", "write_json", "write_csv", "read_json", "png_bytes", "atomic_save_image",
-           "make_dirs", "remove_stale_temps", "is_temp_name", "replace_dir", "recover_dir", "disk_full"]
+           "make_dirs", "remove_stale_temps", "is_temp_name", "pid_alive", "replace_dir", "recover_dir", "disk_full"]
 
 TEMP_NAME = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")  # what atomic_write_bytes names its temp files
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -51,7 +51,8 @@ def is_temp_name(name: str) -> bool:
     return TEMP_NAME.fullmatch(name) is not None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` runs on this machine (this process included)."""
     if pid == os.getpid():
         return True
     try:
@@ -73,7 +74,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
         return 0
     for e in entries:
         m = TEMP_NAME.fullmatch(e.name)
-        if m and not _alive(int(m.group(1))) and e.is_file(follow_symlinks=False):
+        if m and not pid_alive(int(m.group(1))) and e.is_file(follow_symlinks=False):
             with contextlib.suppress(OSError):
                 os.unlink(e.path)
                 removed += 1

@@ -4,18 +4,19 @@ Tensors of images are float32 in [0, 1]: ``[3, H, W]`` for one image, ``[N, 3, H
 """
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
-
 from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
-__all__ = ["IMAGE_EXTENSIONS", "to_rgb", "max_pixels", "open_rgb", "BadImage", "to_tensor01", "stack01", "read01",
-           "to_pil", "resize_square"]
+__all__ = ["IMAGE_EXTENSIONS", "to_rgb", "max_pixels", "not_regular", "upright", "open_rgb", "BadImage", "to_tensor01",
+           "stack01", "read01", "to_pil", "resize_square"]
 
 
 class BadImage(ValueError):
@@ -49,10 +50,40 @@ def max_pixels() -> int:
     return int(Image.MAX_IMAGE_PIXELS or 0) or 1 << 62
 
 
+def not_regular(path: str | Path) -> str | None:
+    """Why ``path`` is not a regular file (``"a FIFO"``, ``"a socket"``, ``"a device"``, ``"a folder"``, ``"a
+    broken symlink"``, ``"missing"``), or ``None`` when it is one (symlinks followed). Asked before a file is
+    opened: opening a FIFO blocks until something writes into it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symlink" if os.path.islink(path) else "missing"
+    except OSError as e:
+        return f"not accessible ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"),
+             (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation tag says (what an image viewer shows), or itself when it has
+    no such tag. Every image gifkit reads goes through it (:func:`open_rgb`), so a seed is expanded and trained
+    on the same way up, and its variants are stored upright (PNG, no tag)."""
+    if image.getexif().get(0x0112, 1) in (0, 1):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
 def open_rgb(path: str | Path) -> Image.Image:
-    """Open an image file fully (not lazily) as 8-bit RGB; raise :class:`BadImage` if it cannot be decoded:
-    damaged, truncated, unreadable (permissions), or larger than :func:`max_pixels` (a decompression bomb:
-    refused from its header, before any pixel is decoded)."""
+    """Open an image file fully (not lazily) as 8-bit RGB, turned upright (:func:`upright`); raise
+    :class:`BadImage` if it cannot be decoded: not a regular file (a FIFO, a device: never opened), damaged,
+    truncated, unreadable (permissions), or larger than :func:`max_pixels` (a decompression bomb: refused from
+    its header, before any pixel is decoded)."""
+    why = not_regular(path)
+    if why is not None:
+        raise BadImage(f"cannot read image {str(path)!r}: it is {why}, not a regular file")
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -60,7 +91,7 @@ def open_rgb(path: str | Path) -> Image.Image:
                 raise BadImage(f"cannot read image {str(path)!r}: {w} x {h} pixels is over the limit of "
                                f"{max_pixels()} (PIL.Image.MAX_IMAGE_PIXELS; a decompression bomb?)")
             im.load()
-            return to_rgb(im)
+            return to_rgb(upright(im))
     except BadImage:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,

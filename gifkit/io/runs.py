@@ -22,13 +22,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from gifkit.config import check_expand_args
-from gifkit.errors import Refused
+from gifkit.errors import Damaged, Refused
 from gifkit.io.datasets import data_folders, dataset_labels, seed_fingerprint
-from gifkit.io.files import atomic_write_bytes, read_json
+from gifkit.io.files import read_json
 from gifkit.io.images import BadImage
-from gifkit.io.store import CLASSES, PARTS, RUN_FILE, SKIPPED_FILE, ExpansionStore, describe_difference, \
-    has_outputs, read_classes
+from gifkit.io.owner import FolderClaim, digest, own_file, read_made, remove_own, write_own
+from gifkit.io.store import CLASSES, PARTS, RUN_FILE, SKIPPED_FILE, ExpansionStore, adopt_legacy, \
+    describe_difference, has_outputs, proven_record, read_classes
 
 __all__ = ["normalized", "settings_diff", "matching_record", "LIBRARIES", "run_environment", "check_output_folder",
            "Batch", "ExpansionRun"]
@@ -177,13 +177,21 @@ class Batch:
 
 
 class ExpansionRun:
-    """The protocol every expansion method follows in a store folder (GIF priors, augmentations, ALIA, ...).
+    """The protocol every expansion method follows in a store folder (GIF priors, augmentations, ALIA, ...), run by
+    the one driver, :func:`gifkit.methods.expand`, which checks the run arguments (ratio, batch size, limit, output
+    size) before it.
 
+    * one process owns the folder (one per shard for a sharded run) from construction until :meth:`finish`
+      or :meth:`close` (:class:`~gifkit.io.owner.FolderClaim`; freed as well when the process exits): another
+      run, or a second process for the same shard, is refused while it runs; the claim of a run that died is
+      recognised and the folder resumed;
     * one folder holds one run: ``run.json`` records ``settings``, the seed images
       (:func:`~gifkit.io.datasets.seed_fingerprint`) and the condition the bytes depend on (``environment``,
       see :func:`run_environment`); a later run with other settings, other seeds or under another condition
       is refused, naming what differs (``limit`` may grow, so it is not a setting). A folder whose run wrote
-      nothing yet (a failed start) does not bind: its records are replaced;
+      nothing yet (a failed start) does not bind: its records are replaced (only those gifkit can prove it
+      wrote, :func:`~gifkit.io.store.proven_record`). Images, metadata or records that no trustworthy
+      ``run.json`` vouches for (missing, damaged, incomplete, changed) are refused, never adopted;
     * the output folder may not be, lie in or contain the dataset's folders (or ``inputs``), nor hold
       symlinks on the way (:func:`check_output_folder`, :class:`~gifkit.io.store.ExpansionStore`);
     * seeds ``0 .. n-1`` (``n = min(limit, len(dataset))``) are cut into batches of ``batch_size``; batch ``j``
@@ -198,9 +206,6 @@ class ExpansionRun:
     def __init__(self, out: str | os.PathLike, dataset: Dataset, class_names: Sequence[str], settings: dict, *,
                  ratio: int, batch_size: int, limit: int | None = None, shard: tuple[int, int] = (0, 1),
                  barrier: Any = None, environment: dict | None = None, inputs: Sequence[str | os.PathLike] = ()):
-        checked = check_expand_args(ratio=ratio, batch_size=batch_size, limit=limit,
-                                    output_size=settings.get("output_size"))
-        ratio, batch_size, limit = checked["ratio"], checked["batch_size"], checked["limit"]
         self.class_names = list(class_names)
         self.labels = dataset_labels(dataset)
         bad = sorted({y for y in self.labels if not 0 <= y < len(self.class_names)})
@@ -212,9 +217,24 @@ class ExpansionRun:
         self.out, self.ratio, self.index, self.count = Path(out), int(ratio), *shard
         self.barrier, self.dataset = barrier, dataset
         check_output_folder(self.out, [*data_folders(dataset), *inputs])
-        settings = normalized(settings)
+        self.settings = settings = normalized(settings)
         self.environment = normalized(environment or {})
-        problems, record = self._compare(settings)
+        identity = digest(json.dumps([settings, self.class_names, self.count], sort_keys=True).encode())
+        what = f"{settings.get('method', 'an expansion')}, shard {self.index + 1} of {self.count}"
+        self.claim = FolderClaim(self.out, (self.index, self.count), identity, what)
+        try:
+            self._start(settings)
+        except BaseException:
+            self.claim.release()
+            raise
+        batches = [list(range(s, min(s + batch_size, n_seeds))) for s in range(0, n_seeds, batch_size)]
+        self.batches = [b for j, b in enumerate(batches) if j % self.count == self.index]
+
+    def _start(self, settings: dict) -> None:
+        """Compare the folder with this run, then take it over (replacing a failed start's records) or resume."""
+        problems, record, distrust = self._compare(settings)
+        if distrust:
+            raise Refused(distrust)
         if problems and has_outputs(self.out):
             raise Refused(f"{self.out} holds an expansion made with {' and with '.join(problems)}; adding to it "
                           f"would mix two runs: use another --out, or the same data, settings and condition to "
@@ -222,65 +242,95 @@ class ExpansionRun:
         self._sync()  # everyone has compared before shard 0 writes
         if problems and self.index == 0:  # a failed start left records but no images: they do not bind
             for name in (RUN_FILE, CLASSES, SKIPPED_FILE):
-                (self.out / name).unlink(missing_ok=True)
+                if proven_record(self.out, name):
+                    remove_own(self.out, name)
             record = None
         self._sync()
+        if record is not None and self.index == 0:
+            adopt_legacy(self.out)  # a folder of an older gifkit gets its manifest
         self.store = ExpansionStore(self.out, self.class_names)
         self.store.remove_stale_temps()
         self.known_skipped = set(self._skipped())
-        if self.index == 0 and (record is None or "seeds" not in record or "environment" not in record):
+        if self.index == 0 and record is None:
             self._write_record(settings, self.known_skipped)
         self._sync()
         if self.index != 0 and record is None:  # shard 0 wrote the record: this process's condition must match
-            now = read_json(self.out / RUN_FILE, None, "the record of an expansion run")
+            now = read_json(own_file(self.out / RUN_FILE) or self.out / RUN_FILE, None, "the record of an expansion run")
             if now is None:  # shards run one after the other (no barrier): the first one records
                 self._write_record(settings, self.known_skipped)
             diff = _environment_diff(now.get("environment", {}), self.environment) if now else []
             if diff:
                 raise Refused(f"shard {self.index} runs under another condition than shard 0 ({'; '.join(diff)}); "
                               f"the shards' images would differ from one run's: run every process alike")
-        self.settings = settings
-        batches = [list(range(s, min(s + batch_size, n_seeds))) for s in range(0, n_seeds, batch_size)]
-        self.batches = [b for j, b in enumerate(batches) if j % self.count == self.index]
 
-    def _compare(self, settings: dict) -> tuple[list[str], dict | None]:
-        """What differs between the folder's record and this run (empty when nothing), and the record."""
+    def _trust(self) -> tuple[dict | None, str | None]:
+        """``(run.json's record, None)`` when it is one gifkit wrote and can rely on; ``(None, why not)``."""
+        path = self.out / RUN_FILE
+        if own_file(path) is None:
+            return None, "it has no run.json"
+        try:
+            record = read_json(path)
+        except Damaged:
+            return None, f"its run.json ({path}) is damaged (not valid JSON)"
+        if not isinstance(record, dict):
+            return None, f"its run.json ({path}) holds {json.dumps(record)[:20]} instead of a record"
+        seeds = record.get("seeds")
+        lacks = [k for k, ok in (("seeds", isinstance(seeds, dict) and {"n", "digest"} <= set(seeds)),
+                                 ("environment", isinstance(record.get("environment"), dict))) if not ok]
+        if lacks:
+            return None, f"its run.json ({path}) lacks {' and '.join(lacks)}"
+        if read_made(self.out) is not None and not proven_record(self.out, RUN_FILE):
+            return None, f"its run.json ({path}) was changed after gifkit wrote it"
+        return record, None
+
+    def _compare(self, settings: dict) -> tuple[list[str], dict | None, str | None]:
+        """What differs between the folder's record and this run (empty when nothing), the record, and why the
+        folder is refused outright (files of an expansion, or records, that no trustworthy record vouches for)."""
         problems: list[str] = []
-        if (self.out / CLASSES).is_file():
+        record, why = self._trust()
+        if why is not None:
+            if has_outputs(self.out):
+                return problems, None, (
+                    f"{self.out} holds an expansion's images or metadata, but {why}: nothing says which data and "
+                    f"settings made them, so gifkit neither adds to them nor deletes them. Give another --out "
+                    f"(and move that folder's files away yourself if you no longer need them)")
+            foreign = [n for n in (RUN_FILE, SKIPPED_FILE) if os.path.lexists(self.out / n)]
+            if foreign:
+                return problems, None, (f"{self.out}: {why}; gifkit does not overwrite {' or '.join(foreign)}, which "
+                                        f"it cannot prove it wrote: give another --out, or remove it yourself")
+        if own_file(self.out / CLASSES) is not None:
             old = read_classes(self.out)
             if old != self.class_names:
+                if not proven_record(self.out, CLASSES):
+                    return problems, None, (
+                        f"{self.out / CLASSES} lists other classes ({describe_difference(old, self.class_names)}) "
+                        f"and no record shows gifkit wrote it: give another --out")
                 problems.append(f"another class list ({describe_difference(old, self.class_names)})")
-        record = read_json(self.out / RUN_FILE, None, "the record of an expansion run")
         if record is None:
-            return problems, None
-        if not isinstance(record, dict):
-            return problems + ["a damaged run.json"], None
+            return problems, None, None
         old = {k: v for k, v in record.items() if k not in ("seeds", "environment")}
         diff = settings_diff(old, settings)
         if diff:
             problems.append(f"other settings ({', '.join(diff)} differ)")
-        seeds = record.get("seeds")
-        if isinstance(seeds, dict):
-            now = seed_fingerprint(self.dataset, exclude=seeds.get("skipped", []))
-            if (now["n"], now["digest"]) != (seeds.get("n"), seeds.get("digest")):
-                problems.append(f"other seed images ({seeds.get('n')} seeds with fingerprint {seeds.get('digest')} "
-                                f"there, {now['n']} with {now['digest']} here)")
-        env = record.get("environment")
-        if isinstance(env, dict):
-            diff = _environment_diff(env, self.environment)
-            if diff:
-                hint = ""
-                if "threads" in {d.split(" ")[0] for d in diff}:
-                    hint = (f"; e.g. OMP_NUM_THREADS={env.get('threads')} or torch.set_num_threads("
-                            f"{env.get('threads')}) restores the thread count")
-                problems.append(f"another condition, so other bytes ({'; '.join(diff)}{hint})")
-        return problems, record
+        seeds = record["seeds"]
+        now = seed_fingerprint(self.dataset, exclude=seeds.get("skipped", []))
+        if (now["n"], now["digest"]) != (seeds.get("n"), seeds.get("digest")):
+            problems.append(f"other seed images ({seeds.get('n')} seeds with fingerprint {seeds.get('digest')} "
+                            f"there, {now['n']} with {now['digest']} here)")
+        env = record["environment"]
+        diff = _environment_diff(env, self.environment)
+        if diff:
+            hint = ""
+            if "threads" in {d.split(" ")[0] for d in diff}:
+                hint = (f"; e.g. OMP_NUM_THREADS={env.get('threads')} or torch.set_num_threads("
+                        f"{env.get('threads')}) restores the thread count")
+            problems.append(f"another condition, so other bytes ({'; '.join(diff)}{hint})")
+        return problems, record, None
 
     def _write_record(self, settings: dict, skipped: set[int]) -> None:
         seeds = {**seed_fingerprint(self.dataset, exclude=skipped), "skipped": sorted(skipped)}
         record = {**settings, "seeds": seeds, "environment": self.environment}
-        atomic_write_bytes(self.out / RUN_FILE, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(),
-                           fsync=True)
+        write_own(self.out, RUN_FILE, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
 
     def _sync(self) -> None:
         if self.barrier is not None:
@@ -293,9 +343,10 @@ class ExpansionRun:
     def _skipped(self) -> dict[int, str]:
         """``{seed index: reason}`` of the seeds skipped so far: ``skipped.json``, then the parts of batches
         committed since (a part lists its batch's seeds: those not skipped again were read this time)."""
-        skipped = {int(i): str(why) for i, why in read_json(self.out / SKIPPED_FILE, [], "the skipped seeds")}
+        path = own_file(self.out / SKIPPED_FILE) or self.out / SKIPPED_FILE
+        skipped = {int(i): str(why) for i, why in read_json(path, [], "the skipped seeds")}
         for p in self._skip_parts():
-            part = read_json(p, [], "a batch's skipped seeds")
+            part = read_json(own_file(p) or p, [], "a batch's skipped seeds")  # a symlink is refused
             if isinstance(part, dict):
                 for i in part.get("seeds", []):
                     skipped.pop(int(i), None)
@@ -363,20 +414,34 @@ class ExpansionRun:
 
     def finish(self) -> None:
         """Shard 0, after every shard: skip lists into ``skipped.json`` (removed when none is left), the
-        record's seed fingerprint brought up to date, the parts into ``metadata.csv``."""
-        self._sync()
-        if self.index == 0:
-            parts = self._skip_parts()
-            skipped = self._skipped()
-            if skipped:
-                atomic_write_bytes(self.out / SKIPPED_FILE,
-                                   (json.dumps(sorted(skipped.items()), indent=1) + "\n").encode(), fsync=True)
-            else:
-                (self.out / SKIPPED_FILE).unlink(missing_ok=True)
-            record = read_json(self.out / RUN_FILE, {}, "the record of an expansion run")
-            if (record.get("seeds") or {}).get("skipped") != sorted(skipped):
-                self._write_record(self.settings, set(skipped))
-            for p in parts:
-                p.unlink()
-            self.store.finalize()
-        self._sync()
+        record's seed fingerprint brought up to date, the parts into ``metadata.csv``. Then the folder is given
+        up (:meth:`close`)."""
+        try:
+            self._sync()
+            if self.index == 0:
+                parts = self._skip_parts()
+                skipped = self._skipped()
+                if skipped:
+                    write_own(self.out, SKIPPED_FILE, (json.dumps(sorted(skipped.items()), indent=1) + "\n").encode())
+                else:
+                    remove_own(self.out, SKIPPED_FILE)
+                record = read_json(self.out / RUN_FILE, {}, "the record of an expansion run")
+                if (record.get("seeds") or {}).get("skipped") != sorted(skipped):
+                    self._write_record(self.settings, set(skipped))
+                for p in parts:
+                    p.unlink()
+                self.store.finalize()
+            self._sync()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Give the output folder up without finishing (idempotent; :meth:`finish` calls it, so does leaving a
+        ``with`` block and the garbage collector). A later run resumes what this one committed."""
+        self.claim.release()
+
+    def __enter__(self) -> "ExpansionRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -4,8 +4,10 @@ Layout of an expansion folder ``root``::
 
     root/classes.json           class names in label order (written once)
     root/<class_dir>/<seed>_<variant>.png
-    root/metadata.csv           one row per generated image (after finalize)
+    root/metadata.csv           one row per generated image (after finalize; :mod:`gifkit.io.metadata`)
     root/.parts/<batch_id>.csv  per-batch rows, until finalize merges them
+    root/.gifkit.lock, .gifkit-made.json, .gifkit-shard-<i>.*   who owns the folder, what gifkit made
+                                (:mod:`gifkit.io.owner`)
 
 ``root`` loads with ``torchvision.datasets.ImageFolder`` (its labels follow the
 sorted folder names, not necessarily gifkit's label order; ``metadata.csv`` and
@@ -16,240 +18,180 @@ path relative to ``root`` with forward slashes.
 Every write is atomic (temp file in the same folder, then ``os.replace``), so an
 interrupted run never leaves a truncated file under a final name, and a re-run
 skips what exists. Nothing is read or written through a symlink inside the folder
-(a symlinked class folder, ``.parts`` or image is refused, naming it), and no
-``metadata.csv`` path may leave the folder. Work is done in *batches*: a run writes a batch's images,
+(a symlinked class folder, ``.parts``, part file or image is refused, naming it; every file read back must be
+a regular file, :func:`~gifkit.io.owner.own_file`), and no ``metadata.csv`` path may leave the folder
+(:func:`store_parts`, the one check of such a path). Work is done in *batches*: a run writes a batch's images,
 then the batch's part file; :meth:`ExpansionStore.finalize` merges all parts
 into ``metadata.csv`` with rows sorted by ``(seed_index, variant)`` and a fixed
 column order, so the bytes do not depend on which batch, shard or process
-finished first.
-
-This module is one cohesive thing: the on-disk format of an expansion, its
-writer, and the guards that keep reads and writes inside the folder.
+finished first. The record files and the folders the writer creates are listed in the folder's manifest, and
+:func:`clear_store` deletes only what that proves gifkit made.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
-import math
 import os
 import re
-import unicodedata
 import warnings
-from pathlib import Path, PurePath, PurePosixPath
-from typing import Any, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
 from gifkit.errors import Damaged, Refused
 from gifkit.io.files import atomic_save_image, atomic_write_bytes, is_temp_name, make_dirs, read_json, \
     remove_stale_temps
+from gifkit.io.layout import CLASSES, PARTS, RECORDS, RUN_FILE, SKIPPED_FILE, STORE_FILE, classes_bytes, \
+    describe_difference, inside, read_classes, refuse_symlink, safe_dirname, store_parts
+from gifkit.io.metadata import FIXED_COLUMNS, METADATA, REQUIRED_COLUMNS, cell_text, csv_bytes, damaged_csv, \
+    order_columns, parse_metadata, read_metadata, read_text_csv
+from gifkit.io.owner import digest, folder_lock, is_owner_file, live_claims, make_own_dir, own_file, \
+    prune_made, read_made, record_own, remove_stale_claims, write_own
 
 __all__ = [
     "FIXED_COLUMNS", "METADATA", "CLASSES", "PARTS", "RUN_FILE", "SKIPPED_FILE",
     "safe_dirname", "ExpansionStore", "read_metadata", "read_classes", "describe_difference", "write_subset",
-    "STORE_FILE", "refuse_symlink", "inside", "has_outputs", "clear_store",
+    "STORE_FILE", "refuse_symlink", "store_parts", "inside", "has_outputs", "clear_store", "proven_files",
+    "proven_record", "adopt_legacy", "RECORDS", "classes_bytes",
 ]
 
-METADATA = "metadata.csv"
-CLASSES = "classes.json"
-PARTS = ".parts"
-RUN_FILE = "run.json"  # the settings of the run a folder holds
-SKIPPED_FILE = "skipped.json"  # [[seed index, reason], ...] of unreadable seeds
-FIXED_COLUMNS = ("file_name", "label", "class_name", "seed_index", "seed_path", "variant", "method")
-_REQUIRED = ("file_name", "label", "seed_index", "variant")
-_TEXT_COLUMNS = ("file_name", "class_name", "seed_path", "method", "prompt")
-_ILLEGAL = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
-_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _BATCH_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
+_PART_FILE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*\.(csv|skipped\.json)")
 
 
-def safe_dirname(class_name: str) -> str:
-    """A folder name for ``class_name`` that is valid on Linux, macOS and Windows.
-
-    Characters illegal on common filesystems (path separators, NUL and control
-    characters, ``<>:"|?*``) become ``_``; leading/trailing spaces and dots are
-    stripped (no hidden folders, no ``..``); Windows device names get a ``_``
-    suffix; the result is NFC-normalised, never empty (``"_"``) and at most
-    ~200 bytes (longer names are cut and suffixed with a hash). Distinct
-    typical class names stay distinct; :class:`ExpansionStore` refuses class
-    lists whose folder names would collide. Class names are kept verbatim in
-    ``metadata.csv`` (``class_name``) and ``classes.json``; only folders use this.
-    """
-    name = _ILLEGAL.sub("_", unicodedata.normalize("NFC", str(class_name))).strip(" .")
-    if not name:
-        return "_"
-    if name.split(".")[0].upper() in _RESERVED:
-        name += "_"
-    if len(name.encode()) > 200:
-        digest = hashlib.blake2b(str(class_name).encode(), digest_size=4).hexdigest()
-        name = name.encode()[:180].decode(errors="ignore").rstrip(" .") + "_" + digest
-    return name
-
-
-def _cell(value: Any) -> str:
-    """One metadata value as CSV text: floats as ``%.6g``, None/NaN as empty."""
-    if value is None:
-        return ""
-    if isinstance(value, (np.generic, torch.Tensor)) and np.ndim(value) == 0:
-        value = value.item()
-    if isinstance(value, float):
-        return "" if math.isnan(value) else "%.6g" % value
-    if isinstance(value, PurePath):
-        return value.as_posix()
-    return str(value)
-
-
-def _order_columns(columns: Any) -> list[str]:
-    rest = sorted(set(columns) - set(FIXED_COLUMNS))
-    return [*FIXED_COLUMNS, *rest]
-
-
-def _csv_bytes(table: pd.DataFrame) -> bytes:
-    return table.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode("utf-8")
-
-
-def _read_text_csv(path: Path) -> pd.DataFrame:
-    """A CSV with every cell as text (lossless, so merging never reformats values)."""
-    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-
-
-def _parse_metadata(src: Any) -> pd.DataFrame:
-    """Typed metadata: numbers as numbers, empty cells as NaN, names as text."""
-    dtype = {c: str for c in _TEXT_COLUMNS}  # absent columns are ignored
-    return pd.read_csv(src, dtype=dtype, keep_default_na=False, na_values=[""], encoding="utf-8")
-
-
-def _damaged_csv(path: Path, err: Exception) -> Damaged:
-    return Damaged(f"{path} is damaged ({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}); "
-                   f"delete it and re-run the expansion: the images are kept and it is rebuilt")
-
-
-def read_metadata(root: str | os.PathLike) -> pd.DataFrame:
-    """Load ``<root>/metadata.csv`` as a typed DataFrame (a damaged file raises :class:`~gifkit.errors.Damaged`
-    naming it; a symlink is refused)."""
-    path = Path(root) / METADATA
-    refuse_symlink(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no {METADATA} in {root}: run `gifkit expand` on it (which finalizes) "
-            f"or call ExpansionStore(root, class_names).finalize() first")
-    try:
-        return _parse_metadata(path)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
-        raise _damaged_csv(path, err) from err
-
-
-def read_classes(root: str | os.PathLike) -> list[str]:
-    """The class names (label order) of an expansion folder, from ``classes.json``."""
-    path = Path(root) / CLASSES
-    refuse_symlink(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no {CLASSES} in {root}: not a gifkit expansion folder")
-    names = read_json(path, what="the class names of an expansion")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise Damaged(f"{path} must hold a JSON list of class names")
-    return names
-
-
-STORE_FILE = re.compile(r"\d{6}_\d{3}\.png")  # the file names ExpansionStore.relpath makes
-
-
-def refuse_symlink(path: str | os.PathLike) -> None:
-    """Raise :class:`~gifkit.errors.Refused` when ``path`` is a symlink: gifkit never reads or writes through a
-    symlink inside an expansion folder (it could lead anywhere)."""
-    path = Path(path)
-    if path.is_symlink():
-        raise Refused(f"{path} is a symlink (to {os.readlink(path)}); gifkit does not read or write through "
-                      f"symlinks inside an expansion folder: replace it by a real folder or file, or use "
-                      f"another output folder")
-
-
-def inside(root: str | os.PathLike, relpath: str) -> Path:
-    """The path of ``relpath`` (a ``file_name`` of ``metadata.csv``) under ``root``; refused
-    (:class:`~gifkit.errors.Refused`, naming it) when it is absolute, climbs out with ``..``, or resolves
-    (through symlinks) outside ``root``."""
-    root = Path(root)
-    rel = PurePosixPath(str(relpath))
-    if rel.is_absolute() or ".." in rel.parts or "\\" in str(relpath) or not rel.parts:
-        raise Refused(f"{root / METADATA}: file_name {relpath!r} leaves the expansion folder; gifkit reads only "
-                      f"files inside it (a damaged or hostile metadata.csv?)")
-    path = root.joinpath(*rel.parts)
-    real = os.path.realpath(path)
-    base = os.path.realpath(root)
-    if os.path.commonpath([real, base]) != base:
-        raise Refused(f"{path} leads outside {root} (to {real}) through a symlink; gifkit reads only files "
-                      f"inside an expansion folder")
-    return path
-
-
-def _gifkit_files(root: Path) -> Iterator[Path]:
-    """The files an expansion run makes in ``root``: images with store names in its class folders, the
-    records, ``.parts`` and temp files (never anything else a user keeps there)."""
-    for name in (METADATA, CLASSES, RUN_FILE, SKIPPED_FILE):
-        if (root / name).is_file() or (root / name).is_symlink():
-            yield root / name
+def _expansion_like(root: Path) -> list[Path]:
+    """What looks like an expansion's output in ``root``: ``metadata.csv``, files named as the store names its
+    images in any folder, ``.parts`` (whoever made them)."""
+    found = [root / METADATA] if os.path.lexists(root / METADATA) else []
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
-        return
+        return found
     for e in entries:
-        if e.is_file(follow_symlinks=False) and is_temp_name(e.name):
-            yield Path(e.path)
-        elif e.is_dir(follow_symlinks=False):
-            for f in sorted(os.scandir(e.path), key=lambda f: f.name):
-                if f.is_file(follow_symlinks=False) and (e.name == PARTS or STORE_FILE.fullmatch(f.name)
-                                                         or is_temp_name(f.name)):
-                    yield Path(f.path)
+        if e.is_dir(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                found += [Path(f.path) for f in os.scandir(e.path)
+                          if not is_temp_name(f.name) and (e.name == PARTS or STORE_FILE.fullmatch(f.name))]
+    return found
 
 
 def has_outputs(root: str | os.PathLike) -> bool:
     """True when ``root`` holds images, part files or ``metadata.csv`` of an expansion (not only records)."""
+    return bool(_expansion_like(Path(root)))
+
+
+def _legacy_record(root: Path) -> bool:
+    """True for a ``run.json`` of a gifkit from before the manifest: a record with its seeds and condition."""
+    try:
+        record = read_json(own_file(root / RUN_FILE) or root / RUN_FILE, None)
+    except (Damaged, Refused):
+        return False
+    return isinstance(record, dict) and isinstance(record.get("seeds"), dict) and \
+        isinstance(record.get("environment"), dict)
+
+
+def _proven_record(root: Path, name: str, made: dict | None) -> bool:
+    try:
+        path = own_file(root / name)
+    except Refused:
+        return False
+    if path is None:
+        return False
+    if made is not None:
+        return digest(path.read_bytes()) in made["files"].get(name, [])
+    try:  # a legacy folder: gifkit's records by their format
+        if name == METADATA:
+            return list(read_text_csv(path).columns[:len(FIXED_COLUMNS)]) == list(FIXED_COLUMNS)
+        value = read_json(path)
+        return isinstance(value, (list, dict))
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        return False
+
+
+def proven_record(root: str | os.PathLike, name: str) -> bool:
+    """True when the record file ``root/name`` is one gifkit wrote (its digest in the manifest; in a folder from
+    before the manifest with a complete ``run.json``: in gifkit's format)."""
     root = Path(root)
-    return any(p.name not in (CLASSES, RUN_FILE, SKIPPED_FILE) and not is_temp_name(p.name)
-               for p in _gifkit_files(root))
+    made = read_made(root)
+    return (made is not None or _legacy_record(root)) and _proven_record(root, name, made)
+
+
+def adopt_legacy(root: str | os.PathLike) -> None:
+    """Give a folder from before the manifest one: the digests of its records in gifkit's formats (the caller
+    has checked that its ``run.json`` matches the run that resumes it)."""
+    root = Path(root)
+    if read_made(root) is None and _legacy_record(root):
+        record_own(root, {n: (root / n).read_bytes() for n in RECORDS if _proven_record(root, n, None)})
+
+
+def proven_files(root: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """``(files, folders)`` gifkit can prove it made in ``root``: the record files whose digests the manifest
+    lists (in a folder from before the manifest, with a complete ``run.json``: those in gifkit's formats), the
+    images their ``metadata.csv`` and the part files of a ``.parts`` folder gifkit made list, those part files,
+    temp files of its atomic writes in the folders it made, and the folders the manifest lists."""
+    root = Path(root)
+    made = read_made(root)
+    legacy = made is None and _legacy_record(root)
+    if made is None and not legacy:
+        return [], []
+    records = [n for n in RECORDS if _proven_record(root, n, made)]
+    folders = [root / f for f in (made or {}).get("folders", []) if isinstance(f, str) and ".." not in f]
+    parts_made = legacy or (root / PARTS) in folders
+    files = [root / n for n in records]
+    listed: set[str] = set()
+    tables = [root / METADATA] if METADATA in records else []
+    if parts_made and (root / PARTS).is_dir() and not (root / PARTS).is_symlink():
+        for e in sorted(os.scandir(root / PARTS), key=lambda e: e.name):
+            if e.is_file(follow_symlinks=False) and (_PART_FILE.fullmatch(e.name) or is_temp_name(e.name)):
+                files.append(Path(e.path))
+                if e.name.endswith(".csv") and not is_temp_name(e.name):
+                    tables.append(Path(e.path))
+    for table in tables:
+        with contextlib.suppress(ValueError, KeyError, UnicodeDecodeError, pd.errors.ParserError, Refused):
+            listed |= set(read_text_csv(table)["file_name"])
+    for rel in sorted(listed):
+        parts = PurePosixPath(rel).parts
+        if len(parts) == 2 and not parts[0].startswith(".") and STORE_FILE.fullmatch(parts[1]) and \
+                "\\" not in rel and os.path.isfile(root / rel) and not os.path.islink(root / rel) and \
+                not os.path.islink(root / parts[0]):
+            files.append(root / rel)
+    for folder in [root, *folders]:
+        if folder.is_dir() and not folder.is_symlink():
+            files += [Path(e.path) for e in os.scandir(folder)
+                      if is_temp_name(e.name) and e.is_file(follow_symlinks=False)]
+    return sorted(set(files)), folders
 
 
 def clear_store(root: str | os.PathLike) -> int:
-    """Delete what an expansion run made in ``root`` (its images, records, ``.parts``; class folders left
-    empty), and nothing else; returns the number of files removed. ``gifkit expand --force-new``."""
+    """Delete what gifkit made in ``root`` (:func:`proven_files`; then the folders it made, when empty) and
+    nothing else; returns the number of files removed. What stays is named in one warning. Refused while a
+    gifkit run holds the folder. ``gifkit expand --force-new``."""
     root = Path(root)
-    files = list(_gifkit_files(root))
-    for p in files:
-        p.unlink(missing_ok=True)
-    for d in {p.parent for p in files} - {root}:
-        with contextlib.suppress(OSError):
-            d.rmdir()
+    if not root.is_dir():
+        return 0
+    with folder_lock(root):
+        running = live_claims(root)
+        if running:
+            info = running[0]
+            raise Refused(f"{root} is being written by a gifkit run (process {info.get('pid')} on "
+                          f"{info.get('host')}, started {info.get('started')}): stop it before starting over")
+        remove_stale_claims(root)
+        files, folders = proven_files(root)
+        for p in files:
+            p.unlink(missing_ok=True)
+        for d in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        prune_made(root)  # what is left of gifkit's (a record the user changed, its folders) stays listed
+        kept = sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                      if not p.is_dir() and not (p.parent == root and is_owner_file(p.name)))
+    if kept:
+        warnings.warn(f"{root}: kept {len(kept)} file(s) gifkit cannot prove it made: {', '.join(kept[:5])}"
+                      f"{', ...' if len(kept) > 5 else ''}", stacklevel=2)
     return len(files)
-
-
-def describe_difference(old: list[str], new: list[str]) -> str:
-    if len(old) != len(new):
-        return f"{len(old)} classes there vs {len(new)} here"
-    i = next(i for i, (a, b) in enumerate(zip(old, new)) if a != b)
-    return f"label {i} is {old[i]!r} there vs {new[i]!r} here"
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``folder`` (POSIX); a no-op where unsupported."""
-    try:
-        import fcntl
-        fd = os.open(folder, os.O_RDONLY)
-    except (ImportError, OSError):
-        fd = None
-    if fd is None:
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 class ExpansionStore:
@@ -280,15 +222,14 @@ class ExpansionStore:
         for name in {*self.dirnames, PARTS, METADATA, CLASSES, RUN_FILE, SKIPPED_FILE}:
             refuse_symlink(self.root / name)
         classes = self.root / CLASSES
-        if classes.exists():
+        if own_file(classes) is not None:
             old = read_classes(self.root)
             if old != names:
                 raise Refused(
                     f"{classes} was written for another class list ({describe_difference(old, names)}); "
                     f"this folder belongs to another dataset or class order: use a new output folder")
         else:
-            text = json.dumps(names, ensure_ascii=False, indent=1) + "\n"
-            atomic_write_bytes(classes, text.encode("utf-8"), fsync=True)
+            write_own(self.root, CLASSES, classes_bytes(names))
         self._made_dirs: set[Path] = set()
         self._finalized: set[str] = set()
         self._finalized_stamp: int | None = None
@@ -301,11 +242,8 @@ class ExpansionStore:
         return f"{self.dirnames[label]}/{seed_index:06d}_{variant:03d}.png"
 
     def path(self, relpath: str) -> Path:
-        """Absolute path of ``relpath``; rejects paths that would leave the root."""
-        rel = PurePosixPath(relpath)
-        if rel.is_absolute() or ".." in rel.parts or "\\" in relpath or not rel.parts:
-            raise ValueError(f"not a relative path inside the store: {relpath!r}")
-        return self.root.joinpath(*rel.parts)
+        """Absolute path of ``relpath``; rejects paths that would leave the root (:func:`store_parts`)."""
+        return self.root.joinpath(*store_parts(self.root, relpath))
 
     def exists(self, relpath: str) -> bool:
         """True if the file is present and non-empty (a symlink there is refused)."""
@@ -332,15 +270,15 @@ class ExpansionStore:
 
     def _finalized_files(self) -> set[str]:
         """``file_name``s in metadata.csv (cached; reloaded when the file changes)."""
-        try:
-            stamp = (self.root / METADATA).stat().st_mtime_ns
-        except FileNotFoundError:
+        meta = own_file(self.root / METADATA)
+        if meta is None:
             return set()
+        stamp = meta.stat().st_mtime_ns
         if stamp != self._finalized_stamp:
             try:
                 col = pd.read_csv(self.root / METADATA, usecols=["file_name"], dtype=str, keep_default_na=False)
             except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
-                raise _damaged_csv(self.root / METADATA, err) from err
+                raise damaged_csv(self.root / METADATA, err) from err
             self._finalized, self._finalized_stamp = set(col["file_name"]), stamp
         return self._finalized
 
@@ -363,7 +301,7 @@ class ExpansionStore:
             return False
         if path.parent not in self._made_dirs:
             refuse_symlink(path.parent)
-            make_dirs(path.parent)
+            make_own_dir(self.root, path.parent)
             self._made_dirs.add(path.parent)
         atomic_save_image(path, image)
         return True
@@ -378,25 +316,25 @@ class ExpansionStore:
         path = self._part_path(batch_id)
         columns: set[str] = set()
         for row in rows:
-            missing = [k for k in _REQUIRED if _cell(row.get(k)) == ""]
+            missing = [k for k in REQUIRED_COLUMNS if cell_text(row.get(k)) == ""]
             if missing:
                 raise ValueError(f"batch {batch_id!r}: metadata row {row!r} lacks {missing}")
             columns.update(row)
-        columns = _order_columns(columns)
+        columns = order_columns(columns)
         cells = []
         for row in rows:
             row = dict(row)
             row.setdefault("class_name", self.class_names[int(row["label"])])
-            cells.append([_cell(row.get(c)) for c in columns])
+            cells.append([cell_text(row.get(c)) for c in columns])
         refuse_symlink(self.parts_dir)
-        make_dirs(self.parts_dir)
-        atomic_write_bytes(path, _csv_bytes(pd.DataFrame(cells, columns=columns, dtype=str)), fsync=True)
+        make_own_dir(self.root, self.parts_dir)
+        atomic_write_bytes(path, csv_bytes(pd.DataFrame(cells, columns=columns, dtype=str)), fsync=True)
 
     def write_skipped(self, batch_id: str, record: Any) -> None:
         """Atomically write a batch's skip record (JSON) to ``.parts/<batch_id>.skipped.json``."""
         path = self._part_path(batch_id).with_suffix(".skipped.json")
         refuse_symlink(self.parts_dir)
-        make_dirs(self.parts_dir)
+        make_own_dir(self.root, self.parts_dir)
         atomic_write_bytes(path, json.dumps(record).encode(), fsync=True)
 
     def finalize(self) -> pd.DataFrame:
@@ -409,18 +347,17 @@ class ExpansionStore:
         class in ImageFolder); :meth:`batch_done` then consults metadata.csv.
         """
         meta = self.root / METADATA
-        refuse_symlink(meta)
         refuse_symlink(self.parts_dir)
-        with _locked(self.root):
+        with folder_lock(self.root):
             parts = sorted(self.parts_dir.glob("*.csv")) if self.parts_dir.is_dir() else []
             parts = [p for p in parts if not p.name.startswith(".")]
             frames = []
-            for p in ([meta] if meta.is_file() else []) + parts:
+            for p in ([meta] if own_file(meta) is not None else []) + parts:
                 try:
-                    frames.append(_read_text_csv(p))
+                    frames.append(read_text_csv(p))  # a symlink or FIFO among the parts is refused
                 except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
-                    raise _damaged_csv(p, err) from err
-            columns = _order_columns(set().union(*(f.columns for f in frames)))
+                    raise damaged_csv(p, err) from err
+            columns = order_columns(set().union(*(f.columns for f in frames)))
             if frames:
                 table = pd.concat([f.reindex(columns=columns, fill_value="") for f in frames], ignore_index=True)
             else:
@@ -431,8 +368,8 @@ class ExpansionStore:
             except ValueError as err:
                 raise ValueError(f"{self.root}: every metadata row needs integer seed_index and variant ({err})")
             table = table.iloc[sorted(range(len(keys)), key=keys.__getitem__)]
-            data = _csv_bytes(table)
-            atomic_write_bytes(meta, data, fsync=True)
+            data = csv_bytes(table)
+            write_own(self.root, METADATA, data)
             for p in parts:
                 p.unlink(missing_ok=True)
             if self.parts_dir.is_dir():
@@ -443,7 +380,7 @@ class ExpansionStore:
                     warnings.warn(f"{self.parts_dir} is not empty (another run is writing, or stale temp files); "
                                   f"ImageFolder will list it as a class until it is removed", stacklevel=2)
         self._check_files(set(table["file_name"]))
-        return _parse_metadata(io.BytesIO(data))
+        return parse_metadata(io.BytesIO(data))
 
     def _check_files(self, listed: set[str]) -> None:
         """Warn about rows without images and images without rows."""
@@ -465,21 +402,23 @@ def write_subset(source: str | os.PathLike, rows: pd.DataFrame, out: str | os.Pa
     source, out = Path(source), Path(out)
     if source.resolve() == out.resolve():
         raise ValueError(f"write_subset writes a new store: out must differ from {source}")
+    proven = (out / METADATA) in proven_files(out)[0]
+    if not proven and os.path.lexists(out / METADATA):
+        raise Refused(f"{out / METADATA} is not a metadata.csv gifkit can prove it wrote; write_subset does not "
+                      f"replace it: use another output folder")
+    old = set(read_metadata(out)["file_name"]) if proven else set()
     store = ExpansionStore(out, class_names if class_names is not None else read_classes(source))
-    keep = set(rows["file_name"])
-    for d in set(store.dirnames):
-        folder = out / d
-        for f in folder.glob("*.png") if folder.is_dir() else []:
-            if STORE_FILE.fullmatch(f.name) and f"{d}/{f.name}" not in keep:
-                f.unlink()
+    for rel in old - set(rows["file_name"]):  # gifkit's images of an earlier subset, no longer listed
+        if STORE_FILE.fullmatch(PurePosixPath(rel).name):
+            store.path(rel).unlink(missing_ok=True)
     for rel in rows["file_name"]:
         if not store.exists(rel):
             dst = store.path(rel)
             refuse_symlink(dst.parent)
-            make_dirs(dst.parent)
+            make_own_dir(out, dst.parent)
             atomic_write_bytes(dst, inside(source, rel).read_bytes())
     (out / METADATA).unlink(missing_ok=True)
-    records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+    records = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
                for r in rows.to_dict("records")]
     if records:
         store.write_part(part, records)

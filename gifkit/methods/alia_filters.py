@@ -102,8 +102,9 @@ def confidence_decisions(probs: np.ndarray, labels: Sequence[int], thresholds: n
 def train_filter_classifier(data: str, out: str | Path, *, profile: str = "smoke", split: str = "train",
                             data_root: str | None = None, data_kwargs: dict | None = None, seed: int = 0,
                             progress: bool = False, **overrides) -> Path:
-    """Train the confidence filter's classifier on the original data with :func:`gifkit.train.loop.train`
-    (read it back with :func:`gifkit.train.runs.load_run`).
+    """Train the confidence filter's classifier on the original data with :func:`gifkit.train.loop.train`,
+    without a test pass (the filter needs none, and a folder without a test split works; read it back with
+    :func:`gifkit.train.runs.load_run`).
 
     A tiny profile (smoke): the ``smoke`` training preset; otherwise the ``paper`` preset with ImageNet
     weights (``pretrained=True``: ALIA fine-tunes a pretrained ResNet-50). ``overrides`` are
@@ -113,7 +114,8 @@ def train_filter_classifier(data: str, out: str | Path, *, profile: str = "smoke
     from gifkit.train.loop import train
 
     tiny = get_profile(profile).tiny
-    values = dict(data=data, data_root=data_root, train_split=split, data_kwargs=dict(data_kwargs or {}),
+    values = dict(data=data, data_root=data_root, train_split=split, test_split="none",
+                  data_kwargs=dict(data_kwargs or {}),
                   profile=profile, seed=seed, out=str(out), progress=progress)
     if not tiny:
         values["pretrained"] = True

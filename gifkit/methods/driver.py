@@ -114,34 +114,34 @@ def expand(method: ExpansionMethod, dataset, out: str | Path, *, ratio: int | No
     ctx.batch_size = int(batch_size if batch_size is not None else method.default_batch_size)
     settings = {"method": method.name, "ratio": ratio, "seed": seed, "batch_size": ctx.batch_size,
                 "output_size": output_size, **method.record()}
-    run = ExpansionRun(folder, dataset, class_names, settings, ratio=ratio, batch_size=ctx.batch_size, limit=limit,
-                       shard=shard, barrier=barrier, environment=method.environment())
-    store, names = run.store, run.class_names
-    result = ExpandResult(out=Path(folder), timings={k: 0.0 for k in (*method.stages, "io")})
-    start = time.perf_counter()
-    for batch in run.pending(dataset, result, progress=progress, desc=f"{method.name} x{ratio}"):
-        jobs = [Job(i, v, image, label, names[label], key=(seed, i, v))
-                for i, image, label in batch.items for v in range(ratio)]
-        rows = []
-        if jobs:
-            made = method(jobs)
-            for i, why in made.skipped:
-                batch.skip(i, why)
-            for name, s in made.seconds.items():
-                result.timings[name] = result.timings.get(name, 0.0) + s
-            t = time.perf_counter()
-            for job, pil, row in zip(made.jobs, _pil_images(made.images, output_size), made.rows):
-                rel = store.relpath(job.label, job.index, job.variant)
-                if store.save_image(rel, pil):
-                    result.written += 1
-                else:
-                    result.existing += 1
-                result.count(row)
-                rows.append({"file_name": rel, "label": job.label, "seed_index": job.index,
-                             "seed_path": seed_path(dataset, job.index), "variant": job.variant,
-                             "method": method.name, "random_seed": derive_seed(*job.key), "ratio": ratio, **row})
-            result.timings["io"] += time.perf_counter() - t
-        run.commit(batch, rows)
-    result.seconds = time.perf_counter() - start
-    run.finish()
+    with ExpansionRun(folder, dataset, class_names, settings, ratio=ratio, batch_size=ctx.batch_size, limit=limit,
+                      shard=shard, barrier=barrier, environment=method.environment()) as run:  # owns the folder
+        store, names = run.store, run.class_names
+        result = ExpandResult(out=Path(folder), timings={k: 0.0 for k in (*method.stages, "io")})
+        start = time.perf_counter()
+        for batch in run.pending(dataset, result, progress=progress, desc=f"{method.name} x{ratio}"):
+            jobs = [Job(i, v, image, label, names[label], key=(seed, i, v))
+                    for i, image, label in batch.items for v in range(ratio)]
+            rows = []
+            if jobs:
+                made = method(jobs)
+                for i, why in made.skipped:
+                    batch.skip(i, why)
+                for name, s in made.seconds.items():
+                    result.timings[name] = result.timings.get(name, 0.0) + s
+                t = time.perf_counter()
+                for job, pil, row in zip(made.jobs, _pil_images(made.images, output_size), made.rows):
+                    rel = store.relpath(job.label, job.index, job.variant)
+                    if store.save_image(rel, pil):
+                        result.written += 1
+                    else:
+                        result.existing += 1
+                    result.count(row)
+                    rows.append({"file_name": rel, "label": job.label, "seed_index": job.index,
+                                 "seed_path": seed_path(dataset, job.index), "variant": job.variant,
+                                 "method": method.name, "random_seed": derive_seed(*job.key), "ratio": ratio, **row})
+                result.timings["io"] += time.perf_counter() - t
+            run.commit(batch, rows)
+        result.seconds = time.perf_counter() - start
+        run.finish()
     return method.end(ctx, result)

@@ -1,31 +1,32 @@
-"""Real checkpoints by hub id or local directory (one cohesive thing: finding, checking and loading them).
+"""Real checkpoints by hub id or local directory: loading them.
 
 Real loaders (``load_clip``, ``load_sd``, ``load_mae``, ``load_unclip``, ``load_blip``,
 ``load_text_generator``, ``load_instruct_pix2pix``) wrap open_clip / diffusers / transformers. Each
 accepts a hub id or a local directory and raises :class:`ModelUnavailable` with a message naming the
 model, what was tried and how to get it, when the checkpoint cannot be loaded (offline and not cached,
-missing directory, incomplete files). The ids of the paper profile are :data:`gifkit.config.MODEL_IDS`.
+missing directory, incomplete files); a missing CLIP of the paper profile is found in the cache before
+open_clip is imported or a model built. The ids of the paper profile are :data:`gifkit.config.MODEL_IDS`.
 Tiny random models of the same classes, for the smoke profile and the tests, are :mod:`gifkit.models.tiny`;
 random-weight checkpoints in the Hub layouts, to test these loaders, are written by :mod:`gifkit.testing`.
 
 Every loaded model carries ``gifkit_source`` (:func:`source_of`): the id or folder it came from, the Hub revision
 (the cached snapshot's commit) or the sha256 of a local folder's weight files, and the dtype, so that an
-expansion's ``run.json`` can say which checkpoints made its images. :data:`LAYOUTS` lists the files each
-checkpoint needs (:func:`missing_files`), :func:`check_checkpoint` loads one for ``gifkit doctor --check``.
+expansion's ``run.json`` can say which checkpoints made its images. Which checkpoints gifkit knows, the files
+each needs and where a model came from are :mod:`gifkit.models.checkpoints` (its names are importable from
+here too); :func:`check_checkpoint` loads one for ``gifkit doctor --check``.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import torch
 
-from gifkit.config import (ALIA_SEMANTIC_CLIP, ALIA_SEMANTIC_CLIP_REPO, DTYPES, GUIDANCE_CLIP, GUIDANCE_CLIP_REPO,
-                           MODEL_IDS)
-from gifkit.errors import UserError
+from gifkit.config import ALIA_SEMANTIC_CLIP, DTYPES, GUIDANCE_CLIP, MODEL_IDS
+from gifkit.models.checkpoints import (KNOWN_CHECKPOINTS, LAYOUTS, Checkpoint, ModelUnavailable, checkpoint_dir,
+                                       checkpoint_status, how_to_get, is_offline, looks_like_path, missing_files,
+                                       resolve_source, source_of, tag_source, unavailable, weights_digest)
 
 __all__ = ["ModelUnavailable", "ClipBundle", "CaptionerBundle", "TextGenBundle", "Checkpoint", "KNOWN_CHECKPOINTS",
            "LAYOUTS", "is_offline", "best_device", "resolve_dtype", "looks_like_path", "checkpoint_status",
@@ -33,9 +34,9 @@ __all__ = ["ModelUnavailable", "ClipBundle", "CaptionerBundle", "TextGenBundle",
            "load_clip", "clip_uses_quick_gelu", "clip_has_quick_gelu", "load_sd", "load_mae", "load_unclip", "load_blip",
            "load_text_generator", "load_instruct_pix2pix"]
 
-
-class ModelUnavailable(UserError, RuntimeError):
-    """A real checkpoint could not be loaded (offline, missing or incomplete files)."""
+# the CLIPs of the paper profile by (architecture without -quickgelu, tag): their cache is checked first
+_KNOWN_CLIPS = {(GUIDANCE_CLIP[0].removesuffix("-quickgelu"), GUIDANCE_CLIP[1]): "clip",
+                (ALIA_SEMANTIC_CLIP[0].removesuffix("-quickgelu"), ALIA_SEMANTIC_CLIP[1]): "clip-l"}
 
 
 class ClipBundle(NamedTuple):
@@ -46,75 +47,6 @@ class ClipBundle(NamedTuple):
     tokenizer: Callable  # list[str] -> LongTensor [N, 77]
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """A checkpoint gifkit knows: where it lives on the hub and a file proving it is cached."""
-
-    key: str
-    repo_id: str
-    probe_file: str
-    used_by: str
-
-
-KNOWN_CHECKPOINTS: dict[str, Checkpoint] = {
-    c.key: c
-    for c in [
-        Checkpoint("clip", GUIDANCE_CLIP_REPO, "open_clip_config.json",
-                   "CLIP ViT-B/32 (openai, QuickGELU): zero-shot guidance, `load_clip()`"),
-        Checkpoint("clip-l", ALIA_SEMANTIC_CLIP_REPO, "open_clip_config.json",
-                   "CLIP ViT-L/14 (openai, QuickGELU): ALIA's semantic filter, `load_clip()`"),
-        Checkpoint("sd", MODEL_IDS["sd"], "model_index.json", "Stable Diffusion v1-4: GIF-SD prior, `load_sd()`"),
-        Checkpoint("mae", MODEL_IDS["mae"], "config.json", "MAE ViT-L/16: GIF-MAE prior, `load_mae()`"),
-        Checkpoint("unclip", MODEL_IDS["unclip"], "model_index.json",
-                   "Karlo unCLIP image variation: GIF-DALLE prior, `load_unclip()`"),
-        Checkpoint("blip", MODEL_IDS["blip"], "config.json", "BLIP captioner: ALIA step (a), `load_blip()`"),
-        Checkpoint("llm", MODEL_IDS["llm"], "config.json",
-                   "text-generation model: ALIA step (b), `load_text_generator()`"),
-        Checkpoint("ip2p", MODEL_IDS["ip2p"], "model_index.json",
-                   "InstructPix2Pix: ALIA editor, `load_instruct_pix2pix()`"),
-        Checkpoint("sd15", MODEL_IDS["sd15"], "model_index.json",
-                   "Stable Diffusion v1.5: ALIA img2img and DreamDA, `load_sd()`"),
-    ]
-}
-
-
-_DIFF_W = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-_TF_W = ("model.safetensors", "pytorch_model.bin")
-_CLIP_TOK = [("vocab.json",), ("merges.txt",)]
-
-
-def _folder(name: str, config: str, weights: tuple | None) -> list[tuple[str, ...]]:
-    return [(f"{name}/{config}",)] + ([tuple(f"{name}/{w}" for w in weights)] if weights else [])
-
-
-_SD = ([("model_index.json",)] + _folder("unet", "config.json", _DIFF_W) + _folder("vae", "config.json", _DIFF_W)
-       + _folder("text_encoder", "config.json", _TF_W) + [(f"tokenizer/{f}",) for (f,) in _CLIP_TOK]
-       + [("scheduler/scheduler_config.json",)])
-# The files each checkpoint needs, as alternatives (one of each tuple must be there); what gifkit.testing writes
-# and what `gifkit doctor --check` reports missing. Files gifkit never reads (safety checker, .ckpt) are not listed.
-LAYOUTS: dict[str, list[tuple[str, ...]]] = {
-    "clip": [("open_clip_config.json",), ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")],
-    "clip-l": [("open_clip_config.json",), ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")],
-    "sd": _SD, "sd15": _SD, "ip2p": _SD,
-    "mae": [("config.json",), _TF_W],
-    "unclip": ([("model_index.json",)] + _folder("decoder", "config.json", _DIFF_W)
-               + _folder("text_proj", "config.json", _DIFF_W) + _folder("super_res_first", "config.json", _DIFF_W)
-               + _folder("super_res_last", "config.json", _DIFF_W) + _folder("text_encoder", "config.json", _TF_W)
-               + _folder("image_encoder", "config.json", _TF_W) + [(f"tokenizer/{f}",) for (f,) in _CLIP_TOK]
-               + [("feature_extractor/preprocessor_config.json",), ("decoder_scheduler/scheduler_config.json",),
-                  ("super_res_scheduler/scheduler_config.json",)]),
-    "blip": [("config.json",), _TF_W, ("vocab.txt", "tokenizer.json"), ("preprocessor_config.json",)],
-    "llm": [("config.json",), _TF_W + ("model.safetensors.index.json",), ("tokenizer.json", "vocab.json")],
-}
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def is_offline() -> bool:
-    """True when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE ask for no network."""
-    truthy = {"1", "true", "yes", "on"}
-    return any(os.environ.get(v, "").strip().lower() in truthy for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def best_device() -> torch.device:
@@ -143,60 +75,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device | 
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
-def looks_like_path(model_id: str) -> bool:
-    # hub ids are "name" or "org/name"; anything else (absolute, relative, ~, deeper) is a path
-    return model_id.startswith(("/", ".", "~")) or model_id.count("/") >= 2 or Path(model_id).exists()
-
-
-def _how_to_get(repo_id: str) -> str:
-    if looks_like_path(repo_id):
-        return ("Pass a directory holding a complete checkpoint (as written by `save_pretrained` or "
-                "`hf download <hub id> --local-dir <dir>`), or a hub id such as "
-                + ", ".join(repr(c.repo_id) for c in KNOWN_CHECKPOINTS.values()) + ".")
-    return (
-        f"Get it on a machine with internet: `hf download {repo_id} --local-dir <dir>` "
-        f"(or `huggingface-cli download ...` with older huggingface_hub), then pass that <dir> "
-        f"instead of the hub id, or unset HF_HUB_OFFLINE to let gifkit download it."
-    )
-
-
-def _unavailable(what: str, repo_id: str, tried: str, err: BaseException | None = None) -> ModelUnavailable:
-    msg = f"{what} '{repo_id}' is not available: tried {tried}."
-    if err is not None:
-        msg += f" ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-    return ModelUnavailable(msg + " " + _how_to_get(repo_id))
-
-
-def _resolve(model_id: str, what: str) -> tuple[str, bool]:
-    """Return (id_or_path, local_files_only); raise fast for a missing local directory."""
-    expanded = os.path.expanduser(model_id)
-    if looks_like_path(model_id):
-        if not Path(expanded).exists():
-            raise _unavailable(what, model_id, f"the local path {expanded!r}, which does not exist")
-        return expanded, True
-    return model_id, is_offline()
-
-
-def checkpoint_dir(key: str) -> Path | None:
-    """The cached snapshot folder of a known checkpoint (``refs/main`` of the Hub cache), without network."""
-    from huggingface_hub import try_to_load_from_cache
-
-    ck = KNOWN_CHECKPOINTS[key]
-    found = try_to_load_from_cache(ck.repo_id, ck.probe_file)
-    return Path(found).parent if isinstance(found, str) else None
-
-
-def checkpoint_status(key: str) -> str:
-    """'cached at <dir>' or 'not cached' for a known checkpoint, without network."""
-    found = checkpoint_dir(key)
-    return f"cached at {found}" if found is not None else "not cached"
-
-
-def missing_files(key: str, directory: str | os.PathLike) -> list[str]:
-    """The files of :data:`LAYOUTS` ``[key]`` that ``directory`` lacks (``"a (or b)"`` for alternatives)."""
-    d = Path(directory)
-    return [" (or ".join(alts) + ")" * (len(alts) - 1) for alts in LAYOUTS[key]
-            if not any((d / a).is_file() for a in alts)]
 
 
 def check_checkpoint(key: str, source: str | None = None) -> str:
@@ -221,56 +99,6 @@ def check_checkpoint(key: str, source: str | None = None) -> str:
         return f"not loadable: {e}"
     return "loadable"
 
-
-def weights_digest(directory: str | os.PathLike) -> dict[str, str]:
-    """``{relative path: sha256}`` of the weight files (``*.safetensors``, ``*.bin``, ``*.pt``, ``*.pth``,
-    ``*.ckpt``) under ``directory``: the identity of a local checkpoint folder (``run.json`` records it)."""
-    d = Path(directory)
-    files = [d] if d.is_file() else sorted(p for ext in ("safetensors", "bin", "pt", "pth", "ckpt")
-                                           for p in d.rglob(f"*.{ext}"))
-    out = {}
-    for f in files:
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        out[f.name if d.is_file() else str(f.relative_to(d))] = h.hexdigest()
-    return out
-
-
-def _hub_revision(repo_id: str) -> str | None:
-    """The commit of the cached snapshot of ``repo_id`` (``refs/main``), or None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    for probe in ("model_index.json", "config.json", "open_clip_config.json"):
-        found = try_to_load_from_cache(repo_id, probe)
-        if isinstance(found, str):
-            return Path(found).parent.name
-    return None
-
-
-def _tag_source(obj, model_id: str, dtype: torch.dtype | None = None, **extra):
-    """Attach ``gifkit_source`` to ``obj`` (see :func:`source_of`) and return ``obj``."""
-    path = os.path.expanduser(model_id)
-    if looks_like_path(model_id) and Path(path).exists():
-        src = {"path": str(Path(path).resolve()), "sha256": weights_digest(path)}
-    else:
-        src = {"id": model_id, "revision": _hub_revision(model_id)}
-    if dtype is not None:
-        src["dtype"] = str(dtype).replace("torch.", "")
-    src.update(extra)
-    try:
-        object.__setattr__(obj, "gifkit_source", src)
-    except (AttributeError, TypeError):  # pragma: no cover - objects that refuse attributes
-        pass
-    return obj
-
-
-def source_of(obj) -> dict | None:
-    """Where a model :func:`load_sd` & co. returned came from: ``{"id", "revision"}`` for a hub id (the cached
-    snapshot's commit) or ``{"path", "sha256": {file: digest}}`` for a local folder, plus ``"dtype"``; ``None``
-    for a model gifkit did not load (e.g. the tiny ones)."""
-    return getattr(obj, "gifkit_source", None)
 
 
 def _clip_weights_file(directory: Path) -> Path | None:
@@ -324,6 +152,21 @@ def _clip_hub_folder(repo_id: str) -> Path:
     raise errors[-1]
 
 
+def _check_clip_cache(name: str, pretrained: str | None) -> None:
+    """Offline, a CLIP of the paper profile (:data:`gifkit.config.GUIDANCE_CLIP`, ``ALIA_SEMANTIC_CLIP``) that the
+    Hub cache lacks, or holds incompletely, raises :class:`ModelUnavailable` at once."""
+    key = _KNOWN_CLIPS.get((name.split(":", 1)[-1].removesuffix("-quickgelu"), pretrained))
+    if key is None or not is_offline():
+        return
+    folder = checkpoint_dir(key)
+    lacks = missing_files(key, folder) if folder is not None else []
+    if folder is None or lacks:
+        repo = KNOWN_CHECKPOINTS[key].repo_id
+        where = f"{folder}, which lacks {', '.join(lacks)}" if lacks else "which does not hold it"
+        raise ModelUnavailable(f"CLIP model '{name} ({pretrained})' is not available: tried the Hub cache of "
+                               f"{repo} offline, {where}. {how_to_get(repo)}")
+
+
 def load_clip(name: str = GUIDANCE_CLIP[0], pretrained: str = GUIDANCE_CLIP[1], device: str | torch.device = "cpu",
               quick_gelu: bool | None = None) -> ClipBundle:
     """Load an open_clip model: ``(model, preprocess, tokenizer)``.
@@ -340,23 +183,24 @@ def load_clip(name: str = GUIDANCE_CLIP[0], pretrained: str = GUIDANCE_CLIP[1], 
     """
     import json
 
+    _check_clip_cache(name, pretrained)  # before open_clip is imported or a model built
     import open_clip
 
     model_name, tag, folder_cfg = name, pretrained, None
     if pretrained and looks_like_path(pretrained):
         p = Path(os.path.expanduser(pretrained))
         if not p.exists():
-            raise _unavailable("CLIP checkpoint", f"{name}/{pretrained}", f"the local path {str(p)!r}, which does not exist")
+            raise unavailable("CLIP checkpoint", f"{name}/{pretrained}", f"the local path {str(p)!r}, which does not exist")
         if p.is_dir():
             if (p / "open_clip_config.json").is_file():
                 folder_cfg = json.loads((p / "open_clip_config.json").read_text())
                 if _clip_weights_file(p) is None:
-                    raise _unavailable("CLIP checkpoint", f"{name}/{pretrained}", f"{str(p)!r}, which holds no weights file")
+                    raise unavailable("CLIP checkpoint", f"{name}/{pretrained}", f"{str(p)!r}, which holds no weights file")
                 model_name, tag = f"local-dir:{p}", None
             else:
                 f = _clip_weights_file(p)
                 if f is None:
-                    raise _unavailable("CLIP checkpoint", f"{name}/{pretrained}", f"{str(p)!r}, which holds no weights file")
+                    raise unavailable("CLIP checkpoint", f"{name}/{pretrained}", f"{str(p)!r}, which holds no weights file")
                 tag = str(f)
     quick = clip_uses_quick_gelu(name, pretrained, folder_cfg) if quick_gelu is None else bool(quick_gelu)
     hub = ""
@@ -372,14 +216,14 @@ def load_clip(name: str = GUIDANCE_CLIP[0], pretrained: str = GUIDANCE_CLIP[1], 
         tokenizer = open_clip.get_tokenizer(model_name)
     except Exception as e:  # open_clip raises RuntimeError / OSError / hub errors
         repo = name if name.startswith("hf-hub:") else f"{name} ({pretrained})"
-        err = _unavailable("CLIP model", repo, f"open_clip.create_model_and_transforms({name!r}, pretrained={pretrained!r})" + (" offline" if is_offline() else ""), e)
+        err = unavailable("CLIP model", repo, f"open_clip.create_model_and_transforms({name!r}, pretrained={pretrained!r})" + (" offline" if is_offline() else ""), e)
         if hub:
             err = ModelUnavailable(str(err).replace(f"`hf download {repo}", f"`hf download {hub}"))
         raise err from e
     model.eval().requires_grad_(False)
     if quick and not clip_has_quick_gelu(model):  # pragma: no cover - an open_clip that ignores force_quick_gelu
         raise RuntimeError(f"CLIP {name} ({pretrained}) was built with GELU; OpenAI's weights need QuickGELU")
-    _tag_source(model, str(source if source and not looks_like_path(str(source)) else pretrained),
+    tag_source(model, str(source if source and not looks_like_path(str(source)) else pretrained),
                 architecture=name, quick_gelu=quick)
     return ClipBundle(model, preprocess, tokenizer)
 
@@ -404,12 +248,12 @@ def _dtype_kwarg(torch_dtype: torch.dtype | None) -> dict:
 
 
 def from_pretrained(cls, model_id: str, what: str, **kwargs) -> Any:
-    path, local_only = _resolve(model_id, what)
+    path, local_only = resolve_source(model_id, what)
     try:
         return cls.from_pretrained(path, local_files_only=local_only, **kwargs)
     except Exception as e:
         tried = f"{cls.__name__}.from_pretrained({path!r}" + (", local_files_only=True)" if local_only else ")")
-        raise _unavailable(what, model_id, tried, e) from e
+        raise unavailable(what, model_id, tried, e) from e
 
 
 def load_sd(model_id: str = MODEL_IDS["sd"], torch_dtype: torch.dtype | None = None,
@@ -428,7 +272,7 @@ def load_sd(model_id: str = MODEL_IDS["sd"], torch_dtype: torch.dtype | None = N
     if device is not None:
         pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return _tag_source(pipe, model_id, pipe.unet.dtype)
+    return tag_source(pipe, model_id, pipe.unet.dtype)
 
 
 
@@ -440,7 +284,7 @@ def load_mae(model_id: str = MODEL_IDS["mae"], torch_dtype: torch.dtype | None =
     model = from_pretrained(ViTMAEForPreTraining, model_id, "MAE checkpoint", mask_ratio=0.0)
     if torch_dtype is not None:
         model = model.to(torch_dtype)
-    return _tag_source(model.eval().requires_grad_(False), model_id, next(model.parameters()).dtype)
+    return tag_source(model.eval().requires_grad_(False), model_id, next(model.parameters()).dtype)
 
 
 
@@ -466,9 +310,9 @@ def load_unclip(model_id: str = MODEL_IDS["unclip"], torch_dtype: torch.dtype | 
         from diffusers.pipelines.unclip.text_proj import UnCLIPTextProjModel
 
     what = "unCLIP checkpoint"
-    path, local_only = _resolve(model_id, what)
+    path, local_only = resolve_source(model_id, what)
     if local_only and Path(path).is_dir() and not (Path(path) / "model_index.json").is_file():
-        raise _unavailable(what, model_id, f"{path!r}, which has no model_index.json")
+        raise unavailable(what, model_id, f"{path!r}, which has no model_index.json")
     dtype = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
     parts = {"decoder": (UNet2DConditionModel, dtype), "text_proj": (UnCLIPTextProjModel, dtype),
              "super_res_first": (UNet2DModel, dtype), "super_res_last": (UNet2DModel, dtype),
@@ -481,12 +325,12 @@ def load_unclip(model_id: str = MODEL_IDS["unclip"], torch_dtype: torch.dtype | 
             components[name] = cls.from_pretrained(path, subfolder=name, local_files_only=local_only, **kwargs)
         except Exception as e:
             tried = f"{cls.__name__}.from_pretrained({path!r}, subfolder={name!r}" + (", local_files_only=True)" if local_only else ")")
-            raise _unavailable(what, model_id, tried, e) from e
+            raise unavailable(what, model_id, tried, e) from e
     pipe = UnCLIPImageVariationPipeline(**components)
     if device is not None:
         pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return _tag_source(pipe, model_id, pipe.decoder.dtype)
+    return tag_source(pipe, model_id, pipe.decoder.dtype)
 
 
 
@@ -514,7 +358,7 @@ def load_blip(model_id: str = MODEL_IDS["blip"], device: str | torch.device | No
     model = from_pretrained(BlipForConditionalGeneration, model_id, "BLIP captioner", **_dtype_kwarg(torch_dtype))
     if device is not None:
         model = model.to(device)
-    _tag_source(model, model_id, next(model.parameters()).dtype)
+    tag_source(model, model_id, next(model.parameters()).dtype)
     return CaptionerBundle(model.eval().requires_grad_(False), processor)
 
 
@@ -526,12 +370,12 @@ def load_text_generator(model_id: str = MODEL_IDS["llm"], device: str | torch.de
 
     tokenizer = from_pretrained(AutoTokenizer, model_id, "text-generation model")
     if len(tokenizer) < 100:  # transformers 5 may build a near-empty tokenizer instead of failing
-        raise _unavailable("text-generation model", model_id, f"AutoTokenizer.from_pretrained({model_id!r}), which "
+        raise unavailable("text-generation model", model_id, f"AutoTokenizer.from_pretrained({model_id!r}), which "
                            f"gave a tokenizer of {len(tokenizer)} tokens")
     model = from_pretrained(AutoModelForCausalLM, model_id, "text-generation model", **_dtype_kwarg(torch_dtype))
     if device is not None:
         model = model.to(device)
-    _tag_source(model, model_id, next(model.parameters()).dtype)
+    tag_source(model, model_id, next(model.parameters()).dtype)
     return TextGenBundle(model.eval().requires_grad_(False), tokenizer)
 
 
@@ -546,4 +390,4 @@ def load_instruct_pix2pix(model_id: str = MODEL_IDS["ip2p"], torch_dtype: torch.
     if device is not None:
         pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return _tag_source(pipe, model_id, pipe.unet.dtype)
+    return tag_source(pipe, model_id, pipe.unet.dtype)

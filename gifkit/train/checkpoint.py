@@ -7,8 +7,9 @@ A run's checkpoint is the folder ``<run>/checkpoint/``:
     scaler.json                          the fp16 gradient scaler's state (mixed precision fp16 only)
     rng_<rank>.safetensors, .json        each process's random states: torch's CPU (and CUDA) generator as
                                          uint8 tensors, Python's ``random`` and NumPy's global state as JSON
-    state.json                           epoch, history, the run's settings, and the size and BLAKE2b digest
-                                         of every other file (written last)
+    state.json                           epoch, history, the run's settings, the size and BLAKE2b digest
+                                         of every other file (written last), and the digest of its own
+                                         content (``state_digest``), so a changed digit is caught too
 
 :func:`save_checkpoint` writes it into ``.checkpoint.tmp/`` beside it and swaps it in with
 :func:`gifkit.io.files.replace_dir`, so a kill at any moment leaves the previous complete checkpoint (or
@@ -33,7 +34,7 @@ from gifkit.errors import Damaged
 from gifkit.io.files import atomic_write_bytes, make_dirs, read_json, recover_dir, replace_dir
 from gifkit.io.runs import normalized, settings_diff
 
-__all__ = ["STATE_FILE", "save_checkpoint", "load_checkpoint", "to_tensors_and_json", "from_tensors_and_json"]
+__all__ = ["STATE_FILE", "state_digest", "save_checkpoint", "load_checkpoint", "to_tensors_and_json", "from_tensors_and_json"]
 
 STATE_FILE = "state.json"
 _RESTART = "re-run with --no-resume (resume=False) to start over, or delete it"
@@ -124,6 +125,12 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def state_digest(record: dict) -> str:
+    """The BLAKE2b digest of a ``state.json`` record without its ``state_digest`` (keys sorted, as JSON)."""
+    body = {k: v for k, v in record.items() if k != "state_digest"}
+    return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
 def _tmp(folder: Path) -> Path:
     return folder.with_name(f".{folder.name}.tmp")
 
@@ -152,8 +159,9 @@ def save_checkpoint(acc, folder: str | Path, model, optimizer, state: dict) -> N
     acc.wait_for_everyone()
     if main:
         files = {p.name: {"size": p.stat().st_size, "blake2b": _digest(p)} for p in sorted(tmp.iterdir())}
-        record = {**state, "processes": acc.num_processes, "files": files}
-        _write(tmp, STATE_FILE, (json.dumps(record, indent=1, default=str) + "\n").encode())
+        record = normalized({**state, "processes": acc.num_processes, "files": files})
+        record["state_digest"] = state_digest(record)
+        _write(tmp, STATE_FILE, (json.dumps(record, indent=1) + "\n").encode())
         replace_dir(tmp, folder)
     acc.wait_for_everyone()
 
@@ -186,6 +194,8 @@ def load_checkpoint(acc, folder: str | Path, model, optimizer, config: dict,
         raise damaged(f"{STATE_FILE} is not valid JSON") from None
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         raise damaged(f"{STATE_FILE} does not hold a checkpoint record")
+    if "state_digest" in state and state_digest(state) != state["state_digest"]:
+        raise damaged(f"{STATE_FILE} differs from what was written (its digest does not match)")
     new = normalized(config)
     if state["config"] != new:
         diff = settings_diff(state["config"], new)
@@ -195,6 +205,8 @@ def load_checkpoint(acc, folder: str | Path, model, optimizer, config: dict,
     if not isinstance(files, dict):
         raise damaged("written by an older gifkit in accelerate's format, with pickles, which gifkit no longer "
                       "loads")
+    if "state_digest" not in state:
+        raise damaged(f"{STATE_FILE} has no digest of its own content (written by an older gifkit, or edited)")
     if state.get("processes") != acc.num_processes:
         raise ValueError(f"checkpoint at {folder} was written by {state.get('processes')} processes, this run has "
                          f"{acc.num_processes}: resume with as many, or {_RESTART}")

@@ -45,7 +45,8 @@ class TrainConfig:
     data: str = option("smoke", "dataset name or image folder", required=True)
     data_root: str | None = option(None, "where the dataset's files are")
     train_split: str = option("train", "training split", flag="--split")
-    test_split: str = option("test", "test split")
+    test_split: str | None = option("test", "test split; none: train without a test pass (e.g. ALIA's filter "
+                                            "classifier, on a folder without a test split)")
     data_kwargs: dict = option(help="extra dataset argument, e.g. n_per_class=64 (repeatable)", flag="--data-arg",
                                action="append", convert=parse_kv, default_factory=dict)
     expanded: list[str] = option(help="expansion folder(s) added to the training data", default_factory=list)
@@ -88,6 +89,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check_fields(self)
+        if isinstance(self.test_split, str) and self.test_split.lower() == "none":
+            self.test_split = None  # make_config keeps a field's value for None: "none" says no test pass
         if self.loss not in ("ce", "balanced_softmax"):
             raise ValueError(f"loss must be 'ce' or 'balanced_softmax', got {self.loss!r}")
         if self.kd not in (None, "clip"):

@@ -86,18 +86,21 @@ class Transformed:
 
 def load_splits(cfg: TrainConfig) -> tuple:
     """``(original training set, test set, class names)`` of ``cfg.data``, checked to share their classes and to
-    be different splits."""
+    be different splits; the test set is ``None`` when ``cfg.test_split`` is (no test pass)."""
     from gifkit.data import load_dataset
 
     data_args = dict(root=cfg.data_root, profile=cfg.profile, **({"download": True} if cfg.download else {}),
                      **cfg.data_kwargs)
     original, classes = load_dataset(cfg.data, cfg.train_split, **data_args)
+    if cfg.test_split is None:
+        return original, None, list(classes)
     test_set, test_classes = load_dataset(cfg.data, cfg.test_split, **data_args)
     if list(test_classes) != list(classes):
         raise ValueError(f"{cfg.data}: the {cfg.train_split} and {cfg.test_split} splits have different classes")
     if getattr(original, "samples", None) is not None and getattr(test_set, "samples", None) == original.samples:
         raise ValueError(f"{cfg.data}: the {cfg.test_split!r} split is the {cfg.train_split!r} split (a folder "
-                         f"without <root>/{cfg.test_split}/?); give a separate test split")
+                         f"without <root>/{cfg.test_split}/?); give a separate test split, or none (--test-split none: "
+                         f"train without a test pass)")
     return original, test_set, list(classes)
 
 

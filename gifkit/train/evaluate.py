@@ -21,8 +21,9 @@ from gifkit.train.data import Transformed
 from gifkit.train.metrics import classification_metrics, shot_accuracy
 from gifkit.train.runs import load_run
 
-__all__ = ["predict", "evaluate_run", "cifar100c_table", "clip_zero_shot", "FIDUnavailable", "fid_weights_path",
-           "compute_fid", "fid_expanded", "FIDFeatures", "clip_fid_features", "INCEPTION_FILE", "INCEPTION_URL"]
+__all__ = ["predict", "check_classes", "evaluate_run", "cifar100c_table", "clip_zero_shot", "FIDUnavailable",
+           "fid_weights_path", "compute_fid", "fid_expanded", "FIDFeatures", "clip_fid_features", "INCEPTION_FILE",
+           "INCEPTION_URL"]
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
@@ -58,6 +59,35 @@ def _device(name: str | None):
     return torch.device(name) if name else best_device()
 
 
+def _class_key(name: str) -> str:
+    return " ".join(str(name).replace("_", " ").replace("-", " ").split()).casefold()
+
+
+def check_classes(model_classes: Sequence[str], data_classes: Sequence[str], model: str = "the model",
+                  data: str = "the data") -> None:
+    """Refuse to score ``model`` on ``data`` unless both name the same classes in the same label order (names
+    compared without case, ``_`` or ``-``): another class list, or the same in another order, would score
+    labels against the wrong classes. The error names the classes that differ."""
+    ours, theirs = [_class_key(c) for c in model_classes], [_class_key(c) for c in data_classes]
+    if ours == theirs:
+        return
+    if set(ours) == set(theirs) and len(ours) == len(theirs):
+        i = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
+        raise ValueError(f"{data} lists the classes of {model} in another order (label {i} is {data_classes[i]!r} "
+                         f"there, {model_classes[i]!r} in the model): its labels would be scored against the wrong "
+                         f"classes")
+    def few(names: list) -> str:
+        return ", ".join(map(repr, names[:5])) + (" ..." if len(names) > 5 else "")
+
+    unknown = [c for c in data_classes if _class_key(c) not in set(ours)]
+    absent = [c for c in model_classes if _class_key(c) not in set(theirs)]
+    what = ([f"classes the model does not know ({few(unknown)})"] if unknown else []) + \
+        ([f"not the model's {few(absent)}"] if absent else [])
+    raise ValueError(f"{data} has other classes than {model} was trained on: {' and '.join(what) or 'other labels'} "
+                     f"({len(data_classes)} classes there, {len(model_classes)} in the model); evaluate it on data "
+                     f"of its own classes")
+
+
 def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", root=None, profile: str = "paper",
                  download: bool = False, long_tail: bool = False, device: str | None = None, batch_size: int = 256,
                  workers: int = 0, progress: bool = True, data_kwargs: dict | None = None) -> dict:
@@ -70,12 +100,11 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     model, result = trained.model, trained.result
     cfg = result["config"]
     name = data or cfg["data"]
-    kwargs = data_kwargs or cfg.get("data_kwargs") or {}
-    dataset, classes = load_dataset(name, split, root=root if root is not None else cfg.get("data_root"),
+    own = name == cfg["data"]  # the run's dataset: its data arguments and root apply, another's do not
+    kwargs = data_kwargs or (cfg.get("data_kwargs") if own else None) or {}
+    dataset, classes = load_dataset(name, split, root=root if root is not None or not own else cfg.get("data_root"),
                                     profile=profile, **_dl(download), **kwargs)
-    n_model = result["model"]["num_classes"]
-    if len(classes) != n_model:
-        raise ValueError(f"{name} has {len(classes)} classes but the model of {run} has {n_model}")
+    check_classes(trained.classes, classes, f"the model of {run}", f"{name}/{split}")
     preds, labels = predict(model, dataset, trained.transform, batch_size, workers, dev, progress, f"eval {name}")
     out = {"run": str(run), "data": name, "split": split, "units": "percent",
            **classification_metrics(preds, labels, classes)}

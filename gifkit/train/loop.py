@@ -2,7 +2,7 @@
 
 :func:`train` builds the data (the original split plus any expansion folders, :class:`ExpandedDataset`), the
 network, SGD with cosine decay and accelerate (devices, mixed precision, several processes), runs the steps,
-evaluates on the test split after every epoch, checkpoints, resumes, and writes the run folder. What is
+evaluates on the test split after every epoch (none with ``test_split=None``), checkpoints, resumes, and writes the run folder. What is
 optimised is an :class:`Objective`, the loop's one hook:
 
 * :class:`Supervised` (the default): cross-entropy on the labels (soft targets of mixup/cutmix expansions
@@ -211,11 +211,14 @@ def train(cfg: TrainConfig, objective: Objective | None = None) -> dict:
     loader_args = dict(num_workers=cfg.workers, pin_memory=cuda, persistent_workers=cfg.workers > 0)
     loaders = [DataLoader(ds, batch_size=bs, sampler=EpochSampler(len(ds), cfg.seed if i == 0 else f"{cfg.seed}/{i}"),
                           drop_last=len(ds) > bs, **loader_args) for i, (ds, bs) in enumerate(sets)]
-    test_loader = DataLoader(Transformed(test_set, eval_transform(cfg.image_size, mean, std)),
-                             batch_size=max(cfg.batch_size, 64), num_workers=cfg.workers, pin_memory=cuda)
+    tests = [] if test_set is None else [DataLoader(Transformed(test_set, eval_transform(cfg.image_size, mean, std)),
+                                                    batch_size=max(cfg.batch_size, 64), num_workers=cfg.workers,
+                                                    pin_memory=cuda)]
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-    model, optimizer, test_loader, *loaders = acc.prepare(model, optimizer, test_loader, *loaders)
+    prepared = acc.prepare(model, optimizer, *tests, *loaders)
+    model, optimizer, loaders = prepared[0], prepared[1], list(prepared[2 + len(tests):])
+    test_loader = prepared[2] if tests else None  # None: no test pass (test_split=None)
     objective.setup(cfg, acc, classes, everything, mean, std)
 
     per_step = cfg.batch_size * acc.num_processes
@@ -267,20 +270,22 @@ def train(cfg: TrainConfig, objective: Objective | None = None) -> dict:
         bar.close()
         train_images += seen
         train_seconds += seconds
-        metrics = _evaluate(model, test_loader, acc, classes)
+        metrics = _evaluate(model, test_loader, acc, classes) if test_loader is not None else {}
         record = {"epoch": epoch + 1, "steps": step, "lr_end": cosine_lr(step, total_steps, cfg.lr),
                   "train_loss": float(acc.reduce(loss_sum, "sum")) / max(per_epoch[epoch] * acc.num_processes, 1),
-                  "test_accuracy_micro": metrics["accuracy_micro"], "test_accuracy_macro": metrics["accuracy_macro"],
+                  "test_accuracy_micro": metrics.get("accuracy_micro"),
+                  "test_accuracy_macro": metrics.get("accuracy_macro"),
                   "train_images_per_s": seen / seconds if seconds > 0 else float("nan"), **objective.epoch_stats()}
         history.append(record)
         if main and cfg.progress:
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, test micro "
-                       f"{metrics['accuracy_micro']:.2f} % / macro {metrics['accuracy_macro']:.2f} %, "
+            test = (f"test micro {metrics['accuracy_micro']:.2f} % / macro {metrics['accuracy_macro']:.2f} %"
+                    if metrics else "no test pass")
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, {test}, "
                        f"{record['train_images_per_s']:.1f} img/s")
         _save_checkpoint(acc, ckpt, model, optimizer, {"epoch": epoch + 1, "history": history, "config": key})
 
     if metrics is None:  # resumed after the last epoch
-        metrics = _evaluate(model, test_loader, acc, classes)
+        metrics = _evaluate(model, test_loader, acc, classes) if test_loader is not None else {}
     net = acc.unwrap_model(model)
     result = _result(cfg, classes, original, everything, orig_counts, total_steps, history, metrics, net, mean, std,
                      train_images, train_seconds, acc)
@@ -306,12 +311,13 @@ def _result(cfg, classes, original, train_set, orig_counts, total_steps, history
     primary = "accuracy_macro" if cfg.data.lower() in MACRO_DATASETS else "accuracy_micro"
     best = {}
     for key in ("accuracy_micro", "accuracy_macro"):
-        col = [h[f"test_{key}"] for h in history]
+        col = [np.nan if h.get(f"test_{key}") is None else h[f"test_{key}"] for h in history]
         i = int(np.nanargmax(col)) if col and not all(math.isnan(c) for c in col) else None
         best[key] = {"value": col[i], "epoch": history[i]["epoch"]} if i is not None else None
-    final = {"epoch": cfg.epochs, **metrics}
+    final = {"epoch": cfg.epochs, **(metrics or {"accuracy_micro": None, "accuracy_macro": None, "n_test": 0,
+                                                  "note": "no test split (test_split=None): no test pass"})}
     long_tail = cfg.long_tail if cfg.long_tail is not None else hasattr(original, "class_counts")
-    if long_tail:
+    if long_tail and metrics:
         final["shot_accuracy"] = shot_accuracy(list(metrics["per_class_accuracy"].values()), orig_counts)
     return {
         "gifkit_version": __version__,
@@ -328,7 +334,7 @@ def _result(cfg, classes, original, train_set, orig_counts, total_steps, history
                        "device": str(acc.device), "num_processes": acc.num_processes,
                        "mixed_precision": acc.mixed_precision},
         "dataset": {"name": cfg.data, "classes": list(classes), "n_train_original": len(original),
-                    "n_train_total": len(train_set), "n_test": metrics["n_test"], "expanded": list(cfg.expanded),
+                    "n_train_total": len(train_set), "n_test": final["n_test"], "expanded": list(cfg.expanded),
                     "train_class_counts_original": orig_counts, "soft_labels": bool(getattr(train_set, "soft", False))},
         "model": {"arch": cfg.arch, "timm_name": ARCHS.get(cfg.arch, cfg.arch), "num_classes": len(classes),
                   "image_size": cfg.image_size, "mean": list(mean), "std": list(std),
