@@ -46,7 +46,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
 def cutout(data: Path, out: Path, **kw):
     """The expansion of ``CUTOUT`` through the Python API (``shard`` etc. in ``kw``)."""
     ds, classes = load_dataset(str(data))
-    return Noneexpand(create_method("cutout", classes), ds, out, ratio=2, batch_size=2, progress=False, **kw)
+    return expand(create_method("cutout", classes), ds, out, ratio=2, batch_size=2, progress=False, **kw)
 
 
 # ----------------------------------------------------------------------------- 1. one process owns a folder
@@ -59,7 +59,7 @@ data, out, index, count, go, started = sys.argv[1:7]
 real, calls = augment.augment_one, []
 def waiting(*a, **k):
     calls.append(1)
-    if len(calls) == 3:  # seed 0's two images are written, seed 1 is on its way
+    if len(calls) == 5:  # batch 0 (seeds 0 and 1, four images) is written and committed, batch 1 is on its way
         open(started, "w").close()
         while not os.path.exists(go):
             time.sleep(0.05)
@@ -133,7 +133,7 @@ def test_a_run_that_died_is_recognised_and_resumed(tmp_path):
     claim = json.loads((out / ".gifkit-shard-0.json").read_text())
     assert claim["pid"] == dead.proc.pid and not pid_alive(claim["pid"])  # "started and died"
     r = cutout(data, out)
-    assert (r.written, r.existing) == (10, 2)  # seed 0's images were written before the kill
+    assert (r.written, r.existing) == (8, 4)  # batch 0's images were written and committed before the kill
     assert files(out) == files(tmp_path / "reference") and not (out / ".gifkit-shard-0.json").exists()
 
 
@@ -184,9 +184,9 @@ def test_force_new_keeps_every_file_gifkit_cannot_prove_it_made(tmp_path, capsys
     (out / "classes.json").write_text('["cat", "dog"]\n')
     (out / "mydocs" / "000000_000.png").write_bytes(b"my scan")
     before = snapshot(out)
-    with pytest.warns(UserWarning, match=r"kept 3 file\(s\) gifkit cannot prove it made: classes.json, metadata"):
-        code, text, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT, "--force-new")
-    assert "removed 0 files" in text
+    code, text, err = cli(capsys, "expand", "--data", data, "--out", out, *CUTOUT, "--force-new")
+    line = next(ln for ln in text.splitlines() if ln.startswith("--force-new:"))  # one line says what stays
+    assert "removed 0 files" in line and "kept 3 file(s) gifkit cannot prove it made: classes.json, metadata" in line
     assert code == 2 and "gifkit expand: error: " in err.strip().splitlines()[-1]
     assert "holds an expansion's images or metadata, but it has no run.json" in err  # never adopted either
     assert snapshot(out) == {**before, ".gifkit.lock": snapshot(out)[".gifkit.lock"]}  # the gate is all it adds
@@ -338,7 +338,7 @@ def test_a_fifo_in_the_dataset_is_skipped_without_being_opened(tmp_path):
 def test_label_b_out_of_range_is_one_line(tmp_path, capsys, smoke):
     ds, classes = smoke
     exp = tmp_path / "exp"
-    Noneexpand(create_method("cutmix", classes), ds, exp, ratio=1, progress=False)
+    expand(create_method("cutmix", classes), ds, exp, ratio=1, progress=False)
     meta = read_metadata(exp)
     meta.loc[3, "label_b"] = 99
     meta.to_csv(exp / "metadata.csv", index=False)

@@ -48,7 +48,7 @@ def test_out_equal_inside_or_containing_data_is_refused(tmp_path, capsys):
     assert snapshot(tmp_path) == before  # nothing made, inside the data or elsewhere
     ds, classes = load_dataset(str(data))
     with pytest.raises(Refused, match="lies inside the input data"):  # the Python API too
-        Noneexpand(create_method("cutout", classes), ds, data / "cat" / "x", ratio=1, progress=False)
+        expand(create_method("cutout", classes), ds, data / "cat" / "x", ratio=1, progress=False)
     assert snapshot(tmp_path) == before
 
 
@@ -171,7 +171,7 @@ def test_symlinks_inside_out_are_refused_and_nothing_outside_changes(tmp_path, c
 def test_metadata_paths_that_leave_the_folder_are_refused(tmp_path, capsys, smoke, bad):
     ds, classes = smoke
     out = tmp_path / "out"
-    Noneexpand(create_method("cutout", classes), ds, out, ratio=1, progress=False)
+    expand(create_method("cutout", classes), ds, out, ratio=1, progress=False)
     (tmp_path / "secret.png").write_bytes(b"not yours")
     if bad == "a symlinked image":  # the row stays, its image now leads outside
         first = out / classes[0] / "000000_000.png"
@@ -203,10 +203,10 @@ def test_a_failed_start_does_not_lock_the_folder(tmp_path, capsys, smoke, monkey
 
     monkeypatch.setattr(augment, "augment_one", boom)
     with pytest.raises(RuntimeError):
-        Noneexpand(create_method("cutout", classes), ds, out, ratio=2, progress=False)
+        expand(create_method("cutout", classes), ds, out, ratio=2, progress=False)
     assert (out / "run.json").is_file()  # written, but no image: it does not bind
     monkeypatch.undo()
-    r = Noneexpand(create_method("cutout", classes), ds, out, ratio=3, progress=False)
+    r = expand(create_method("cutout", classes), ds, out, ratio=3, progress=False)
     assert r.written == 48 and json.loads((out / "run.json").read_text())["ratio"] == 3
     code, _, err = cli(capsys, "expand", "--data", "smoke", "--out", tmp_path / "o2", "--output-size", "0")
     assert code == 2 and "output_size must be an integer" in error_line(err)
@@ -391,7 +391,7 @@ def test_the_python_api_shares_the_numeric_checks(tmp_path, smoke):
         create_method("gif-sd", classes, steps=0, device="cpu")
     for kw in ({"batch_size": 0}, {"ratio": 10 ** 6}, {"limit": -1}, {"output_size": 0}):
         with pytest.raises(ValueError, match=f"{next(iter(kw))} must be"):
-            Noneexpand(create_method("cutout", classes), ds, tmp_path / "o", **{"ratio": 2, **kw})
+            expand(create_method("cutout", classes), ds, tmp_path / "o", **{"ratio": 2, **kw})
     assert not (tmp_path / "o").exists()
     assert check_expand_args(ratio=2.0, limit=None) == {"ratio": 2, "limit": None}
     assert Check(0, 1, lo_open=True).describe() == "a finite number in (0, 1]"
@@ -430,7 +430,7 @@ def test_alia_skips_a_corrupt_seed_like_the_other_methods(tmp_path, capsys):
 def test_clear_store_removes_only_what_an_expansion_made(tmp_path, smoke):
     ds, classes = smoke
     out = tmp_path / "out"
-    Noneexpand(create_method("cutout", classes), ds, out, ratio=1, progress=False)
+    expand(create_method("cutout", classes), ds, out, ratio=1, progress=False)
     (out / "notes.txt").write_text("mine")
     (out / classes[0] / "photo.png").write_bytes(b"mine too")
     with pytest.warns(UserWarning, match=r"kept 2 file\(s\) gifkit cannot prove it made: notes.txt, "):

@@ -115,7 +115,7 @@ def test_a_damaged_model_file_in_evaluate_is_one_line(tmp_path, capsys):
 def test_a_truncated_expansion_image_is_skipped_and_counted_in_training(tmp_path, smoke):
     ds, classes = smoke
     exp = tmp_path / "exp"
-    Noneexpand(create_method("cutout", classes), ds, exp, ratio=1, progress=False)
+    expand(create_method("cutout", classes), ds, exp, ratio=1, progress=False)
     victim = sorted(exp.glob("*/*.png"))[3]
     victim.write_bytes(victim.read_bytes()[:60])
     with pytest.warns(UserWarning, match="skipping an unreadable training image"):
