@@ -112,6 +112,16 @@ def test_figures_and_goals_by_hand():
     assert g["gif_sd_s_per_image"] == 0.24 and g["gif_sd_batch_size"] == 4 and g["gif_sd_le_0_25s"]
     assert g["guidance_share"] == {1: 0.25} and g["guidance_le_25pct"]  # (0.25 - 0.20) / 0.20; no sd-b4 row
     assert g["t4_fits"] is False
+    assert gpu_check.best_per_method(rows) == {"gif-sd": 0.24, "sd": 0.22}
+
+
+def test_costs_read_a_gpu_report_and_leave_a_smoke_report_out(tmp_path):
+    from gifkit.experiments.costs import measured_gpu_figures
+
+    report = {"gpu": "NVIDIA H200", "smoke": False, "seconds_per_image": {"gif-sd": 0.24, "sd": 0.22}}
+    (tmp_path / "NVIDIA-H200.json").write_text(json.dumps(report))
+    (tmp_path / "cpu-smoke.json").write_text(json.dumps({**report, "gpu": "cpu", "smoke": True}))
+    assert measured_gpu_figures(tmp_path) == {"NVIDIA H200": {"gif-sd": 0.24, "sd": 0.22}}
 
 
 def test_cli_row_keeps_pythonpath():
@@ -159,6 +169,7 @@ def test_smoke_check_writes_every_row(tmp_path):
     report = _run_check(["--smoke", "--seeds", "1", "--batch-sizes", "1", "--skip", "sd-b1", "t4", "gif-mae",
                          "gif-dalle"], tmp_path)
     assert [r["name"] for r in report["rows"]] == ["gif-sd-b1", "cli"]
+    assert report["seconds_per_image"] == {"gif-sd": report["rows"][0]["s_per_image"]}
     assert report["checkpoint_write_s"].keys() == {"sd", "clip"}  # what the rows that ran need, nothing more
     _check_smoke_rows(report)
 
