@@ -215,5 +215,7 @@ def test_colab_t4_estimate_in_the_docs_is_its_own_arithmetic():
         assert f"| {lo:.1f}-{hi:.1f} min |" in doc
     low, high = 2 + 3 + sampler[0] + vae[0] + guidance[0], 3 + 6 + sampler[1] + vae[1] + guidance[1] + 1
     assert f"about {round(low)}-{round(high)} min" in doc
+    assert f"about {round(low)}-{round(high)} minutes" in (ROOT / "docs" / "design.md").read_text()
+    assert f"about {round(low)}-{round(high)} minutes" in (ROOT / "gifkit" / "experiments" / "colab.py").read_text()
     half = (2 + 3 + (sampler[0] + vae[0] + guidance[0]) / 2, 3 + 6 + 1 + (sampler[1] + vae[1] + guidance[1]) / 2)
     assert f"about {int(half[0])}-{round(half[1])} min" in doc
