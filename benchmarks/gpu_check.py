@@ -49,6 +49,7 @@ T4_ALLOCATOR_GIB = 14.5
 # budget estimates before anything is measured: seconds to write each checkpoint kind, rate of the model work
 WRITE_S = {"full": {"sd": 60, "clip": 10, "mae": 20, "unclip": 90}, "tiny": {"sd": 5, "clip": 2, "mae": 2, "unclip": 5}}
 ASSUMED_TFLOPS = {"cuda": 100.0, "cpu": 0.05}
+TINY_S_PER_IMAGE = 1.0  # the smoke mode's tiny checkpoints on a CPU, before a row has measured its method
 LOAD_S = {"full": 30.0, "tiny": 10.0}
 CLI_S = {"full": 120.0, "tiny": 60.0}
 
@@ -74,7 +75,9 @@ def estimate_s(row: dict, state: dict) -> float:
     if row.get("kind") == "cli":
         return write + CLI_S[size]
     spi = state["s_per_image"].get(row["method"])
-    if spi is None:
+    if spi is None and size == "tiny":
+        spi = TINY_S_PER_IMAGE
+    elif spi is None:
         tflop = state["tflop"](row["method"]) if state.get("tflop") else 100.0
         spi = tflop / ASSUMED_TFLOPS[dev]
     if row.get("grad_checkpointing") or row.get("dtype") == "fp16":
@@ -324,8 +327,8 @@ def _run(a, device, size, seeds, batch_sizes, gpu, out_file, work, cache, t_all)
     from gifkit.io.files import write_json
     from gifkit.io.runs import run_environment
 
-    if a.smoke:
-        counts = flop_model.all_counts("tiny")
+    if a.smoke:  # counted on the tiny configs when the first row runs (a budget that skips every row needs none)
+        counts = _Lazy(lambda: flop_model.all_counts("tiny"))
     else:
         counts = json.loads(Path(a.flops).read_text())["components"] if Path(a.flops).is_file() else None
     dataset, names = load_dataset("smoke", n_per_class=max(1, (seeds + 3) // 4))
@@ -334,7 +337,7 @@ def _run(a, device, size, seeds, batch_sizes, gpu, out_file, work, cache, t_all)
     steps_run = {"gif-sd": flop_model.steps_run(ctx["steps"], flop_model.SD_STRENGTH), "gif-mae": 0, "gif-dalle": ctx["dalle_steps"]}
     state = {"size": size, "device_type": device.type, "planted": {}, "s_per_image": {}, "seeds": seeds,
              "tflop": (lambda m: flop_model.per_image(counts, m, steps_run.get(m, steps_run["gif-sd"]))["total"] / 1e12)
-             if counts else None}
+             if counts and not a.smoke else None}
     report = {"gpu": gpu, "device": str(device), "size": size, "smoke": a.smoke, "k": K, "preset": PRESET,
               "ddim_steps": ctx["steps"], "budget_s": a.budget_s, "seeds_per_row": seeds,
               "environment": run_environment(device), "driver": _driver(), "modules": module_paths(), "flops_source": None if a.smoke else a.flops,
@@ -364,6 +367,22 @@ def _run(a, device, size, seeds, batch_sizes, gpu, out_file, work, cache, t_all)
         print(json.dumps(entry), flush=True)
     print(f"\nwritten {out_file} in {report['total_s']:.0f} s\n\n{table(report)}")
     return 0
+
+
+class _Lazy(dict):
+    """A dict filled by ``fill()`` the first time it is read."""
+
+    def __init__(self, fill):
+        super().__init__()
+        self._fill = fill
+
+    def __getitem__(self, key):
+        if not len(self):
+            self.update(self._fill())
+        return super().__getitem__(key)
+
+    def __bool__(self):
+        return True
 
 
 def _driver() -> str | None:
