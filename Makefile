@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.gifkit-installed
 PROFILE ?= smoke
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-compat test-colab gpu-check gpu-wheels venv notebooks notebooks-refresh clean-venv
+.PHONY: demo test test-compat test-colab gpu-check gpu-wheels venv notebooks notebooks-refresh cli-reference clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,9 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/gifkit demo
 
 # The unit tests; tests/test_notebooks.py among them executes every notebook on the smoke profile with papermill
-# (in a temporary folder) and checks its outputs and the committed ones.
+# (in a temporary folder) and checks its outputs and the committed ones. The 15 slowest tests are listed at the end.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" --durations=15 $(PYTEST_ARGS) tests
 
 # The unit tests in a second environment at the oldest versions gifkit claims (constraints-compat.txt: exactly the
 # lower bounds in pyproject.toml, every extra included), in .venv-compat (Python 3.11; a CUDA build of torch: a few
@@ -82,9 +82,13 @@ notebooks: $(STAMP)
 # Re-execute notebooks (all, or NB=...) in place, each on the profile its committed outputs come from
 # (metadata.gifkit.committed_profile: mini for 00, 01, 05-10; smoke for 02-04, 11-13), in a fresh output folder (the
 # shared study grid under results/<profile>/work/grid is reused), and store the outputs in notebooks/. The mini
-# notebooks take about 90 minutes on a 2-core CPU after `gifkit mini` and its studies (README, Notebooks).
+# notebooks take about 90 minutes on a 2-core CPU after `gifkit mini` and its studies (docs/notebooks.md).
 notebooks-refresh: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m gifkit.experiments.notebooks --refresh $(if $(NB),--only $(NB))
+
+# docs/cli.md: every command's --help, generated from the parser (tests/test_cli.py fails while it is stale)
+cli-reference: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) scripts/cli_reference.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,7 +1,7 @@
 """Table 6 on this machine: seconds per created image and the time for 10,000 images, per expansion method.
 
-Each method expands the first ``--seeds`` seeds ``--ratio`` times through :func:`gifkit.experiments.study.expand_method`
-into a temporary folder; the figure is ``ExpandResult.seconds_per_image`` (the expansion loop, without model
+Each method (:func:`gifkit.methods.create_method`) expands the first ``--seeds`` seeds ``--ratio`` times
+(:func:`gifkit.methods.expand`) into a temporary folder; the figure is ``ExpandResult.seconds_per_image`` (the expansion loop, without model
 loading). The paper's numbers (V100s) are printed beside. Not a test: it prints figures.
 
     python benchmarks/bench_cost.py                       # smoke: tiny models, CPU, seconds
@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
+from gifkit.data import load_dataset
 from gifkit.experiments.paper import load_table
-from gifkit.experiments.study import expand_method
+from gifkit.experiments.study import shared_options
+from gifkit.methods import create_method, expand
 
 PAPER_NAMES = {"cutout": "Cutout", "gridmask": "GridMask", "randaugment": "RandAugment", "gif-mae": "GIF-MAE",
                "gif-sd": "GIF-SD"}
@@ -42,10 +44,12 @@ def main(argv=None) -> int:
     paper = load_table("table6_cost").set_index("method")["seconds_per_image"]
     print(f"profile {a.profile}, data {data}, {a.seeds} seeds x {a.ratio}, torch threads {torch.get_num_threads()}")
     print(f"{'method':12s} {'images':>6s} {'s/image':>9s} {'10k images':>11s} {'paper s/image':>14s}")
+    dataset, classes = load_dataset(data, "train", profile=a.profile)
     with tempfile.TemporaryDirectory() as tmp:
         for m in methods:
-            r = expand_method(data, m, Path(tmp) / m, profile=a.profile, ratio=a.ratio, limit=a.seeds, preset=preset,
-                              device=a.device)
+            method = create_method(m, classes, profile=a.profile, device=a.device,
+                                   **shared_options(m, {"preset": preset}, dataset))
+            r = expand(method, dataset, Path(tmp) / m, ratio=a.ratio, limit=a.seeds, progress=False)
             spi = r.seconds_per_image
             ref = paper.get(PAPER_NAMES.get(m, ""), float("nan"))
             print(f"{m:12s} {r.written:6d} {spi:9.4f} {spi * 10_000 / 60:9.1f} min {ref:14.3f}")

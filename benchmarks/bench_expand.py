@@ -19,7 +19,9 @@ import torch
 from gifkit.models import tiny
 from gifkit.data import load_dataset
 from gifkit.models.guides import ZeroShotClassifier
-from gifkit.core.imagine import GuidanceConfig, expand
+from gifkit.methods import expand
+from gifkit.methods.gif_sd import GifSD
+from gifkit.methods.sd import SD
 from gifkit.priors.sd import SDPrior
 
 
@@ -39,9 +41,8 @@ def smoke(args):
     for guided in (False, True):
         for bs in (1, 4, 16):
             with tempfile.TemporaryDirectory() as out:
-                r = expand(ds, names, prior, clf, out, ratio=args.ratio, method="gif-sd" if guided else "sd",
-                           guidance=GuidanceConfig() if guided else None, batch_size=bs, params=prior.params,
-                           progress=False)
+                method = (GifSD if guided else SD).from_models(prior, clf, names)
+                r = expand(method, ds, out, ratio=args.ratio, batch_size=bs, progress=False)
             print(row(f"{'gif-sd' if guided else 'sd'} batch {bs} seeds", r))
 
 
@@ -71,9 +72,8 @@ def full_size(args):
     print(f"full-size SD v1 architecture (random weights), 512 px, fp16, {torch.cuda.get_device_name(0)}")
     for guided in (False, True):
         with tempfile.TemporaryDirectory() as out:
-            r = expand(ds, names, prior, clf, out, ratio=5, method="gif-sd" if guided else "sd",
-                       guidance=GuidanceConfig() if guided else None, batch_size=1, params=prior.params,
-                       progress=False, output_size=None)
+            method = (GifSD if guided else SD).from_models(prior, clf, names)
+            r = expand(method, ds, out, ratio=5, batch_size=1, progress=False)
         print(row(f"{'gif-sd' if guided else 'sd'} 512px K=5", r))
 
 

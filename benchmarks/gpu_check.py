@@ -92,20 +92,17 @@ def denoiser(prior):
     return getattr(pipe, "unet", None) or getattr(pipe, "decoder", None)
 
 
-def build_and_expand(method, dataset, names, device, *, batch_size, **model_kwargs):
+def build_and_expand(method, dataset, names, device, *, batch_size, **options):
     """The one place gpu_check builds a method and expands with it: ``(prior, run)``, where
     ``run(out, limit)`` expands the first ``limit`` seeds K times into ``out`` and returns the ExpandResult."""
-    from gifkit.core.imagine import expand
-    from gifkit.methods import build_models
+    from gifkit.methods import create_method, expand
 
-    prior, clf, g, params = build_models(method, "paper", names, preset=PRESET if "sd" in method else None,
-                                         device=device, **model_kwargs)
+    m = create_method(method, names, profile="paper", device=device, **options)
 
     def run(out, limit):
-        return expand(dataset, names, prior, clf, out, ratio=K, method=method, guidance=g, params=params,
-                      batch_size=batch_size, limit=limit, progress=False)
+        return expand(m, dataset, out, ratio=K, seed=0, batch_size=batch_size, limit=limit, progress=False)
 
-    return prior, run
+    return getattr(m, "prior", None), run
 
 
 def _memory(device) -> dict:
@@ -150,7 +147,8 @@ def expand_row(row: dict, ctx: dict) -> dict:
     import flops as flop_model
 
     device, work = ctx["device"], ctx["work"]
-    kwargs = {"steps": ctx["steps"] if row["method"] != "gif-dalle" else ctx["dalle_steps"]}
+    kwargs = {"gif-sd": {"steps": ctx["steps"], "preset": PRESET}, "sd": {"steps": ctx["steps"], "preset": PRESET},
+              "gif-dalle": {"steps": ctx["dalle_steps"]}}.get(row["method"], {})
     kwargs.update({k: row[k] for k in ("dtype", "grad_checkpointing") if k in row})
     cap = row.get("cap_gib") if device.type == "cuda" else None
     if cap:

@@ -52,8 +52,20 @@ CASES: dict[str, list[str]] = {
 }
 
 
+TIMING_KEYS = ("per_s", "seconds")  # measured durations in a training run's records (ALIA's filter classifier)
+
+
+def _without_timings(value):
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if not any(t in k for t in TIMING_KEYS)}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
 def digest(folder: Path) -> dict[str, str]:
-    """``{relative path: sha256}`` of every regular file under ``folder`` (and its ``.alia`` sibling)."""
+    """``{relative path: sha256}`` of every regular file under ``folder`` (and its ``.alia`` sibling); a training
+    run's JSON records (``result.json``, ``state.json``) are hashed without their measured durations."""
     out = {}
     for root in (folder, folder.with_name(folder.name + ".alia")):
         if not root.is_dir():
@@ -61,7 +73,10 @@ def digest(folder: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*")):
             if p.is_file():
                 rel = str(p.relative_to(folder.parent))
-                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+                data = p.read_bytes()
+                if p.name in ("result.json", "state.json"):
+                    data = json.dumps(_without_timings(json.loads(data)), sort_keys=True).encode()
+                out[rel] = hashlib.sha256(data).hexdigest()
     return out
 
 
@@ -99,7 +114,7 @@ def main() -> int:
                 continue
             hashes[name] = digest(out)
             print(f"{name}: {len(hashes[name])} files, {time.perf_counter() - t:.1f} s", flush=True)
-    Path(args.out).write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
+            Path(args.out).write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")  # after every case
     if args.compare:
         old = json.loads(Path(args.compare).read_text())
         bad = 0

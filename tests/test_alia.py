@@ -1,6 +1,6 @@
 """ALIA (arXiv 2305.16289) on the smoke profile: tiny BLIP / LM / InstructPix2Pix, captions and descriptions,
 the editing prior, the semantic and confidence filters (with controlled models), the filter post-pass,
-`run_alia` end to end with resume, and `gifkit expand --method alia`."""
+the method end to end with resume, and `gifkit expand --method alia`."""
 import json
 
 import numpy as np
@@ -13,10 +13,12 @@ from torchvision.transforms import v2
 
 from gifkit.config import MODEL_IDS
 from gifkit.models import hub, tiny
-from gifkit.experiments import alia
-from gifkit.experiments.alia import clean_captions, load_descriptions, parse_descriptions, run_alia, sample_captions
-from gifkit.experiments.alia_filters import (confidence_decisions, confident_thresholds, filter_expansion,
-                                             semantic_filter)
+from gifkit.data import load_dataset
+from gifkit.methods import alia_text as alia
+from gifkit.methods import create_method, expand
+from gifkit.methods.alia_filters import (confidence_decisions, confident_thresholds, filter_expansion,
+                                         semantic_filter)
+from gifkit.methods.alia_text import clean_captions, load_descriptions, parse_descriptions, sample_captions
 from gifkit.priors.alia import ALIAPrior, check_descriptions, descriptions_digest
 from gifkit.train.runs import TrainedRun
 from gifkit.cli import main
@@ -106,7 +108,7 @@ def test_summarize_with_the_tiny_text_generator_is_deterministic():
 def test_prior_prompts_cycle_descriptions_and_are_deterministic(smoke):
     ds, names = smoke
     descs = ["in the snow", "at night", "on a beach"]
-    prior = ALIAPrior(tiny.tiny_sd(), descs, steps=4)
+    prior = ALIAPrior(tiny.tiny_sd(), descs, steps=4, strength=0.6, guidance_scale=7.5)
     jobs = _jobs(ds, names, [0, 1, 2], 3)
     for s in range(3):  # K <= D: every seed gets each description once
         assert {prior.description(j) for j in jobs[3 * s:3 * s + 3]} == set(descs)
@@ -116,14 +118,15 @@ def test_prior_prompts_cycle_descriptions_and_are_deterministic(smoke):
     assert torch.allclose(prior.prepare(jobs[1:2]).f, f[1:], atol=1e-4)
     assert prior.params["strength"] == 0.6 and prior.params["guidance_scale"] == 7.5
     assert prior.params["descriptions_sha"] == descriptions_digest(descs)
-    ip = ALIAPrior(tiny.tiny_instruct_pix2pix(), descs, editor="instruct", steps=3)
+    ip = ALIAPrior(tiny.tiny_instruct_pix2pix(), descs, editor="instruct", steps=3, guidance_scale=5.0,
+                   image_guidance_scale=1.2)
     lat = ip.prepare(jobs[:2])
     assert lat.f.shape == (2, 4, 16, 16) and lat.prompts[0].startswith(f"put the {names[0]} ")
     assert ip.params["image_guidance_scale"] == 1.2 and "strength" not in ip.params
     with pytest.raises(ValueError, match="does not match"):
-        ALIAPrior(tiny.tiny_sd(), descs, editor="instruct")
+        ALIAPrior(tiny.tiny_sd(), descs, editor="instruct", steps=2, guidance_scale=5.0)
     with pytest.raises(ValueError, match="template"):
-        ALIAPrior(tiny.tiny_sd(), descs, template="a photo of a {class}")
+        ALIAPrior(tiny.tiny_sd(), descs, template="a photo of a {class}", steps=2, guidance_scale=7.5)
 
 
 # ----------------------------------------------------------------------------- (d), (e) with controlled models
@@ -256,9 +259,15 @@ def test_filter_expansion_keeps_and_records_decisions(tmp_path):
 # ----------------------------------------------------------------------------- end to end
 
 
-def test_run_alia_end_to_end_and_resume(tmp_path):
+def run_alia(out, **options):
+    ds, names = load_dataset("smoke")
+    method = create_method("alia", names, device="cpu", data="smoke", steps=3, **options)
+    return expand(method, ds, out, ratio=2, limit=4, batch_size=2, progress=False)
+
+
+def test_alia_end_to_end_and_resume(tmp_path):
     out = tmp_path / "alia"
-    r = run_alia("smoke", out, ratio=2, limit=4, batch_size=2, steps=3, device="cpu", progress=False)
+    r = run_alia(out)
     work = tmp_path / "alia.alia"
     assert (work / "captions.csv").is_file() and len(pd.read_csv(work / "captions.csv")) == 16
     assert 1 <= len(r.descriptions) <= 10 and json.loads((work / "descriptions.json").read_text())["output"]
@@ -272,13 +281,12 @@ def test_run_alia_end_to_end_and_resume(tmp_path):
     assert info["descriptions"] == r.descriptions and info["descriptions_source"] == "llm:tiny"
     assert (work / "classifier" / "result.json").is_file() and "kept" in r.summary()
     before = {p: p.read_bytes() for p in sorted(r.candidates.rglob("*.png"))}
-    again = run_alia("smoke", out, ratio=2, limit=4, batch_size=2, steps=3, device="cpu", progress=False)
+    again = run_alia(out)
     assert again.expand.written == 0 and again.expand.existing == 8 and again.descriptions == r.descriptions
     assert {p: p.read_bytes() for p in sorted(r.candidates.rglob("*.png"))} == before
     assert pd.read_csv(out / "alia_filter.csv").equals(table)
     with pytest.raises(ValueError, match="other settings"):  # other descriptions: the candidates store refuses
-        run_alia("smoke", out, ratio=2, limit=4, batch_size=2, steps=3, device="cpu", progress=False,
-                 descriptions=["in the snow"])
+        run_alia(out, descriptions=["in the snow"])
 
 
 def test_cli_expand_alia_with_user_descriptions(tmp_path, capsys):

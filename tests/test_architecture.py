@@ -1,5 +1,6 @@
 """The layout's rules, checked on the source: layers only import downwards, no import cycle, no private name
-crosses a module, registries are complete at import and refuse a taken name, nothing points outside the repo."""
+crosses a module, registries are complete at import and refuse a taken name, nothing points outside the repo, no
+Python file over 500 lines."""
 import ast
 import re
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "gifkit"
 # lower layers first; a module may import its own layer and the ones before it
-LAYERS = ["errors", "config", "io", "core", "data", "models", "testing", "priors", "methods", "train", "experiments",
+LAYERS = ["errors", "config", "io", "core", "data", "models", "testing", "priors", "train", "methods", "experiments",
           "cli"]
 
 
@@ -128,12 +129,12 @@ def test_the_import_check_fails_on_a_cycle_and_on_an_upward_import(tmp_path):
 
 def test_registries_are_complete_in_a_fresh_process_and_refuse_taken_names():
     code = ("from gifkit.data import available_datasets, register, load_dataset; "
-            "from gifkit.methods import METHODS, register_method, Method; "
+            "from gifkit.methods import METHODS, ExpansionMethod; from gifkit.methods import register as method; "
             "assert {'smoke', 'smoke-lt', 'fashion-mnist', 'cifar100s', 'manifest', 'imagefolder'} <= "
             "set(available_datasets()); ds, c = load_dataset('smoke-lt', 'train'); assert len(c) == 4; "
             "assert {'gif-sd', 'gif-vae', 'randaugment', 'alia', 'dreamda'} <= set(METHODS)\n"
             "for call in (lambda: register('smoke', lambda **k: None), "
-            "             lambda: register_method(Method('gif-sd', 'augment', 'x'))):\n"
+            "             lambda: method('gif-sd')(type('Taken', (ExpansionMethod,), {}))):\n"
             "    try:\n        call()\n    except ValueError as e:\n        assert 'taken' in str(e)\n"
             "    else:\n        raise SystemExit('a taken name was accepted')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -149,10 +150,65 @@ def test_nothing_points_outside_the_repository():
     assert not hits, f"references to files a clone does not have: {hits}"
 
 
-@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
-def test_modules_stay_short_or_say_why(path):
-    """No file over ~400 lines unless its docstring says it is one cohesive thing."""
-    text = path.read_text()
-    n = len(text.splitlines())
-    doc = ast.get_docstring(ast.parse(text)) or ""
-    assert n <= 450 or "one cohesive" in doc, f"{path.relative_to(ROOT)} has {n} lines"
+MAX_LINES = 500
+# Files allowed over MAX_LINES for now, each with its reason; the rule itself has no exception.
+OVER_THE_LIMIT = {
+    "gifkit/models/hub.py",  # being split (issue 20, item 10); delete this entry when the split lands
+}
+
+
+def python_files():
+    """The Python files of the package, the scripts and the benchmarks, relative to the repository root."""
+    return sorted(str(p.relative_to(ROOT)) for d in ("gifkit", "scripts", "benchmarks")
+                  for p in (ROOT / d).rglob("*.py"))
+
+
+def too_long(root: Path, names, limit: int = MAX_LINES, allowed=frozenset()) -> list[str]:
+    """``name: lines`` of every file in ``names`` (relative to ``root``) over ``limit`` lines and not in ``allowed``."""
+    counts = {n: len((root / n).read_text(encoding="utf-8").splitlines()) for n in names}
+    return [f"{n}: {c} lines" for n, c in counts.items() if c > limit and n not in allowed]
+
+
+def test_no_file_over_500_lines():
+    assert not too_long(ROOT, python_files(), allowed=OVER_THE_LIMIT), f"over {MAX_LINES} lines"
+    still_long = {n for n in OVER_THE_LIMIT if (ROOT / n).is_file() and too_long(ROOT, [n])}
+    assert still_long == OVER_THE_LIMIT, f"no longer over the limit: delete {OVER_THE_LIMIT - still_long} from the list"
+
+
+def test_the_length_check_has_no_escape(tmp_path):
+    """A file one line over the limit is reported, whatever its docstring says; one at the limit is not."""
+    (tmp_path / "long.py").write_text('"""One cohesive thing."""\n' + "x = 1\n" * MAX_LINES)
+    (tmp_path / "ok.py").write_text("x = 1\n" * MAX_LINES)
+    assert too_long(tmp_path, ["long.py", "ok.py"]) == [f"long.py: {MAX_LINES + 1} lines"]
+    assert too_long(tmp_path, ["long.py"], allowed={"long.py"}) == []
+
+
+def test_the_library_commands_import_nothing_from_the_experiments():
+    """`gifkit expand` and the other library commands build methods from the registry, never through the
+    notebooks' layer; the experiments' commands (mini, demo) join them in gifkit.__main__."""
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {target}" for mod, path in MODULES.items()
+           if mod.startswith("gifkit.cli") for target, _, line in gifkit_imports(path)
+           if target.startswith("gifkit.experiments")]
+    assert not bad, "\n".join(bad)
+    assert layer("gifkit.__main__") > layer("gifkit.experiments.commands")
+
+
+GIF_SD_DEFAULTS = re.compile(r"(strength\s*[=:]\s*0\.9\b|guidance_scale\s*[=:]\s*50(\.0)?\b|sd_steps|GIF_SD_PRESETS)")
+
+
+def test_gif_sds_defaults_are_defined_once_in_its_method_file():
+    """CFG 50, strength 0.9, the per-dataset presets: written in gifkit/methods/gif_sd.py and read from there."""
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in PKG.rglob("*.py") if p.name != "gif_sd.py"
+            for i, line in enumerate(p.read_text().splitlines(), 1) if GIF_SD_DEFAULTS.search(line)]
+    assert not hits, f"GIF-SD defaults outside gifkit/methods/gif_sd.py: {hits}"
+    planted = "def sd(strength=0.9, guidance_scale=50.0): ..."
+    assert GIF_SD_DEFAULTS.search(planted)  # the check can fail
+
+
+def test_the_step_and_the_driver_read_no_interface_member_through_getattr():
+    """The prior's and the guide's members are declared on their base classes (gifkit.core.prior.Prior,
+    gifkit.core.guidance.FeatureClassifier): nothing reads them with a fallback default."""
+    pattern = re.compile(r"getattr\((self\.)?(prior|guide|classifier|method)\b")
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in (PKG / "methods").glob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not hits, hits

@@ -7,12 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from gifkit.methods.augment import AUGMENT_METHODS, DEFAULT_PARAMS, augment_one, cutmix, cutout, expand_augment, gridmask, mixup
+from gifkit.methods import create_method, expand, get_method
+from gifkit.methods.augment import AUGMENT_METHODS, augment_one, cutmix, cutout, gridmask, mixup
 from gifkit.cli import main
 from gifkit.data import load_dataset
 from gifkit.core.rng import np_random
 from gifkit.io.datasets import ExpandedDataset
 from gifkit.io.store import read_classes, read_metadata
+
+
+RANDAUGMENT = {"num_ops": 2, "magnitude": 9}  # torchvision's defaults, the method's
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +31,7 @@ def files(root):
 @pytest.mark.parametrize("method", AUGMENT_METHODS)
 def test_each_baseline_writes_k_copies_in_store_format(tmp_path, smoke, method):
     ds, classes = smoke
-    result = expand_augment(ds, classes, tmp_path, method=method, ratio=2, batch_size=5, progress=False)
+    result = expand(create_method(method, classes), ds, tmp_path, ratio=2, batch_size=5, progress=False)
     assert result.written == 32 and not result.skipped
     meta = read_metadata(tmp_path)
     assert len(meta) == 32 and read_classes(tmp_path) == classes
@@ -36,7 +40,7 @@ def test_each_baseline_writes_k_copies_in_store_format(tmp_path, smoke, method):
     for row in meta.itertuples():
         im = Image.open(tmp_path / row.file_name)
         assert im.mode == "RGB" and im.size == (32, 32)
-    for key in DEFAULT_PARAMS[method]:
+    for key in get_method(method).Config.field_names():
         assert key in meta.columns
     expanded = ExpandedDataset(ds, tmp_path)
     assert len(expanded) == 16 + 32
@@ -62,28 +66,28 @@ def test_each_baseline_writes_k_copies_in_store_format(tmp_path, smoke, method):
 def test_bytes_do_not_depend_on_batching_sharding_or_resume(tmp_path, smoke):
     ds, classes = smoke
     a, b = tmp_path / "a", tmp_path / "b"
-    expand_augment(ds, classes, a, method="randaugment", ratio=3, batch_size=16, progress=False)
-    expand_augment(ds, classes, b, method="randaugment", ratio=3, batch_size=3, shard=(1, 2), progress=False)
-    expand_augment(ds, classes, b, method="randaugment", ratio=3, batch_size=3, shard=(0, 2), progress=False)
+    expand(create_method("randaugment", classes), ds, a, ratio=3, batch_size=16, progress=False)
+    expand(create_method("randaugment", classes), ds, b, ratio=3, batch_size=3, shard=(1, 2), progress=False)
+    expand(create_method("randaugment", classes), ds, b, ratio=3, batch_size=3, shard=(0, 2), progress=False)
     assert files(a) == files(b)
     same = [f for f in files(a) if f != "run.json"]  # run.json records the batch size
     assert all(filecmp.cmp(a / f, b / f, shallow=False) for f in same)
     victim = next(f for f in files(a) if f.endswith(".png"))
     (a / victim).unlink()
-    again = expand_augment(ds, classes, a, method="randaugment", ratio=3, batch_size=16, progress=False)
+    again = expand(create_method("randaugment", classes), ds, a, ratio=3, batch_size=16, progress=False)
     assert again.written == 1 and filecmp.cmp(a / victim, b / victim, shallow=False)
     with pytest.raises(ValueError, match="other settings"):
-        expand_augment(ds, classes, a, method="randaugment", ratio=4, batch_size=16, progress=False)
+        expand(create_method("randaugment", classes), ds, a, ratio=4, batch_size=16, progress=False)
 
 
 def test_randaugment_is_seeded_per_job_and_leaves_global_rng_alone():
     im = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
     state = torch.random.get_rng_state()
-    x1, _ = augment_one("randaugment", im, (0, 1, 2), DEFAULT_PARAMS["randaugment"])
-    x2, _ = augment_one("randaugment", im, (0, 1, 2), DEFAULT_PARAMS["randaugment"])
+    x1, _ = augment_one("randaugment", im, (0, 1, 2), RANDAUGMENT)
+    x2, _ = augment_one("randaugment", im, (0, 1, 2), RANDAUGMENT)
     assert torch.equal(state, torch.random.get_rng_state())
     assert x1.tobytes() == x2.tobytes()
-    others = {augment_one("randaugment", im, (0, 1, v), DEFAULT_PARAMS["randaugment"])[0].tobytes() for v in range(6)}
+    others = {augment_one("randaugment", im, (0, 1, v), RANDAUGMENT)[0].tobytes() for v in range(6)}
     assert len(others) > 1
 
 
@@ -120,10 +124,11 @@ def test_mixup_and_cutmix_math():
 
 def test_unknown_method_or_parameter(tmp_path, smoke):
     ds, classes = smoke
-    with pytest.raises(ValueError, match="must be one of"):
-        expand_augment(ds, classes, tmp_path, method="autoaugment", ratio=1, progress=False)
-    with pytest.raises(ValueError, match="unknown parameter"):
-        expand_augment(ds, classes, tmp_path, method="cutout", ratio=1, params={"length": 3}, progress=False)
+    with pytest.raises(ValueError, match="unknown method 'autoaugment'"):
+        create_method("autoaugment", classes)
+    with pytest.raises(ValueError, match="unknown option.*length.*size"):
+        create_method("cutout", classes, length=3)
+    assert create_method("randaugment", classes).params == RANDAUGMENT
 
 
 def test_cli_expand_dispatches_augmentation_methods(tmp_path, capsys):

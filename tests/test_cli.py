@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from gifkit.cli import main
@@ -104,3 +105,45 @@ def test_two_process_accelerate_equals_single_process(tmp_path):
     assert files == sorted(str(p.relative_to(tmp_path / "two")) for p in (tmp_path / "two").rglob("*") if p.is_file())
     _, mismatch, errors = filecmp.cmpfiles(tmp_path / "one", tmp_path / "two", files, shallow=False)
     assert not mismatch and not errors
+
+
+def cli_reference():
+    """scripts/cli_reference.py as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "cli_reference.py"
+    spec = importlib.util.spec_from_file_location("cli_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_cli_reference_is_the_parsers_help(monkeypatch):
+    """docs/cli.md is generated from the parser; after a flag changes it is stale until `make cli-reference`."""
+    reference = cli_reference()
+
+    committed = reference.DEFAULT_PATH.read_text(encoding="utf-8")
+    made_with = committed.split("(Python ", 1)[1].split("'", 1)[0]
+    if made_with != reference.python_version():
+        pytest.skip(f"docs/cli.md was made with Python {made_with}'s argparse, whose layout differs from this one's")
+    assert committed == reference.render(), "docs/cli.md is stale: run `make cli-reference` and commit it"
+    text = reference.render()
+    for command in ("gifkit", "gifkit expand", "gifkit mini-prior", "gifkit finetune", "gifkit demo"):
+        assert f"\n## {command}\n\n```text\nusage: {command} [-h]" in text
+    assert "--batch-size BATCH_SIZE" in text and "--div-temperature" in text
+    for columns in ("40", "250"):  # the terminal's width does not change it
+        monkeypatch.setenv("COLUMNS", columns)
+        assert reference.render() == text
+
+
+def test_cli_reference_check_says_what_to_run_when_stale(tmp_path, capsys):
+    reference = cli_reference()
+
+    stale = tmp_path / "cli.md"
+    stale.write_text(reference.render().replace("--batch-size", "--batch"), encoding="utf-8")
+    assert reference.main(["--check", "--path", str(stale)]) == 1
+    assert "make cli-reference" in capsys.readouterr().err
+    assert reference.main(["--path", str(stale)]) == 0 and reference.main(["--check", "--path", str(stale)]) == 0
+    assert stale.read_text(encoding="utf-8") == reference.render()
+    assert reference.main(["--check", "--path", str(tmp_path / "missing.md")]) == 1
+    assert "missing" in capsys.readouterr().err

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from gifkit.core.guidance import diversity
-from gifkit.core.imagine import GuidanceConfig, group_slices, imagine_batch, score_groups
+from gifkit.core.guidance import GuidanceConfig, diversity, group_slices, score_groups
 from gifkit.core.prior import Job
+from gifkit.methods.gif_sd import GifSD
 from gifkit.data import load_dataset
 from gifkit.models import tiny
 from gifkit.models.guides import ZeroShotClassifier
@@ -69,19 +69,24 @@ def models():
     return prior, clf, jobs
 
 
+def imagine_batch(prior, clf, jobs, options):
+    made = GifSD.from_models(prior, clf, **options)(jobs)
+    return made.images, made.rows
+
+
 def test_diagnostics_count_the_signs_s_div_flips(models):
     prior, clf, jobs = models
     # without S_div nothing can flip and its gradient is zero
-    _, rows = imagine_batch(prior, clf, jobs, 3, GuidanceConfig(w_div=0.0, div_diagnostics=True))
+    _, rows = imagine_batch(prior, clf, jobs, dict(w_div=0.0, div_diagnostics=True))
     assert all(r["div_sign_flips"] == 0 and r["div_grad_ratio"] == 0.0 for r in rows)
     entries = rows[0]["div_grad_entries"]
     assert entries == 2 * 4  # z and b: [C=4, 1, 1] each per variant
     # with S_div alone every nonzero entry's sign comes from S_div: "flipped" from sign 0, ratio infinite
-    _, rows = imagine_batch(prior, clf, jobs, 3, GuidanceConfig(w_inf=0.0, div_group=0, div_diagnostics=True))
+    _, rows = imagine_batch(prior, clf, jobs, dict(w_inf=0.0, div_group=0, div_diagnostics=True))
     assert all(r["div_sign_flips"] > 0 and math.isinf(r["div_grad_ratio"]) for r in rows)
     # a sharp softmax makes S_div large against S_inf: its gradient grows with 1 / T
-    _, warm = imagine_batch(prior, clf, jobs, 3, GuidanceConfig(div_group=0, div_diagnostics=True))
-    _, cold = imagine_batch(prior, clf, jobs, 3, GuidanceConfig(div_group=0, div_temperature=0.01,
+    _, warm = imagine_batch(prior, clf, jobs, dict(div_group=0, div_diagnostics=True))
+    _, cold = imagine_batch(prior, clf, jobs, dict(div_group=0, div_temperature=0.01,
                                                                   div_diagnostics=True))
     assert sum(r["div_grad_ratio"] for r in cold) > 10 * sum(r["div_grad_ratio"] for r in warm)
     assert sum(r["div_sign_flips"] for r in cold) >= sum(r["div_sign_flips"] for r in warm)
@@ -89,6 +94,6 @@ def test_diagnostics_count_the_signs_s_div_flips(models):
 
 def test_diagnostics_do_not_change_the_images(models):
     prior, clf, jobs = models
-    a, _ = imagine_batch(prior, clf, jobs, 3, GuidanceConfig(div_temperature=0.05))
-    b, rows = imagine_batch(prior, clf, jobs, 3, GuidanceConfig(div_temperature=0.05, div_diagnostics=True))
+    a, _ = imagine_batch(prior, clf, jobs, dict(div_temperature=0.05))
+    b, rows = imagine_batch(prior, clf, jobs, dict(div_temperature=0.05, div_diagnostics=True))
     assert torch.equal(a, b) and "div_sign_flips" in rows[0]

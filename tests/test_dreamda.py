@@ -12,8 +12,8 @@ from gifkit.train.amst import AMSTConfig, amst_loss, label_synthetic, pseudo_lab
 from gifkit.train.runs import load_run
 from gifkit.cli import main
 from gifkit.priors.dreamda import BottleneckNoise, DreamDAPrior
-from gifkit.core.imagine import expand
-from gifkit.methods import build_models
+from gifkit.methods import create_method, expand
+from gifkit.methods.dreamda import DreamDA
 from gifkit.core.prior import Job
 from gifkit.core.rng import generator
 from gifkit.io.store import read_metadata
@@ -87,10 +87,11 @@ def test_noise_scales_0_1_3_give_different_images_with_either_sampler(smoke, sam
     ds, names = smoke
     jobs = _jobs(ds, names, [0, 1], 1)
     pipe = tiny.tiny_sd()
-    f = {s: DreamDAPrior(pipe, sampler=sampler, steps=STEPS, noise_scale=s).prepare(jobs).f for s in (0.0, 1.0, 3.0)}
+    kw = dict(sampler=sampler, steps=STEPS, strength=0.8, guidance_scale=7.5)
+    f = {s: DreamDAPrior(pipe, noise_scale=s, **kw).prepare(jobs).f for s in (0.0, 1.0, 3.0)}
     d01, d13 = float((f[0.0] - f[1.0]).abs().mean()), float((f[1.0] - f[3.0]).abs().mean())
     assert d01 > 1e-2 and d13 > 1e-2 and float((f[0.0] - f[3.0]).abs().mean()) > d01
-    again = DreamDAPrior(pipe, sampler=sampler, steps=STEPS, noise_scale=3.0)
+    again = DreamDAPrior(pipe, noise_scale=3.0, **kw)
     assert torch.equal(again.prepare(jobs).f, f[3.0])  # deterministic
     assert again.params["sampler"] == sampler and again.eta == (1.0 if sampler == "cycle" else 0.0)
 
@@ -122,22 +123,22 @@ def test_deterministic_and_independent_of_batching(smoke, prior):
     assert torch.allclose(prior.prepare(jobs).f, f, atol=1e-6)
     assert not torch.allclose(f[0], f[1], atol=1e-3)  # variants of one seed differ
     with pytest.raises(ValueError, match="noise_scale"):
-        DreamDAPrior(prior.pipe, noise_scale=-0.5)
+        DreamDAPrior(prior.pipe, sampler="cycle", steps=2, strength=0.8, guidance_scale=7.5, noise_scale=-0.5)
 
 
-def test_expand_through_build_models_and_resume(smoke, tmp_path):
+def test_expand_through_create_method_and_resume(smoke, tmp_path):
     ds, names = smoke
-    prior, clf, guidance, params = build_models("dreamda", "smoke", names, device="cpu", steps=3, noise_scale=1.5)
-    assert guidance is None and params["noise_scale"] == 1.5 and params["strength"] == 0.8
+    method = create_method("dreamda", names, device="cpu", steps=3, noise_scale=1.5)
+    params = method.prior.params
+    assert method.guidance is None and params["noise_scale"] == 1.5 and params["strength"] == 0.8
+    assert params["sampler"] == "cycle" and create_method("dreamda", names, device="cpu").prior.steps == 10
     out = tmp_path / "dd"
-    r = expand(ds, names, prior, clf, out, ratio=2, method="dreamda", params=params, limit=4, batch_size=2,
-               progress=False)
+    r = expand(method, ds, out, ratio=2, limit=4, batch_size=2, progress=False)
     assert r.written == 8
     meta = read_metadata(out)
     assert set(meta["method"]) == {"dreamda"} and set(meta["noise_scale"]) == {1.5}
     assert meta["prompt"].iloc[0] == f"a photo of a {names[0]}"
-    again = expand(ds, names, prior, clf, out, ratio=2, method="dreamda", params=params, limit=4, batch_size=2,
-                   progress=False)
+    again = expand(method, ds, out, ratio=2, limit=4, batch_size=2, progress=False)
     assert again.written == 0 and again.existing == 8
 
 
@@ -176,9 +177,9 @@ def test_amst_loss_is_asymmetric():
 
 def test_train_amst_on_a_dreamda_expansion(smoke, prior, tmp_path):
     ds, names = smoke
-    clf = build_models("sd", "smoke", names, device="cpu")[1]
+    clf = create_method("sd", names, device="cpu").guide
     exp = tmp_path / "dd"
-    expand(ds, names, prior, clf, exp, ratio=1, method="dreamda", params=prior.params, limit=8, progress=False)
+    expand(DreamDA.from_models(prior, clf, names), ds, exp, ratio=1, limit=8, progress=False)
     cfg = make_config("smoke", data="smoke", expanded=[str(exp)], out=str(tmp_path / "amst"), epochs=2,
                       progress=False)
     res = train_amst(cfg, AMSTConfig(heads=1, threshold=0.0, warmup_epochs=1))

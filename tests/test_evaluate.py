@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from gifkit.cli import main
 from gifkit.data import load_dataset
 from gifkit.data.longtail import longtail_counts
-from gifkit.methods.augment import expand_augment
+from gifkit.methods import create_method, expand
 from gifkit.models.classifiers import create_model
 from gifkit.train import evaluate as ev
 from gifkit.train import metrics
@@ -101,10 +101,54 @@ def test_cifar100c_table(tmp_path):
     assert r["average_per_severity"]["3"] == pytest.approx((r["accuracy"]["fog"]["3"] + r["accuracy"]["snow"]["3"]) / 2)
 
 
-def test_clip_zero_shot_baseline_smoke():
-    r = ev.clip_zero_shot("smoke", profile="smoke", device="cpu", progress=False, data_kwargs={"n_per_class": 4})
-    assert r["baseline"] == "clip-zero-shot" and r["n_test"] == 16 and 0 <= r["accuracy_micro"] <= 100
-    assert "tiny_clip" in r["clip"]
+class ColourCLIP(torch.nn.Module):
+    """A CLIP whose zero-shot predictions on the smoke shapes are known by construction. An image's feature is its
+    per-channel maximum minus 1/2: the shape is the brightest thing on a dark background (every channel < 60), so
+    the signs are red (+, -, -), green (-, +, -), blue (-, -, +), yellow (+, +, -). A prompt's feature is the sign
+    pattern ``colours`` gives the colour it names; with the true patterns each image is nearest its own class."""
+
+    def __init__(self, colours: dict):
+        super().__init__()
+        self.unit = torch.nn.Parameter(torch.ones(()))  # the dtype clip_zero_shot feeds images in
+        self.visual = type("Visual", (), {"preprocess_cfg": {"size": 32, "mean": (0.0,) * 3, "std": (1.0,) * 3}})()
+        self.colours = colours
+
+    def encode_image(self, x):
+        return x.amax((2, 3)) - 0.5
+
+    def encode_text(self, tokens):
+        return tokens.float()
+
+    def bundle(self):
+        from types import SimpleNamespace
+
+        from torchvision.transforms.functional import to_tensor
+
+        def tokenizer(prompts):
+            return torch.tensor([next(s for c, s in self.colours.items() if c in p) for p in prompts])
+
+        return SimpleNamespace(model=self, preprocess=to_tensor, tokenizer=tokenizer)
+
+
+def test_clip_zero_shot_predicts_with_the_clip_s_text_and_image_features(monkeypatch):
+    """With the true colour prompts every smoke shape is classified right (100 %); with the prompts of red and blue
+    swapped, exactly the red and blue shapes are wrong (50 %, per class 0 / 100 / 0 / 100)."""
+    from gifkit.models import guides
+
+    true = {"red": (1, -1, -1), "green": (-1, 1, -1), "blue": (-1, -1, 1), "yellow": (1, 1, -1)}
+    swapped = {**true, "red": true["blue"], "blue": true["red"]}
+    results = {}
+    for name, colours in (("true", true), ("swapped", swapped)):
+        monkeypatch.setattr(guides, "guide_clip", lambda *a, colours=colours, **k: ColourCLIP(colours).bundle())
+        results[name] = ev.clip_zero_shot("smoke", profile="smoke", device="cpu", progress=False,
+                                          data_kwargs={"n_per_class": 4})
+    r = results["true"]
+    assert r["baseline"] == "clip-zero-shot" and r["n_test"] == 16 and r["clip"] == "tiny_clip"
+    assert r["accuracy_micro"] == 100.0 and set(r["per_class_accuracy"].values()) == {100.0}
+    r = results["swapped"]
+    assert r["accuracy_micro"] == 50.0 and r["accuracy_macro"] == 50.0
+    assert r["per_class_accuracy"] == {"red circle": 0.0, "green square": 100.0, "blue triangle": 0.0,
+                                       "yellow cross": 100.0}
 
 
 class TinyFeatures(torch.nn.Module):
@@ -123,9 +167,32 @@ def test_fid_with_a_custom_extractor(tmp_path):
     images = [ds[i][0] for i in range(len(ds))]
     same = ev.compute_fid(images, images, feature=TinyFeatures(), device="cpu", size=32)
     assert abs(same) < 1e-3
-    expand_augment(ds, classes, tmp_path / "g", method="gridmask", ratio=2, progress=False)
+    expand(create_method("gridmask", classes), ds, tmp_path / "g", ratio=2, progress=False)
     far = ev.fid_expanded(tmp_path / "g", ds, feature=TinyFeatures(), device="cpu", size=32)
     assert far > same
+
+
+def test_fid_features_normalise_encode_and_give_the_frechet_distance_by_hand():
+    """FIDFeatures on an encoder that averages each channel: the features are the normalised channel means, and
+    two sets whose features differ by a constant shift are at Frechet distance |shift|^2 (equal covariances)."""
+    pytest.importorskip("torchmetrics")
+    from PIL import Image
+
+    f = ev.FIDFeatures(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()), 8,
+                       mean=(0.0, 0.2, 0.5), std=(1.0, 0.5, 0.25))
+    assert (f.size, f.num_features) == (8, 3)
+    x = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 3, 1, 1).expand(2, 3, 8, 8)
+    torch.testing.assert_close(f(x), torch.tensor([[0.0, 0.0, 2.0]] * 2, dtype=torch.float64))  # (v/255 - m) / s
+    twice = ev.FIDFeatures(torch.nn.Flatten(), 2, encode=lambda net, x: 2 * net(x).mean(1, keepdim=True))
+    assert twice.num_features == 1 and float(twice(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))) == 2.0
+    f = ev.FIDFeatures(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()), 8, (0, 0, 0),
+                       (1, 1, 1))
+    # real features 0, .2, .4, .6 on every channel; fake: the same + 0.2 on every channel: |(.2, .2, .2)|^2
+    gray = [Image.new("RGB", (8, 8), (v, v, v)) for v in (0, 51, 102, 153)]
+    shifted = [Image.new("RGB", (8, 8), (v + 51,) * 3) for v in (0, 51, 102, 153)]
+    assert ev.compute_fid(gray, shifted, feature=f, device="cpu", size=8) == pytest.approx(0.12, abs=1e-4)
+    rgb = [Image.new("RGB", (8, 8), c) for c in ((0, 51, 102), (102, 0, 51), (51, 102, 0))]
+    assert ev.compute_fid(rgb, rgb, feature=f, device="cpu", size=8) == pytest.approx(0.0, abs=1e-4)
 
 
 def test_fid_offline_without_weights_fails_fast_and_clearly(tmp_path, monkeypatch, capsys):
@@ -139,7 +206,7 @@ def test_fid_offline_without_weights_fails_fast_and_clearly(tmp_path, monkeypatc
     with pytest.raises(ev.FIDUnavailable, match="do not exist"):
         ev.fid_weights_path(tmp_path / "nope.pth")
     ds, classes = load_dataset("smoke", "train", n_per_class=2)
-    expand_augment(ds, classes, tmp_path / "g", method="cutout", ratio=1, progress=False)
+    expand(create_method("cutout", classes), ds, tmp_path / "g", ratio=1, progress=False)
     assert main(["evaluate", "--fid", str(tmp_path / "g"), "--data", "smoke", "--data-arg", "n_per_class=2",
                  "--device", "cpu", "--no-progress"]) == 2
     assert "InceptionV3 weights" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import torch
 from gifkit.models import hub, tiny
 from gifkit.data import load_dataset
 from gifkit.cli.finetune import add_parser
-from gifkit.methods import build_models
+from gifkit.methods import create_method, expand
 from gifkit.train.finetune import (FinetuneConfig, denoising_loss, finetune_sd, instance_prompts,
                                    make_finetune_config)
 
@@ -68,27 +68,16 @@ def test_saved_folder_loads_back_and_is_reused(smoke, tuned):
 
 
 def test_tuned_models_expand_with_the_tuned_unet(smoke, tuned, tmp_path):
-    from gifkit.core.imagine import expand
-
     ds, classes = smoke
-    prior, clf, g, params = build_models("gif-sd-tuned", "smoke", classes, preset="pathmnist", device="cpu", steps=2,
-                                         model_id=str(tuned.out))
-    assert _same(prior.pipe.unet, tuned.pipe.unet)
-    assert prior.domain == "Colon pathological image of" and g is not None
-    r = expand(ds, classes, prior, clf, tmp_path / "x", ratio=1, method="gif-sd", guidance=g, params=params,
-               limit=1, progress=False)
-    assert r.written == 1
-
-
-def test_registered_tuned_method_runs_through_the_study(smoke, tuned, tmp_path):
-    from gifkit.experiments.study import expand_method
-
-    ds, classes = smoke
-    r = expand_method("smoke", "gif-sd-tuned", tmp_path / "y", ratio=1, limit=1, dataset=ds, class_names=classes,
-                      device="cpu", model_kwargs={"model_id": str(tuned.out), "steps": 2})
-    assert r.written == 1
+    method = create_method("gif-sd-tuned", classes, preset="pathmnist", device="cpu", steps=2,
+                           model_id=str(tuned.out))
+    assert _same(method.prior.pipe.unet, tuned.pipe.unet)
+    assert method.prior.domain == "Colon pathological image of" and method.guidance.eps == 0.1  # the preset's
+    assert method.default_ratio == 5
+    r = expand(method, ds, tmp_path / "x", ratio=1, limit=1, progress=False)
+    assert r.written == 1 and json.loads((tmp_path / "x" / "run.json").read_text())["method"] == "gif-sd-tuned"
     with pytest.raises(ValueError, match="model_id"):
-        build_models("gif-sd-tuned", "smoke", classes, device="cpu")
+        create_method("gif-sd-tuned", classes, device="cpu")
 
 
 def test_text_encoder_and_prior_preservation(smoke, tmp_path):
@@ -101,7 +90,9 @@ def test_text_encoder_and_prior_preservation(smoke, tmp_path):
 
 
 def test_prompts_and_presets():
-    cfg = make_finetune_config("paper", dataset="breastmnist")
+    from gifkit.methods.gif_sd import PRESETS
+
+    cfg = make_finetune_config("paper", domain=PRESETS["breastmnist"]["domain"])  # as `gifkit finetune` does
     assert (cfg.steps, cfg.lr, cfg.train_text_encoder, cfg.vae_id) == (400, 2e-6, True, "stabilityai/sd-vae-ft-mse")
     assert instance_prompts([1, 0], ["benign", "malignant"], cfg.prompt, cfg.domain) == [
         "Ultrasound image of malignant", "Ultrasound image of benign"]

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from gifkit.core import imagine
-from gifkit.core.imagine import GuidanceConfig, expand, imagine_batch
+from gifkit.methods import expand
+from gifkit.methods.gif_sd import GifSD
+from gifkit.methods.sd import SD
 from gifkit.models import tiny
 from gifkit.models.guides import ZeroShotClassifier
 from gifkit.priors.sd import SDPrior
@@ -12,11 +13,20 @@ from test_priors_mae_unclip import _capture_final, _jobs  # the shared helpers: 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def _tiny_clip():
+    clip = tiny.tiny_clip()
+    return clip.model, clip.tokenizer
+
+
 @pytest.fixture(scope="module")
 def models(smoke):
     ds, names = smoke
     clip = tiny.tiny_clip()
     return ds, names, ZeroShotClassifier(clip.model, clip.tokenizer, names)
+
+
+def _sd(**kw):
+    return SDPrior(tiny.tiny_sd(), **{"steps": 2, "strength": 0.9, "guidance_scale": 5.0, **kw})
 
 
 def _spy(monkeypatch, prior):
@@ -35,11 +45,11 @@ def _spy(monkeypatch, prior):
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_variants_decoded_at_once_do_not_grow_with_batch_size(models, tmp_path, monkeypatch, batch_size):
     ds, names, clf = models
-    prior = SDPrior(tiny.tiny_sd(), steps=2, strength=0.9, guidance_scale=5.0)
+    prior = _sd()
     calls = _spy(monkeypatch, prior)
     k = 2
-    r = expand(ds, names, prior, clf, tmp_path / "out", ratio=k, method="gif-sd", guidance=GuidanceConfig(),
-               batch_size=batch_size, limit=3, params=prior.params, progress=False)
+    r = expand(GifSD.from_models(prior, clf, names), ds, tmp_path / "out", ratio=k, batch_size=batch_size, limit=3,
+               progress=False)
     assert r.written == 3 * k
     assert max(calls["grad"]) == k and max(calls["nograd"]) == k  # one seed's K variants, never batch_size * K
     assert len(calls["grad"]) == 3  # one guidance pass per seed
@@ -52,9 +62,11 @@ def test_chunked_and_checkpointed_guidance_equal_one_pass(models, monkeypatch):
     jobs = _jobs((ds, names), [0, 1, 2], 2)
     results = []
     for per, ckpt in [(3, False), (1, False), (1, True)]:
-        prior = SDPrior(tiny.tiny_sd(), steps=2, strength=0.9, guidance_scale=5.0, checkpointing=ckpt)
+        prior = _sd(checkpointing=ckpt)
         seen = _capture_final(monkeypatch, prior)
-        imagine_batch(prior, clf, jobs, 2, GuidanceConfig(), seeds_per_pass=per)
+        method = GifSD.from_models(prior, clf, names)
+        method.seeds_per_pass = per
+        method(jobs)
         results.append(seen["final"])
     torch.testing.assert_close(results[1], results[0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(results[2], results[1], atol=1e-5, rtol=1e-4)
@@ -66,12 +78,14 @@ def test_chunked_guidance_keeps_the_diversity_groups_and_diagnostics(models, mon
     terms and S_div sign-flip diagnostics as one pass over the batch."""
     ds, names, clf = models
     jobs = _jobs((ds, names), [0, 1], 3)
-    g = GuidanceConfig(w_div=50.0, div_temperature=0.05, div_group=2, div_diagnostics=True)
+    g = dict(w_div=50.0, div_temperature=0.05, div_group=2, div_diagnostics=True)
     out = []
     for per in (2, 1):
-        prior = SDPrior(tiny.tiny_sd(), steps=2, strength=0.9, guidance_scale=5.0)
+        prior = _sd()
         seen = _capture_final(monkeypatch, prior)
-        _, rows = imagine_batch(prior, clf, jobs, 3, g, seeds_per_pass=per)
+        method = GifSD.from_models(prior, clf, names, **g)
+        method.seeds_per_pass = per
+        rows = method(jobs).rows
         out.append((seen["final"], rows))
     torch.testing.assert_close(out[1][0], out[0][0], atol=1e-5, rtol=1e-4)
     for a, b in zip(out[0][1], out[1][1]):
@@ -83,20 +97,19 @@ def test_chunked_guidance_keeps_the_diversity_groups_and_diagnostics(models, mon
 
 def test_batch_size_auto_keeps_a_folders_batch_size(models, tmp_path, monkeypatch):
     ds, names, clf = models
-    prior = SDPrior(tiny.tiny_sd(), steps=2, strength=0.9, guidance_scale=5.0)
-    monkeypatch.setattr(imagine, "auto_batch_size", lambda *a, **k: 3)
-    expand(ds, names, prior, clf, tmp_path / "o", ratio=1, method="sd", batch_size="auto", limit=2, progress=False)
-    monkeypatch.setattr(imagine, "auto_batch_size", lambda *a, **k: 1)  # less free memory on the resume
-    r = expand(ds, names, prior, clf, tmp_path / "o", ratio=1, method="sd", batch_size="auto", limit=2,
-               progress=False)
+    method = SD.from_models(_sd(), clf, names)
+    monkeypatch.setattr(SD, "auto_batch_size", lambda *a, **k: 3)
+    expand(method, ds, tmp_path / "o", ratio=1, batch_size="auto", limit=2, progress=False)
+    monkeypatch.setattr(SD, "auto_batch_size", lambda *a, **k: 1)  # less free memory on the resume
+    r = expand(method, ds, tmp_path / "o", ratio=1, batch_size="auto", limit=2, progress=False)
     assert r.existing == 2  # resumed with the recorded batch size, not refused
 
 
 def test_memory_estimate_scales_with_resolution_dtype_and_checkpointing():
-    prior = SDPrior(tiny.tiny_sd(), steps=2)
+    prior = _sd()
     base = prior.memory_per_image(True)
     assert base == pytest.approx(6.1 * 2 ** 30 * (prior.resolution / 512) ** 2)
-    assert SDPrior(tiny.tiny_sd(), steps=2, checkpointing=True).memory_per_image(True) == pytest.approx(base / 4)
-    half = SDPrior(tiny.tiny_sd().to(dtype=torch.float16), steps=2)
+    assert _sd(checkpointing=True).memory_per_image(True) == pytest.approx(base / 4)
+    half = SDPrior(tiny.tiny_sd().to(dtype=torch.float16), steps=2, strength=0.9, guidance_scale=5.0)
     assert half.memory_per_image(False) == pytest.approx(prior.memory_per_image(False) / 2)
-    assert imagine.auto_batch_size(prior, 5, "cpu") == 4  # no CUDA device: the default
+    assert SD.from_models(prior, ZeroShotClassifier(*_tiny_clip(), ["a", "b"])).auto_batch_size(5) == 4  # no CUDA

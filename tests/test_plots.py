@@ -1,16 +1,93 @@
-"""Figures drawn by code: the pipeline picture of the method notebooks."""
+"""Figures drawn by code, read back from their Axes: the pipeline picture of the method notebooks (what is drawn
+where) and the paired-difference plot (every point and interval against its row)."""
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.path import Path as MplPath
 
-from gifkit.experiments.plots import PIPELINE_STEPS, pipeline_figure
+from gifkit.experiments.plots import difference_plot, pipeline_figure, pipeline_steps
+
+matplotlib.use("Agg")
 
 
-def test_pipeline_figure_draws_every_step_in_order_and_the_loop(tmp_path):
-    fig = pipeline_figure(tmp_path / "pipeline.png")
+def box_of(patch):
+    return patch.get_x(), patch.get_y(), patch.get_x() + patch.get_width(), patch.get_y() + patch.get_height()
+
+
+def near(point, box, margin=0.06):
+    x, y = point
+    x0, y0, x1, y1 = box
+    return x0 - margin <= x <= x1 + margin and y0 - margin <= y <= y1 + margin
+
+
+def arrow_ends(arrow):
+    """Tail and tip of an arrow in data coordinates: its first vertex and the vertex farthest from it."""
+    path = arrow.get_path()
+    v = path.vertices if path.codes is None else path.vertices[path.codes != MplPath.CLOSEPOLY]
+    tip = v[np.argmax(((v - v[0]) ** 2).sum(1))]
+    return tuple(v[0]), tuple(tip)
+
+
+def test_pipeline_figure_draws_every_step_in_its_box_along_a_u_with_the_loop(tmp_path):
+    steps = pipeline_steps("gif-dalle")  # a prior's own steps: what the figure shows is what it was given
+    fig = pipeline_figure(tmp_path / "pipeline.png", steps=steps)
     ax = fig.axes[0]
-    boxes = [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    boxes = [box_of(p) for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    centres = [((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in boxes]
+    assert len(boxes) == len(steps) == 10
+    # a U: the first five left to right on the top row, the last five right to left below, column by column
+    top, bottom = centres[:5], centres[5:]
+    assert len({y for _, y in top}) == 1 and len({y for _, y in bottom}) == 1 and top[0][1] > bottom[0][1]
+    assert [x for x, _ in top] == sorted(x for x, _ in top) and [x for x, _ in bottom] == sorted(
+        (x for x, _ in bottom), reverse=True)
+    assert [x for x, _ in bottom] == [x for x, _ in reversed(top)]
+    # inside each box: its step's title above its description, and nothing else
+    texts = [t for t in ax.texts if t.get_transform() == ax.transData]
+    inside = [sorted((t for t in texts if near(t.get_position(), box, 0)), key=lambda t: -t.get_position()[1])
+              for box in boxes]
+    assert [[t.get_text() for t in ts] for ts in inside] == [[title, detail] for title, detail in steps]
+    # the gradient path (steps 4-6: no decode for GIF-DALLE, CLIP, score) is coloured apart from the rest
+    colours = [to_rgba(p.get_facecolor()) for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    assert len({colours[i] for i in (3, 4, 5)}) == 1 and colours[3] not in {colours[i] for i in (0, 1, 2, 6, 7, 8, 9)}
+    # one arrow from each step to the next, then the update's dashed arrow back to the perturbations
     arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
-    assert len(boxes) == len(PIPELINE_STEPS) == 10
-    assert len(arrows) == len(PIPELINE_STEPS)  # 9 between the steps + the update looping back
-    titles = [t.get_text() for t in ax.texts if t.get_text() in {s for s, _ in PIPELINE_STEPS}]
-    assert titles == [s for s, _ in PIPELINE_STEPS]
+    assert len(arrows) == len(steps)
+    for i, arrow in enumerate(arrows[:-1]):
+        tail, tip = arrow_ends(arrow)
+        assert near(tail, boxes[i]) and near(tip, boxes[i + 1]) and not near(tip, boxes[i]), i
+    loop = arrows[-1]
+    tail, tip = arrow_ends(loop)
+    assert loop.get_linestyle() == "--" and near(tail, boxes[6]) and near(tip, boxes[2])  # update -> perturbations
     assert (tmp_path / "pipeline.png").stat().st_size > 10_000
+
+
+def test_difference_plot_draws_each_row_at_its_mean_and_interval():
+    table = pd.DataFrame({"method": ["b", "c", "d", "e"], "control": ["a"] * 4,
+                          "mean_diff": [1.1, 0.3, -2.0, 0.5], "ci_low": [0.2, -1.0, -3.5, math.nan],
+                          "ci_high": [2.0, 1.6, -0.5, math.nan]})
+    ax = difference_plot(table, title="t")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b - a", "c - a", "d - a", "e - a"]
+    assert list(ax.get_yticks()) == [0, 1, 2, 3] and ax.get_ylim()[0] > ax.get_ylim()[1]  # first row on top
+    lines = [(list(line.get_xdata()), list(line.get_ydata()), line) for line in ax.lines]
+    intervals = [(x, y) for x, y, line in lines if len(x) == 2 and y[0] == y[1] and line.get_marker() in ("None", "")]
+    assert intervals == [([0.2, 2.0], [0, 0]), ([-1.0, 1.6], [1, 1]), ([-3.5, -0.5], [2, 2])]  # none for e (NaN)
+    points = {y[0]: (x[0], line.get_markerfacecolor()) for x, y, line in lines if line.get_marker() == "o"}
+    assert {row: x for row, (x, _) in points.items()} == {0: 1.1, 1: 0.3, 2: -2.0, 3: 0.5}
+    filled = {row for row, (_, colour) in points.items() if to_rgba(colour) != to_rgba("white")}
+    assert filled == {0, 2}  # the intervals that miss 0: b higher, d lower; c holds 0, e has no interval
+    zero = [line for x, y, line in lines if list(x) == [0, 0]]
+    assert len(zero) == 1 and zero[0].get_linestyle() == "--"
+    assert ax.get_title() == "t"
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -12,8 +12,11 @@ from gifkit.cli import main
 from gifkit.data import load_dataset
 from gifkit.core.guidance import guidance_terms
 from gifkit.models.guides import ZeroShotClassifier
-from gifkit.core.imagine import GuidanceConfig, imagine_batch
-from gifkit.methods import METHODS, build_models
+from gifkit.methods import create_method
+from gifkit.methods.dalle import Dalle
+from gifkit.methods.gif_dalle import GifDalle
+from gifkit.methods.gif_mae import GifMAE
+from gifkit.methods.mae import MAE
 from gifkit.core.perturb import init_noise, perturb
 from gifkit.core.prior import Job
 from gifkit.priors.mae import MAEPrior
@@ -40,8 +43,15 @@ def mae(data):
 @pytest.fixture(scope="module")
 def unclip(data):
     _, names = data
-    prior = UnCLIPPrior(tiny.tiny_unclip(), decoder_steps=DECODER_STEPS, super_res_steps=2, device="cpu")
+    prior = UnCLIPPrior(tiny.tiny_unclip(), decoder_steps=DECODER_STEPS, super_res_steps=2, guidance_scale=4.0,
+                        device="cpu")
     return prior, prior.make_classifier(names)
+
+
+def imagine_batch(cls, prior, clf, jobs, **options):
+    """One batch of ``jobs`` through method class ``cls`` on the given models: (images, rows)."""
+    made = cls.from_models(prior, clf, **options)(jobs)
+    return made.images, made.rows
 
 
 def _jobs(data, seeds, k, seed=0):
@@ -50,7 +60,7 @@ def _jobs(data, seeds, k, seed=0):
 
 
 def _capture_final(monkeypatch, prior) -> dict:
-    """Record the latent imagine_batch hands to prior.generate."""
+    """Record the latent the step hands to prior.generate."""
     seen = {}
     original = prior.generate
 
@@ -161,7 +171,7 @@ def test_gif_mae_projection_holds_on_the_final_latent(data, mae, monkeypatch):
     f = prior.prepare(jobs).f
     seen = _capture_final(monkeypatch, prior)
     eps = 0.3  # small enough for the clamp to bite
-    images, rows = imagine_batch(prior, clf, jobs, 2, GuidanceConfig(eps=eps))
+    images, rows = imagine_batch(GifMAE, prior, clf, jobs, eps=eps)
     final = seen["final"]
     assert images.shape == (4, 3, 32, 32) and all("s_inf" in r for r in rows)
     assert (final - f).abs().max() <= eps + 1e-5
@@ -176,11 +186,10 @@ def test_unguided_mae_is_a_random_projected_perturbation(data, mae, monkeypatch)
     seen = _capture_final(monkeypatch, prior)
     calls = []
     monkeypatch.setattr(prior, "guidance_features", lambda *a: calls.append(1))
-    g = GuidanceConfig(**METHODS["mae"].guidance_defaults)
-    _, rows = imagine_batch(prior, clf, jobs, 2, g)
-    assert not calls and "s_inf" not in rows[0]  # no guidance step
+    _, rows = imagine_batch(MAE, prior, clf, jobs)
+    assert not calls and "s_inf" not in rows[0] and rows[0]["opt_steps"] == 0  # no guidance step
     delta = (seen["final"] - f).abs()
-    assert delta.max() <= g.eps + 1e-5 and delta.max() > 0
+    assert delta.max() <= 5.0 + 1e-5 and delta.max() > 0 and rows[0]["eps"] == 5.0
 
 
 # ----------------------------------------------------------------------------- unCLIP
@@ -242,21 +251,21 @@ def test_unclip_guidance_uses_the_embedding_and_never_decodes(data, unclip, monk
 
     seen = _capture_final(monkeypatch, prior)
     eps = 0.1
-    images, rows = imagine_batch(prior, clf, jobs, k, GuidanceConfig(eps=eps))
+    images, rows = imagine_batch(GifDalle, prior, clf, jobs, eps=eps)
     assert images.shape == (4, 3, prior.resolution, prior.resolution) and "s_inf" in rows[0]
     delta = (seen["final"] - f).abs()
     assert delta.max() <= eps + 1e-6 and delta.max() > 0
 
 
 def test_unclip_default_output_is_the_decoders_and_matches_the_pipeline(data, monkeypatch):
-    """Default: the decoder's images (32 px tiny / 64 px Karlo), the decoder stage of the pipeline itself."""
+    """Default: the decoder's images (32 px tiny / 64 px Karlo): gifkit's decoder loop equals the pipeline's own
+    decoder stage, and super_res=True is the pipeline's whole image variation."""
     pipe = tiny.tiny_unclip()
-    prior = UnCLIPPrior(pipe, decoder_steps=DECODER_STEPS, super_res_steps=2, device="cpu")
+    prior = UnCLIPPrior(pipe, decoder_steps=DECODER_STEPS, super_res_steps=2, guidance_scale=4.0, device="cpu")
     jobs = _jobs(data, [0], 2)
     f = prior.prepare(jobs).f
     small = prior.generate(f, jobs)
     assert prior.resolution == pipe.decoder.config.sample_size == small.shape[-1] == 32
-    assert "step" not in vars(pipe.decoder_scheduler)  # the stop hook is removed
     # the full pipeline (with super-resolution) goes through the same decoder stage first
     captured = []
     step = pipe.decoder_scheduler.step
@@ -275,7 +284,8 @@ def test_unclip_default_output_is_the_decoders_and_matches_the_pipeline(data, mo
     monkeypatch.undo()
     assert torch.allclose(small, captured[0] * 0.5 + 0.5, atol=1e-5)
     # unguided 'dalle' with super_res=True is exactly the pipeline's own image variation of the seed
-    big = UnCLIPPrior(pipe, decoder_steps=DECODER_STEPS, super_res_steps=2, super_res=True).generate(f, jobs)
+    big = UnCLIPPrior(pipe, decoder_steps=DECODER_STEPS, super_res_steps=2, guidance_scale=4.0,
+                      super_res=True).generate(f, jobs)
     assert big.shape == (2, 3, 64, 64)
     assert torch.allclose(big, torch.from_numpy(full).permute(0, 3, 1, 2), atol=1e-5)
     with pytest.raises(ValueError, match="not differentiable"):
@@ -287,7 +297,7 @@ def test_unguided_dalle_generates_from_f_unchanged(data, unclip, monkeypatch):
     jobs = _jobs(data, [0], 2)
     f = prior.prepare(jobs).f
     seen = _capture_final(monkeypatch, prior)
-    images, _ = imagine_batch(prior, clf, jobs, 2, None)
+    images, _ = imagine_batch(Dalle, prior, clf, jobs)
     assert torch.equal(seen["final"], f)
     assert not torch.equal(images[0], images[1])  # variants differ by their decoder noise only
 
@@ -295,30 +305,30 @@ def test_unguided_dalle_generates_from_f_unchanged(data, unclip, monkeypatch):
 # ----------------------------------------------------------------------------- registry, CLI, determinism
 
 
-def test_build_models_for_the_new_methods(data):
+def test_create_method_builds_the_new_methods_with_their_defaults(data):
     _, names = data
-    prior, clf, g, params = build_models("gif-mae", "smoke", names, device="cpu")
-    assert isinstance(prior, MAEPrior) and isinstance(clf, ZeroShotClassifier) and g.eps == 5.0
-    assert params["mask_ratio"] == 0.0
-    _, _, g, _ = build_models("gif-mae", "smoke", names, device="cpu", preset="cifar100s")
-    assert g.eps == 5.0  # the preset's eps is GIF-SD's
-    _, _, g, _ = build_models("gif-mae", "smoke", names, device="cpu", guidance={"eps": 2.0, "noise": "pixel"})
-    assert g.eps == 2.0 and g.noise == "pixel"  # explicit settings win
-    _, _, g, _ = build_models("mae", "smoke", names, device="cpu")
-    assert g.opt_steps == 0 and g.eps == 5.0
-    prior, clf, g, params = build_models("gif-dalle", "smoke", names, device="cpu", steps=3)
-    assert isinstance(prior, UnCLIPPrior) and isinstance(clf, TransformersCLIPZeroShot)
-    assert clf.image_encoder is prior.pipe.image_encoder  # the classifier is the prior's own CLIP
-    assert g.eps == 0.1 and params["decoder_steps"] == 3 and params["super_res"] is False
-    _, _, g, _ = build_models("dalle", "smoke", names, device="cpu")
-    assert g is None
-    _, clf, _, _ = build_models("gif-sd", "smoke", names, device="cpu")
-    assert isinstance(clf, ZeroShotClassifier)  # the other methods keep the open_clip classifier
+    m = create_method("gif-mae", names, device="cpu")
+    assert isinstance(m.prior, MAEPrior) and isinstance(m.guide, ZeroShotClassifier) and m.guidance.eps == 5.0
+    assert m.prior.params["mask_ratio"] == 0.0
+    with pytest.raises(ValueError, match="preset"):
+        create_method("gif-mae", names, device="cpu", preset="cifar100s")  # GIF-SD's per-dataset settings
+    m = create_method("gif-mae", names, device="cpu", eps=2.0, noise="pixel")
+    assert m.guidance.eps == 2.0 and m.guidance.noise == "pixel"  # explicit settings win
+    m = create_method("mae", names, device="cpu")
+    assert m.guidance.opt_steps == 0 and m.guidance.eps == 5.0
+    m = create_method("gif-dalle", names, device="cpu", steps=3)
+    assert isinstance(m.prior, UnCLIPPrior) and isinstance(m.guide, TransformersCLIPZeroShot)
+    assert m.guide.image_encoder is m.prior.pipe.image_encoder  # the classifier is the prior's own CLIP
+    assert m.guidance.eps == 0.1 and m.prior.params["decoder_steps"] == 3 and m.prior.params["super_res"] is False
+    assert create_method("gif-dalle", names, device="cpu").prior.decoder_steps == 4  # the smoke profile's
+    assert create_method("dalle", names, device="cpu").guidance is None
+    assert isinstance(create_method("gif-sd", names, device="cpu").guide, ZeroShotClassifier)
 
 
 def _expand(out: Path, method: str) -> int:
+    steps = ["--steps", str(DECODER_STEPS)] if "dalle" in method else []  # the unCLIP decoder's steps
     return main(["expand", "--data", "smoke", "--out", str(out), "--method", method, "--ratio", "2", "--limit", "2",
-                 "--batch-size", "2", "--steps", str(DECODER_STEPS), "--device", "cpu", "--no-progress"])
+                 "--batch-size", "2", *steps, "--device", "cpu", "--no-progress"])
 
 
 def _tree(out: Path) -> list[str]:

@@ -26,15 +26,14 @@ from safetensors.torch import load_file
 import gifkit.io.files as gfiles
 from gifkit.cli import main
 from gifkit.config import Check, check_expand_args
-from gifkit.core.imagine import GuidanceConfig
+from gifkit.core.guidance import GuidanceConfig
 from gifkit.data import ImageFolderDataset, load_dataset
 from gifkit.data import folder as folder_module
 from gifkit.errors import Damaged, DiskFull, Refused
-from gifkit.experiments.study import ModelCache, expand_method
+from gifkit.experiments.study import MethodCache
 from gifkit.io.datasets import ExpandedDataset, seed_fingerprint
 from gifkit.io.store import clear_store, read_metadata
-from gifkit.methods import build_models
-from gifkit.methods.augment import expand_augment
+from gifkit.methods import create_method, expand
 from gifkit.train import checkpoint as ckpt_module
 from gifkit.train import loop as tr_loop
 from gifkit.train.config import make_config
@@ -130,7 +129,7 @@ def test_out_equal_inside_or_containing_data_is_refused(tmp_path, capsys):
     assert snapshot(tmp_path) == before  # nothing made, inside the data or elsewhere
     ds, classes = load_dataset(str(data))
     with pytest.raises(Refused, match="lies inside the input data"):  # the Python API too
-        expand_augment(ds, classes, data / "cat" / "x", method="cutout", ratio=1, progress=False)
+        expand(create_method("cutout", classes), ds, data / "cat" / "x", ratio=1, progress=False)
     assert snapshot(tmp_path) == before
 
 
@@ -253,7 +252,7 @@ def test_symlinks_inside_out_are_refused_and_nothing_outside_changes(tmp_path, c
 def test_metadata_paths_that_leave_the_folder_are_refused(tmp_path, capsys, smoke, bad):
     ds, classes = smoke
     out = tmp_path / "out"
-    expand_augment(ds, classes, out, method="cutout", ratio=1, progress=False)
+    expand(create_method("cutout", classes), ds, out, ratio=1, progress=False)
     (tmp_path / "secret.png").write_bytes(b"not yours")
     if bad == "a symlinked image":  # the row stays, its image now leads outside
         first = out / classes[0] / "000000_000.png"
@@ -285,10 +284,10 @@ def test_a_failed_start_does_not_lock_the_folder(tmp_path, capsys, smoke, monkey
 
     monkeypatch.setattr(augment, "augment_one", boom)
     with pytest.raises(RuntimeError):
-        expand_augment(ds, classes, out, method="cutout", ratio=2, progress=False)
+        expand(create_method("cutout", classes), ds, out, ratio=2, progress=False)
     assert (out / "run.json").is_file()  # written, but no image: it does not bind
     monkeypatch.undo()
-    r = expand_augment(ds, classes, out, method="cutout", ratio=3, progress=False)
+    r = expand(create_method("cutout", classes), ds, out, ratio=3, progress=False)
     assert r.written == 48 and json.loads((out / "run.json").read_text())["ratio"] == 3
     code, _, err = cli(capsys, "expand", "--data", "smoke", "--out", tmp_path / "o2", "--output-size", "0")
     assert code == 2 and "output_size must be an integer" in error_line(err)
@@ -297,7 +296,7 @@ def test_a_failed_start_does_not_lock_the_folder(tmp_path, capsys, smoke, monkey
 
 @pytest.fixture(scope="module")
 def gif_cache():
-    return ModelCache()
+    return MethodCache()
 
 
 def test_run_json_records_the_condition_and_a_resume_under_another_is_refused(tmp_path, gif_cache):
@@ -305,8 +304,9 @@ def test_run_json_records_the_condition_and_a_resume_under_another_is_refused(tm
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            return expand_method("smoke", "gif-sd", out, ratio=2, limit=limit, batch_size=2, device="cpu",
-                                 model_kwargs={"steps": 2}, cache=gif_cache)
+            ds, classes = load_dataset("smoke")
+            method = gif_cache.get("gif-sd", classes, profile="smoke", device="cpu", options={"steps": 2})
+            return expand(method, ds, out, ratio=2, limit=limit, batch_size=2)
         finally:
             torch.set_num_threads(before)
 
@@ -468,12 +468,10 @@ def test_the_python_api_shares_the_numeric_checks(tmp_path, smoke):
     with pytest.raises(ValueError, match="lr must be a finite number > 0"):
         make_config("smoke", data="smoke", lr=float("nan"))
     with pytest.raises(ValueError, match="steps must be an integer"):
-        build_models("gif-sd", "smoke", classes, steps=0, device="cpu")
+        create_method("gif-sd", classes, steps=0, device="cpu")
     for kw in ({"batch_size": 0}, {"ratio": 10 ** 6}, {"limit": -1}, {"output_size": 0}):
         with pytest.raises(ValueError, match=f"{next(iter(kw))} must be"):
-            expand_method("smoke", "cutout", tmp_path / "o", **{"ratio": 2, **kw})
-        with pytest.raises(ValueError, match=f"{next(iter(kw))} must be"):
-            expand_augment(ds, classes, tmp_path / "o", method="cutout", **{"ratio": 2, **kw})
+            expand(create_method("cutout", classes), ds, tmp_path / "o", **{"ratio": 2, **kw})
     assert not (tmp_path / "o").exists()
     assert check_expand_args(ratio=2.0, limit=None) == {"ratio": 2, "limit": None}
     assert Check(0, 1, lo_open=True).describe() == "a finite number in (0, 1]"
@@ -622,7 +620,7 @@ def test_a_damaged_model_file_in_evaluate_is_one_line(tmp_path, capsys):
 def test_a_truncated_expansion_image_is_skipped_and_counted_in_training(tmp_path, smoke):
     ds, classes = smoke
     exp = tmp_path / "exp"
-    expand_augment(ds, classes, exp, method="cutout", ratio=1, progress=False)
+    expand(create_method("cutout", classes), ds, exp, ratio=1, progress=False)
     victim = sorted(exp.glob("*/*.png"))[3]
     victim.write_bytes(victim.read_bytes()[:60])
     with pytest.warns(UserWarning, match="skipping an unreadable training image"):
@@ -687,7 +685,7 @@ def test_alia_skips_a_corrupt_seed_like_the_other_methods(tmp_path, capsys):
 def test_clear_store_removes_only_what_an_expansion_made(tmp_path, smoke):
     ds, classes = smoke
     out = tmp_path / "out"
-    expand_augment(ds, classes, out, method="cutout", ratio=1, progress=False)
+    expand(create_method("cutout", classes), ds, out, ratio=1, progress=False)
     (out / "notes.txt").write_text("mine")
     (out / classes[0] / "photo.png").write_bytes(b"mine too")
     assert clear_store(out) == 16 + 3  # images, metadata.csv, classes.json, run.json

@@ -8,7 +8,8 @@ import pytest
 import gifkit.train.loop
 from gifkit.data import load_dataset
 from gifkit.io.store import read_metadata
-from gifkit.experiments.study import expand_method, method_spec, run_grid, summarize
+from gifkit.experiments.study import MethodCache, method_spec, run_grid, summarize
+from gifkit.methods import create_method, expand
 
 
 @pytest.fixture(autouse=True)
@@ -22,59 +23,59 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def test_expand_method_dispatches_augmentations_and_priors(tmp_path):
-    res = expand_method("smoke", "cutout", tmp_path / "cut", ratio=2, limit=3)
+def test_create_method_and_expand_run_augmentations_and_priors(tmp_path):
+    ds, classes = load_dataset("smoke", "train")
+    res = expand(create_method("cutout", classes), ds, tmp_path / "cut", ratio=2, limit=3)
     meta = read_metadata(tmp_path / "cut")
     assert res.written == 6 and len(meta) == 6 and set(meta["method"]) == {"cutout"}
-    ds, classes = load_dataset("smoke", "train")
-    res = expand_method(None, "gif-sd", tmp_path / "gif", ratio=2, limit=2, dataset=ds, class_names=classes,
-                        guidance={"w_div": 0.0, "eps": 0.5}, model_kwargs={"strength": 0.5, "steps": 2},
-                        device="cpu")
+    gif = create_method("gif-sd", classes, device="cpu", w_div=0.0, eps=0.5, strength=0.5, steps=2)
+    res = expand(gif, ds, tmp_path / "gif", ratio=2, limit=2)
     run = json.loads((tmp_path / "gif" / "run.json").read_text())
-    assert res.written == 4 and run["method"] == "gif-sd"
+    assert res.written == 4 and run["method"] == "gif-sd" and run["batch_size"] == 4
     assert run["guidance"]["w_div"] == 0.0 and run["guidance"]["eps"] == 0.5 and run["params"]["strength"] == 0.5
-    again = expand_method(None, "gif-sd", tmp_path / "gif", ratio=2, limit=2, dataset=ds, class_names=classes,
-                          guidance={"w_div": 0.0, "eps": 0.5}, model_kwargs={"strength": 0.5, "steps": 2},
-                          device="cpu")
+    again = expand(create_method("gif-sd", classes, device="cpu", w_div=0.0, eps=0.5, strength=0.5, steps=2), ds,
+                   tmp_path / "gif", ratio=2, limit=2)
     assert again.written == 0 and again.existing == 4  # resumes
 
 
-def test_guidance_overrides_apply_like_build_models(tmp_path):
-    from dataclasses import asdict
-
-    from gifkit.methods import build_models
-
+def test_the_cache_shares_a_methods_models_across_step_options(tmp_path):
     classes = load_dataset("smoke", "train")[1]
-    want = asdict(build_models("gif-mae", "smoke", classes, device="cpu", guidance={"noise": "pixel"})[2])
-    expand_method("smoke", "gif-mae", tmp_path / "a", ratio=1, limit=1, device="cpu", guidance={"noise": "pixel"})
-    assert json.loads((tmp_path / "a" / "run.json").read_text())["guidance"] == want  # eps 5 of GIF-MAE kept
-    expand_method("smoke", "mae", tmp_path / "b", ratio=1, limit=1, device="cpu", guidance={"w_div": 0.0})
-    assert json.loads((tmp_path / "b" / "run.json").read_text())["guidance"]["opt_steps"] == 0  # still unguided
+    cache = MethodCache()
+    a = cache.get("gif-mae", classes, profile="smoke", device="cpu", options={"noise": "pixel"})
+    b = cache.get("gif-mae", classes, profile="smoke", device="cpu", options={"opt_steps": 0})
+    assert a.prior is b.prior and a.guide is b.guide  # an ablation of the step shares the models
+    assert a.guidance.noise == "pixel" and a.guidance.eps == 5.0  # GIF-MAE's eps kept
+    assert b.guidance.opt_steps == 0 and b.guidance.noise == "channel"
+    c = cache.get("gif-mae", classes, profile="smoke", device="cpu", options={"model_id": None, "dtype": "fp32"})
+    assert c.prior is not a.prior  # a model option builds the models again
+    assert cache.get("mae", classes, profile="smoke", device="cpu").guidance.opt_steps == 0  # still unguided
 
 
-def test_expand_method_rejects_what_it_cannot_run(tmp_path):
+def test_methods_reject_what_they_cannot_run(tmp_path):
+    ds, classes = load_dataset("smoke", "train")
     with pytest.raises(ValueError, match="unknown method"):
-        expand_method("smoke", "nope", tmp_path)
+        create_method("nope", classes)
     with pytest.raises(ValueError, match="no expansion"):
-        expand_method("smoke", "original", tmp_path)
-    with pytest.raises(ValueError, match="no guidance"):
-        expand_method("smoke", "mixup", tmp_path, guidance={"eps": 1.0})
+        create_method("original", classes)
+    with pytest.raises(ValueError, match="unknown option.*eps"):
+        create_method("mixup", classes, eps=1.0)
     with pytest.raises(ValueError, match="ratio"):
-        expand_method("smoke", "cutout", tmp_path, ratio=0)
+        expand(create_method("cutout", classes), ds, tmp_path, ratio=0)
+    assert not tmp_path.joinpath("run.json").exists()  # refused before any work
 
 
 def test_method_spec():
     assert method_spec("gif-sd") == ("gif-sd", "gif-sd", {})
-    assert method_spec(("inf", "gif-sd", {"guidance": {"w_div": 0}})) == ("inf", "gif-sd", {"guidance": {"w_div": 0}})
-    with pytest.raises(ValueError, match="unknown option"):
-        method_spec(("x", "gif-sd", {"w_div": 0}))
+    assert method_spec(("inf", "gif-sd", {"w_div": 0})) == ("inf", "gif-sd", {"w_div": 0})
+    with pytest.raises(ValueError, match="no option"):
+        method_spec(("x", "sd", {"w_div": 0}))  # the unguided baseline has no step
     with pytest.raises(ValueError):
         method_spec(3)
 
 
 def test_run_grid_rows_ablation_equal_steps_and_resume(tmp_path, monkeypatch):
-    methods = ["original", "cutout", ("gif-sd-inf", "gif-sd", {"guidance": {"w_div": 0.0}})]
-    expand = {"device": "cpu", "model_kwargs": {"steps": 2}}  # the priors' only: cutout would reject `steps`
+    methods = ["original", "cutout", ("gif-sd-inf", "gif-sd", {"w_div": 0.0})]
+    expand = {"device": "cpu", "options": {"steps": 2}}  # shared: only the methods that take `steps` get it
     df = run_grid("smoke", methods, out=tmp_path, seeds=(0, 1), limit=4, ratio=2, expand=expand,
                   original_steps="equal")
     for col in ["dataset", "method", "seed", "accuracy", "accuracy_macro", "n_train", "expand_seconds",
@@ -114,9 +115,24 @@ def test_run_grid_trains_other_archs_on_the_same_expansion(tmp_path):
 
 
 def test_run_grid_is_deterministic(tmp_path):
-    a = run_grid("smoke", ["original", "gridmask"], out=tmp_path / "a", seeds=(3,), limit=2, ratio=1)
-    b = run_grid("smoke", ["original", "gridmask"], out=tmp_path / "b", seeds=(3,), limit=2, ratio=1)
-    assert a["accuracy"].tolist() == b["accuracy"].tolist()
+    """Two runs of one grid write the same bytes: expanded images, their metadata and the trained weights (the
+    final model and its checkpoint); another seed writes other bytes."""
+    import hashlib
+    from pathlib import Path
+
+    def digests(root):
+        wanted = [p for p in sorted(root.rglob("*")) if p.suffix == ".png" or p.name in ("metadata.csv",
+                                                                                         "model.safetensors")]
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in wanted}
+
+    grids = {name: run_grid("smoke", ["original", "gridmask"], out=tmp_path / name, seeds=(seed,), limit=2, ratio=1)
+             for name, seed in (("a", 3), ("b", 3), ("other", 4))}
+    a, b, other = (digests(tmp_path / name / "smoke") for name in ("a", "b", "other"))
+    assert sorted(Path(f).name for f in a) == ["000000_000.png", "000001_000.png", "metadata.csv"] + [
+        "model.safetensors"] * 4  # the gridmask images of 2 seeds; each run's final and checkpointed weights
+    assert a == b and grids["a"]["accuracy"].tolist() == grids["b"]["accuracy"].tolist()
+    images_and_weights = {f for f in a if not f.endswith("metadata.csv")}
+    assert all(a[f] != other[f.replace("seed_3", "seed_4")] for f in images_and_weights)
 
 
 def test_summarize_mean_sample_std_and_n():

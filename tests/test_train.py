@@ -1,6 +1,7 @@
 """`gifkit train`: presets, losses, one epoch above chance, resume, expanded data, seeds, KD."""
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from safetensors.torch import load_file
 from gifkit.cli import main
 from gifkit.config import ARCHS
 from gifkit.data import load_dataset
-from gifkit.methods.augment import expand_augment
+from gifkit.methods import create_method, expand
 from gifkit.models.classifiers import create_model
 from gifkit.train import data as tdata
 from gifkit.train import loop as tr_loop
@@ -80,10 +81,16 @@ def test_balanced_softmax_against_hand_computed_values():
     assert torch.allclose(balanced_softmax_loss(logits, torch.tensor([2]), torch.full((3,), 7.0)), plain)
 
 
-def test_kd_loss():
-    p = torch.tensor([[0.7, 0.2, 0.1]])
-    assert float(kd_loss(torch.log(p), p, 4.0)) < 1e-6
-    assert float(kd_loss(torch.zeros(1, 3), p, 1.0)) > 0
+def test_kd_loss_by_hand():
+    """T^2 KL(softmax(log p / T) || softmax(s / T)), averaged over the batch: at T = 2 the teacher (0.8, 0.2)
+    softens to (2/3, 1/3) (square roots, renormalised) and the student logits (0, 2 ln 2) to (1/3, 2/3)."""
+    p = torch.tensor([[0.8, 0.2], [0.5, 0.5]])
+    s = torch.tensor([[0.0, 0.0], [0.0, 2 * math.log(2)]])
+    row0 = 2 / 3 * math.log((2 / 3) / 0.5) + 1 / 3 * math.log((1 / 3) / 0.5)  # student (1/2, 1/2)
+    row1 = 0.5 * math.log(0.5 / (1 / 3)) + 0.5 * math.log(0.5 / (2 / 3))  # teacher (1/2, 1/2)
+    assert float(kd_loss(s, p, 2.0)) == pytest.approx(4 * (row0 + row1) / 2, rel=1e-5)
+    assert float(kd_loss(s[:1], p[:1], 1.0)) == pytest.approx(0.8 * math.log(1.6) + 0.2 * math.log(0.4), rel=1e-5)
+    assert float(kd_loss(torch.log(p), p, 4.0)) == pytest.approx(0.0, abs=1e-6)  # the student is the teacher
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +146,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
 
 def test_expanded_soft_labels_balanced_softmax_equal_steps(tmp_path):
     ds, classes = load_dataset("smoke", "train", n_per_class=4)
-    expand_augment(ds, classes, tmp_path / "cutmix", method="cutmix", ratio=2, progress=False)
+    expand(create_method("cutmix", classes), ds, tmp_path / "cutmix", ratio=2, progress=False)
     r = train(smoke_cfg(tmp_path, expanded=[str(tmp_path / "cutmix")], loss="balanced_softmax", steps=3, epochs=2,
                         batch_size=8))
     assert r["dataset"]["n_train_total"] == 48 and r["dataset"]["soft_labels"]
@@ -183,9 +190,66 @@ def test_kd_objective_mixes_cross_entropy_and_distillation_on_the_same_batch():
     assert float(kd) > 1e-4 and abs(float(losses["kd"] - losses["ce"])) > 1e-4
 
 
-def test_kd_run_trains(tmp_path):
-    r = train(smoke_cfg(tmp_path, kd="clip", kd_alpha=0.5, batch_size=8))
-    assert r["config"]["kd"] == "clip" and np.isfinite(r["history"][0]["train_loss"])
+class FixedTeacher:
+    """A teacher giving every image the probabilities ``p``; it keeps the images it was shown."""
+
+    def __init__(self, p):
+        self.p, self.seen = torch.tensor(p), []
+
+    def probs(self, images01):
+        self.seen.append(images01)
+        return self.p.to(images01.device).expand(len(images01), -1)
+
+
+class FixedStudent(torch.nn.Module):
+    """Logits log q for every image."""
+
+    def __init__(self, q):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.tensor(q).log())
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1)
+
+
+def test_the_teacher_changes_the_kd_loss_by_hand_and_the_run(tmp_path, monkeypatch):
+    """(1 - alpha) CE + alpha T^2 KL(teacher_T || student_T) on a batch, by hand for two teachers (alpha 0.25,
+    T 2): a uniform teacher and a confident one give different losses; the teacher sees the images in [0, 1];
+    whole runs with the two teachers train differently."""
+    from gifkit.models import guides
+
+    ds, classes = load_dataset("smoke", "train", n_per_class=2)  # labels 0, 1, 2, 3, 0, 1, 2, 3
+    mean, std = tdata.IMAGENET_MEAN, tdata.IMAGENET_STD
+    images01 = torch.stack([tdata.eval_transform(32, (0.0,) * 3, (1.0,) * 3)(ds[i][0]) for i in range(len(ds))])
+    x = torch.stack([tdata.eval_transform(32, mean, std)(ds[i][0]) for i in range(len(ds))])
+    y = torch.tensor(ds.targets)
+    q = [0.4, 0.2, 0.2, 0.2]
+    ce = (2 * -math.log(0.4) + 6 * -math.log(0.2)) / 8
+
+    def soften(d, t=2.0):
+        w = [v ** (1 / t) for v in d]
+        return [v / sum(w) for v in w]
+
+    losses = {}
+    for name, p in (("uniform", [0.25] * 4), ("confident", [0.1, 0.1, 0.1, 0.7])):
+        teacher = FixedTeacher(p)
+        monkeypatch.setattr(guides, "zero_shot_classifier", lambda *a, t=teacher, **k: t)
+        obj = Supervised()
+        obj.setup(make_config("smoke", data="smoke", kd="clip", kd_alpha=0.25, kd_temperature=2.0),
+                  SimpleNamespace(device=torch.device("cpu")), classes, ds, mean, std)
+        with torch.no_grad():
+            losses[name] = float(obj.loss(FixedStudent(q), [iter([(x, y)])], 0)[0])
+        pt, qt = soften(p), soften(q)
+        kd = 4 * sum(a * math.log(a / b) for a, b in zip(pt, qt))
+        assert losses[name] == pytest.approx(0.75 * ce + 0.25 * kd, rel=1e-5), name
+        torch.testing.assert_close(teacher.seen[0], images01, atol=1e-5, rtol=0)
+    assert losses["confident"] - losses["uniform"] > 0.1  # the confident teacher disagrees with the student
+
+    runs = {}
+    for name, p in (("uniform", [0.25] * 4), ("confident", [0.1, 0.1, 0.1, 0.7])):
+        monkeypatch.setattr(guides, "zero_shot_classifier", lambda *a, p=p, **k: FixedTeacher(p))
+        runs[name] = train(smoke_cfg(tmp_path, name, kd="clip", kd_alpha=0.5, batch_size=8))
+    assert runs["uniform"]["history"][0]["train_loss"] != runs["confident"]["history"][0]["train_loss"]
 
 
 def test_cli_seeds_aggregate(tmp_path, capsys):
@@ -220,7 +284,7 @@ def test_byte_identical_expansions_give_identical_runs(tmp_path):
     import shutil
 
     ds, classes = load_dataset("smoke", "train", n_per_class=4)
-    expand_augment(ds, classes, tmp_path / "a", method="randaugment", ratio=2, progress=False)
+    expand(create_method("randaugment", classes), ds, tmp_path / "a", ratio=2, progress=False)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     meta = pd.read_csv(tmp_path / "b" / "metadata.csv")
     meta.assign(method="renamed", extra=1).to_csv(tmp_path / "b" / "metadata.csv", index=False)

@@ -1,5 +1,6 @@
-"""Command line: ``gifkit doctor | expand | demo | train | evaluate | mini | mini-prior | finetune``
-(also ``python -m gifkit``). One module per command; this one assembles the parser and is the one error path.
+"""The library's commands: ``gifkit doctor | expand | train | evaluate | finetune``. One module per command; this one
+assembles the parser and is the one error path. The ``gifkit`` program adds the experiments' commands (``mini``,
+``mini-prior``, ``demo``: :mod:`gifkit.experiments.commands`) through ``extra`` (:mod:`gifkit.__main__`).
 """
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import argparse
 import os
 import sys
 
-from gifkit.cli import doctor, evaluate, expand, finetune, mini, train
+from collections.abc import Callable, Iterable
+
+from gifkit.cli import doctor, evaluate, expand, finetune, train
 from gifkit.errors import UserError
 
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra: Iterable[Callable] = ()) -> argparse.ArgumentParser:
+    """The ``gifkit`` parser with the library's commands and those ``extra`` functions add to its subparsers."""
     parser = argparse.ArgumentParser(prog="gifkit", description="Dataset expansion with guided imagination (GIF).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser("doctor", help="versions, device, offline mode, cached checkpoints")
@@ -22,15 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("expand", help="expand a dataset with a generative prior (resumable; accelerate launch to shard)")
     expand.add_expand_args(e)
     e.set_defaults(func=expand.cmd_expand)
-    m = sub.add_parser("demo", help="the main job: the quick mini experiment (offline, CPU, < 10 min); "
-                                    "--smoke: GIF-SD on tiny models")
-    m.add_argument("--out", default=None, help="default results/mini/quick (--smoke: results/demo)")
-    m.add_argument("--smoke", action="store_true", help="the smoke demo: GIF-SD on tiny random models, seconds")
-    m.set_defaults(func=expand.cmd_demo)
     train.add_parser(sub)
     evaluate.add_parser(sub)
-    mini.add_parser(sub)
     finetune.add_parser(sub)
+    for add in extra:
+        add(sub)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -43,7 +43,7 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, extra: Iterable[Callable] = ()) -> int:
     """Run one command; returns its exit status.
 
     The one error path of the command line: an error the user can cause or fix (:class:`UserError`, any
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ``GIFKIT_DEBUG=1``, shows it); Ctrl-C ends with ``gifkit <command>: interrupted; re-run the same command
     to resume`` and status 130. Anything else is a bug and keeps its traceback.
     """
-    parser = build_parser()
+    parser = build_parser(extra)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse has printed the usage error (or --help)

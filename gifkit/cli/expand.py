@@ -1,19 +1,24 @@
-"""``gifkit expand`` (any registered method into an expansion folder; resumable; ``accelerate launch`` to shard)
-and ``gifkit demo`` (the main job)."""
+"""``gifkit expand``: any registered method into an expansion folder; resumable; ``accelerate launch`` to shard.
+
+``gifkit expand`` = look the method up, build it from the profile and the flags, run the driver
+(:func:`gifkit.methods.expand`). The flags of the methods' options are generated from their configs; a flag the
+chosen method does not take is refused.
+"""
 from __future__ import annotations
 
 import argparse
-import time
+import dataclasses
 from pathlib import Path
 
-from gifkit.cli.args import add_dataclass_args, checked, values
-from gifkit.config import (ALIA_SEMANTIC_CLIP, DEFAULT_RATIO, EXPAND_CHECKS, GIF_SD_PRESETS, MAX_RATIO, PROFILE_NAMES,
-                           check_expand_args)
+from gifkit.config.flags import add_union_args, checked, values
+from gifkit.config import EXPAND_CHECKS, MAX_RATIO, PROFILE_NAMES
 from gifkit.errors import UserError
-from gifkit.core.imagine import GuidanceConfig
-from gifkit.methods import METHODS, PriorOptions, method_names
+from gifkit.methods import METHODS, get_method
 
-__all__ = ["add_expand_args", "run_expand", "cmd_expand", "cmd_demo"]
+__all__ = ["add_expand_args", "run_expand", "cmd_expand"]
+
+# the options a method may take from the command's data flags (ALIA trains its filter's classifier on the data)
+DATA_OPTIONS = {"data": "data", "split": "split", "data_root": "data_root"}
 
 
 def add_expand_args(p: argparse.ArgumentParser) -> None:
@@ -26,25 +31,25 @@ def add_expand_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force-new", action="store_true",
                    help="delete the expansion --out holds (its images and records, nothing else) and start a new one "
                         "(default: resume it, or refuse when it was made from other data, settings or condition)")
-    p.add_argument("--method", default="gif-sd", choices=method_names(), metavar="METHOD",
-                   help="expansion method: " + "; ".join(f"{n} ({m.kind})" for n, m in METHODS.items()))
+    p.add_argument("--method", default="gif-sd", choices=list(METHODS), metavar="METHOD",
+                   help="expansion method: " + "; ".join(f"{n} ({m.summary})" for n, m in METHODS.items()))
     p.add_argument("--ratio", type=checked(int, EXPAND_CHECKS["ratio"], "ratio"), default=None,
-                   help=f"K, variants per seed, 1 to {MAX_RATIO} (default: the preset's, else 5)")
+                   help=f"K, variants per seed, 1 to {MAX_RATIO} (default: the method's preset's, else 5)")
     p.add_argument("--profile", default="smoke", choices=list(PROFILE_NAMES))
-    p.add_argument("--preset", default=None, help="the paper's per-dataset settings, e.g. cifar100s, pets, pathmnist")
-    p.add_argument("--batch-size", type=_batch_size, default=4,
-                   help="seeds per batch (batch_size * K images through the sampler at once; the guidance pass runs "
-                        "one seed's K variants at a time), or 'auto': as many as fit in the free GPU memory")
+    p.add_argument("--batch-size", type=_batch_size, default=None,
+                   help="seeds per batch (default: the method's, 4 for the generative ones; batch_size * K images "
+                        "through the sampler at once, the guidance pass one seed's K variants at a time), or 'auto': "
+                        "as many as fit in the free GPU memory")
     p.add_argument("--seed", type=checked(int, EXPAND_CHECKS["seed"], "seed"), default=0)
     p.add_argument("--limit", type=checked(int, EXPAND_CHECKS["limit"], "limit"), default=None,
                    help="only the first N seed images")
     p.add_argument("--output-size", type=checked(int, EXPAND_CHECKS["output_size"], "output_size"), default=None,
-                   help="save at N px (default: the prior's resolution)")
+                   help="save at N px (default: the method's resolution)")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
-    add_dataclass_args(p.add_argument_group("guidance (GIF methods; see docs/design.md §1.6)"), GuidanceConfig,
-                       defaults={"eps": "0.8 (GIF-SD); GIF-MAE 5, GIF-DALLE 0.1; a --preset's"})
-    add_dataclass_args(p.add_argument_group("the prior (generative methods) and ALIA / DreamDA"), PriorOptions)
+    add_union_args(p.add_argument_group("the methods' options (the methods that take each are in brackets; "
+                                        "docs/design.md explains them)"),
+                   {name: cls.Config for name, cls in METHODS.items()})
 
 
 def _inputs(args) -> list[Path]:
@@ -69,88 +74,60 @@ def _batch_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{e} (or 'auto')") from None
 
 
+def method_options(args) -> dict:
+    """The chosen method's options from the flags given; a flag it does not take raises ``UserError``."""
+    cls = get_method(args.method)
+    own = set(cls.Config.field_names())
+    given = {k: v for name, c in METHODS.items() for k, v in values(args, c.Config).items()}
+    foreign = sorted(k for k in given if k not in own)
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise UserError(f"{flags} do(es) not apply to method {args.method!r}; its options: "
+                        f"{', '.join(_flags(cls))}")
+    options = {k: v for k, v in given.items() if k in own}
+    options.update({k: getattr(args, a) for k, a in DATA_OPTIONS.items() if k in own})
+    return options
+
+
+def _flags(cls) -> list[str]:
+    return sorted("--" + f.name.replace("_", "-") for f in dataclasses.fields(cls.Config) if f.metadata.get("cli"))
+
+
 def run_expand(args):
-    """Run ``gifkit expand`` for ``args`` through :func:`gifkit.experiments.study.expand_method`; returns the result.
+    """Run ``gifkit expand`` for ``args``; returns the driver's result.
 
     Before anything is loaded: --out may not be, lie in or contain the data (:func:`check_output_folder`);
     ``--force-new`` clears the expansion --out holds (the main process, then every process waits)."""
     from accelerate import PartialState
 
     from gifkit.data import load_dataset
-    from gifkit.experiments.study import expand_method
     from gifkit.io.runs import check_output_folder
     from gifkit.io.store import clear_store
+    from gifkit.methods import expand
 
     check_output_folder(args.out, _inputs(args))
+    cls = get_method(args.method)
+    options = method_options(args)
     state = PartialState(cpu=args.device == "cpu")
-    ratio = args.ratio if args.ratio is not None else GIF_SD_PRESETS.get(args.preset or "", {}).get("ratio", DEFAULT_RATIO)
-    check_expand_args(ratio=ratio)
-    kind = METHODS[args.method].kind
     if args.force_new:
         if state.is_main_process:
-            out = Path(args.out)
-            for folder in (out, out.with_name(out.name + ".alia") / "candidates") if kind == "pipeline" else (out,):
+            for folder in cls.folders(args.out):
                 if folder.is_dir():
                     print(f"--force-new: removed {clear_store(folder)} files of the expansion in {folder}")
         state.wait_for_everyone()
     dataset, class_names = load_dataset(args.data, args.split, root=args.data_root, profile=args.profile)
-    guidance = values(args, GuidanceConfig) if kind == "prior" else None  # ALIA's edits are not guided
-    model_kwargs = values(args, PriorOptions) if kind != "augment" else None
-    if kind == "pipeline":  # ALIA's CLIP is its semantic filter's (ViT-L/14 by default), not a guiding CLIP
-        clip = (model_kwargs.pop("clip_model", None), model_kwargs.pop("clip_pretrained", None))
-        if any(clip):
-            model_kwargs["semantic_clip"] = tuple(c or d for c, d in zip(clip, ALIA_SEMANTIC_CLIP))
-        model_kwargs = {k: v for k, v in model_kwargs.items() if k not in ("dtype", "grad_checkpointing")}
     device = args.device if args.device else (state.device if state.num_processes > 1 else None)
-    return expand_method(args.data, args.method, args.out, profile=args.profile, ratio=ratio, seed=args.seed,
-                         limit=args.limit, preset=args.preset, guidance=guidance, model_kwargs=model_kwargs,
-                         dataset=dataset, class_names=class_names, device=device, batch_size=args.batch_size,
-                         progress=not args.no_progress and state.is_local_main_process, split=args.split,
-                         data_root=args.data_root, output_size=args.output_size,
-                         shard=(state.process_index, state.num_processes),
-                         barrier=state.wait_for_everyone if state.num_processes > 1 else None)
+    method = cls.from_profile(class_names, profile=args.profile, device=device, **options)
+    return expand(method, dataset, args.out, ratio=args.ratio, seed=args.seed, batch_size=args.batch_size,
+                  limit=args.limit, output_size=args.output_size, shard=(state.process_index, state.num_processes),
+                  barrier=state.wait_for_everyone if state.num_processes > 1 else None,
+                  progress=not args.no_progress and state.is_local_main_process)
 
 
 def cmd_expand(args) -> int:
     result = run_expand(args)
     print(result.summary())
-    made = getattr(result, "expand", result)  # ALIA: its candidates' expansion
-    if made.written == 0 and made.existing == 0 and made.skipped:
-        raise UserError(f"nothing was written: every one of the {len(made.skipped)} seed images was unreadable "
-                        f"(e.g. seed {made.skipped[0][0]}: {made.skipped[0][1]})")
-    return 0
-
-
-def cmd_demo(args) -> int:
-    """The main job: the quick mini experiment (Fashion-MNIST, offline, CPU); ``--smoke``: the smoke GIF-SD demo."""
-    if not args.smoke:
-        from gifkit.cli.mini import cmd_mini
-        from gifkit.data.fashion import DataUnavailable, find_files
-
-        try:
-            find_files("fashion-mnist", "train"), find_files("fashion-mnist", "test")
-        except DataUnavailable as e:
-            print(f"gifkit demo: the main job (the quick mini experiment) needs Fashion-MNIST.\n{e}\n"
-                  "Running the smoke demo (tiny random models, no data needed) instead.\n")
-            args.smoke, args.out = True, None
-        else:
-            return cmd_mini(argparse.Namespace(quick=True, out=args.out))
-    from gifkit.data import load_dataset
-    from gifkit.experiments.plots import expansion_grid
-    from gifkit.io.files import atomic_save_image
-
-    out = Path(args.out or "results/demo")
-    parser = argparse.ArgumentParser()
-    add_expand_args(parser)
-    ns = parser.parse_args(["--data", "smoke", "--out", str(out / "gif-sd"), "--method", "gif-sd", "--ratio", "5"])
-    t = time.perf_counter()
-    result = run_expand(ns)
-    print(result.summary())
-    dataset, _ = load_dataset("smoke", "train")
-    grid = out / "grid.png"
-    atomic_save_image(grid, expansion_grid(dataset, out / "gif-sd", n_seeds=8))
-    print(f"demo done in {time.perf_counter() - t:.1f} s: images and metadata.csv in {out / 'gif-sd'}, "
-          f"seeds (left column) and their variants in {grid}")
-    print("Note: the smoke profile uses tiny random models, so the images are noise-like; "
-          "use --profile paper with real checkpoints for real expansions.")
+    if result.written == 0 and result.existing == 0 and result.skipped:
+        raise UserError(f"nothing was written: every one of the {len(result.skipped)} seed images was unreadable "
+                        f"(e.g. seed {result.skipped[0][0]}: {result.skipped[0][1]})")
     return 0

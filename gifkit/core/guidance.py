@@ -20,12 +20,15 @@ and the score maximised w.r.t. the perturbation is S = S_inf + S_div.
 from __future__ import annotations
 
 import contextlib
-
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from gifkit.config import Check, check_fields, option
+from gifkit.core.perturb import NOISE_MODES, UPDATE_RULES
 
 __all__ = [
     "FeatureClassifier",
@@ -38,6 +41,9 @@ __all__ = [
     "GuidanceTerms",
     "guidance_terms",
     "gif_score",
+    "GuidanceConfig",
+    "group_slices",
+    "score_groups",
     "clip_preprocess",
     "square_size",
     "DEFAULT_TEMPLATES",
@@ -178,6 +184,15 @@ class GuidanceTerms:
     entropy_seed: float  # H(p_seed)
     p_yhat_var: torch.Tensor  # [K] p'_k[y_hat]
     entropy_var: torch.Tensor  # [K] H(p'_k)
+    extra: dict[str, float] = field(default_factory=dict)  # criteria added to the score (:meth:`plus`)
+
+    def plus(self, name: str, value: torch.Tensor, weight: float = 1.0) -> "GuidanceTerms":
+        """These terms with one more criterion: ``score + weight * value`` (``value`` a scalar tensor with its
+        graph), its value recorded as ``extra[name]`` (a metadata column of every variant it scored)."""
+        if name in ("s_inf", "s_div") or name in self.extra:
+            raise ValueError(f"criterion {name!r} is already in the score")
+        return dataclasses.replace(self, score=self.score + weight * value,
+                                   extra={**self.extra, name: float(value.detach())})
 
 
 def guidance_terms(
@@ -287,6 +302,7 @@ class FeatureClassifier(torch.nn.Module):
     logit_scale: float
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    provenance: dict | None = None  # where its weights came from (run.json); None for random or gifkit's own
 
     def train(self, mode: bool = True) -> "FeatureClassifier":
         """Keep the wrapped (frozen) networks in eval mode whatever the caller asks."""
@@ -321,3 +337,76 @@ class FeatureClassifier(torch.nn.Module):
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
         """Same as ``probs``."""
         return self.probs(images01)
+
+
+# ----------------------------------------------------------------------------- the settings of the guided step
+
+
+@dataclass
+class GuidanceConfig:
+    """Settings of the guided latent optimisation (defaults: the official GIF-SD code).
+
+    ``eps``: L-inf radius of the projection; ``noise``: "channel" (paper) or "pixel" (App. B.2); ``update``:
+    "sign" (one step of ``step_size``, official) or "adam" (``opt_steps`` steps at ``lr``); ``w_inf`` /
+    ``w_div`` weight the two criteria (Tables 20-21 ablate them); ``div_group`` / ``div_temperature``: how
+    S_div groups a seed's variants and how sharp its softmax is (:func:`score_groups`). Each method's config
+    (:mod:`gifkit.methods`) derives from this class and sets its own defaults.
+    """
+
+    eps: float = option(0.8, "L-inf radius of the latent projection (Eq. 1)", check=Check(0))
+    noise: str = option("channel", "channel-wise (the paper) or pixel-wise (App. B.2) noise", choices=NOISE_MODES)
+    update: str = option("sign", "signed-gradient step (official) or Adam", choices=UPDATE_RULES)
+    opt_steps: int = option(1, "guidance steps on (z, b) (official 1; 0: random perturbation only)",
+                            check=Check(0, 10_000, integer=True))
+    step_size: float = option(0.1, "size of each signed step (official 0.1)", check=Check(0))
+    lr: float | None = option(None, "Adam learning rate (--update adam; default: the step size)",
+                              check=Check(0, lo_open=True))
+    w_inf: float = option(1.0, "weight of S_inf (0 ablates it)", check=Check())
+    w_div: float = option(1.0, "weight of S_div (0 ablates it)", check=Check())
+    div_group: int = option(2, "S_div over groups of this many variants of a seed (official: 2, as its "
+                               "--expanded_batch_size; 0: all K variants together)", check=Check(0, integer=True))
+    div_temperature: float = option(1.0, "softmax temperature of S_div (official and paper: 1, at which S_div "
+                                         "hardly moves a sign; smaller makes it matter, docs/design.md §1.5)",
+                                    check=Check(0, lo_open=True))
+    div_diagnostics: bool = option(False, "measure, per variant, how many signs of the (z, b) gradient S_div "
+                                          "flips and the ratio of the two gradients' norms (one extra backward)",
+                                   action="store_true")
+    official_clip_norm: bool = option(
+        False, "reproduce the official code's quirk: seeds normalised with CIFAR mean/std for CLIP, created images "
+               "not normalised (default: CLIP's own preprocessing for both)", action="store_true")
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
+        if self.update not in UPDATE_RULES:
+            raise ValueError(f"update must be one of {UPDATE_RULES}, got {self.update!r}")
+
+    @classmethod
+    def of(cls, config) -> "GuidanceConfig":
+        """The guidance settings held by ``config`` (an instance of a subclass: a method's config)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+
+
+def group_slices(k: int, group: int) -> list[slice]:
+    """The variants ``0..k-1`` of one seed cut into consecutive groups of ``group`` (``0``: one group of all).
+
+    ``group_slices(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 5)]``: the official run's pairs, whose last group
+    holds one variant (its S_div is 0).
+    """
+    if group <= 0 or group >= k:
+        return [slice(0, k)]
+    return [slice(a, min(a + group, k)) for a in range(0, k, group)]
+
+
+def score_groups(p_seed: torch.Tensor, p_var: torch.Tensor, feats: torch.Tensor, y_hat: int,
+                 guidance: GuidanceConfig) -> list[tuple[slice, GuidanceTerms]]:
+    """The GIF score terms of one seed's K variants, group by group (:func:`group_slices`).
+
+    Each group ``g`` is scored as the official code scores one batch: ``S_g = w_inf S_inf(g) + w_div S_div(g)``
+    (Eqs. 5, 6, :func:`guidance_terms`); the step ascends ``sum_g S_g``, so a variant's gradient comes from its
+    own group only. ``p_var`` ``[K, C]``, ``feats`` ``[K, D]``.
+    """
+    return [(g, guidance_terms(p_seed, p_var[g], feats[g], guidance.w_inf, guidance.w_div, y_hat=y_hat,
+                               div_temperature=guidance.div_temperature))
+            for g in group_slices(p_var.shape[0], guidance.div_group)]

@@ -109,7 +109,7 @@ def run_colab(out: str | Path | None = None, *, profile: str = "colab", data: st
 
     from gifkit.data import load_dataset
     from gifkit.experiments.plots import expansion_grid
-    from gifkit.experiments.study import ModelCache, expand_method
+    from gifkit.methods import create_method, expand
     from gifkit.io.files import write_json
     from gifkit.models.guides import guide_clip
     from gifkit.models.hub import best_device
@@ -130,13 +130,12 @@ def run_colab(out: str | Path | None = None, *, profile: str = "colab", data: st
     seconds["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    cache, results = ModelCache(), {}
-    for arm in arms:
-        r = expand_method(data, arm, root / arm, profile=profile, ratio=ratio, seed=0, dataset=seeds,
-                          class_names=classes, preset="cifar100s", device=device, batch_size=1, progress=progress,
-                          cache=cache)
+    results = {}
+    for arm in arms:  # one method's models at a time
+        method = create_method(arm, classes, profile=profile, device=device, preset="cifar100s")
+        r = expand(method, seeds, root / arm, ratio=ratio, seed=0, batch_size=1, progress=progress)
         results[arm] = {"written": r.written, "existing": r.existing, "seconds_per_image": r.seconds_per_image}
-    del cache
+        del method
     seconds["expand"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -44,24 +44,12 @@ def corruption_table(run: str | Path, data: str = "fashion-mnist-c", corruptions
 
 
 def lite0_fid_features(size: int = 112, backbone=None):
-    """``f(uint8 [N, 3, size, size]) -> float64 [N, 1280]``: EfficientNet-Lite0 pooled features of images
-    normalised as the mini guide normalises them, ``(x / 255 - 0.5) / 0.5``; ``f.size``, ``f.num_features``.
+    """:class:`gifkit.train.evaluate.FIDFeatures` of EfficientNet-Lite0: ``f(uint8 [N, 3, size, size]) -> float64
+    [N, 1280]`` pooled features of images normalised as the mini guide normalises them, ``(x / 255 - 0.5) / 0.5``.
     ``backbone``: default :func:`gifkit.models.protoguide.load_lite0` (ImageNet weights)."""
-    import torch
-
     from gifkit.models.protoguide import load_lite0
+    from gifkit.train.evaluate import FIDFeatures
 
-    net = (backbone if backbone is not None else load_lite0()).eval().requires_grad_(False)
-
-    class Lite0FIDFeatures(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net, self.size = net, int(size)
-            with torch.no_grad():
-                self.num_features = int(self(torch.zeros(1, 3, self.size, self.size, dtype=torch.uint8)).shape[-1])
-
-        def forward(self, x):  # uint8 [N, 3, S, S] -> [N, D]
-            x = (x.float() / 255 - 0.5) / 0.5
-            return self.net.forward_head(self.net.forward_features(x), pre_logits=True).double()
-
-    return Lite0FIDFeatures()
+    net = backbone if backbone is not None else load_lite0()
+    return FIDFeatures(net, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                       encode=lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True))

@@ -4,7 +4,7 @@ into the mini experiment's grid folder, so the cells they share with ``gifkit mi
 
 * :func:`diversity_study`: S_div at the paper's temperature 1 and below. Per temperature: the share of the
   (z, b) gradient signs S_div flips and the ratio of its gradient's norm to the rest's (the per-variant
-  diagnostic of :func:`gifkit.core.imagine.imagine_batch`), how many created images differ from the
+  diagnostic of :class:`gifkit.methods.callbacks.DivDiagnostics`), how many created images differ from the
   S_inf-only expansion, the guide's feature diversity of a seed's variants, and, for some temperatures,
   the accuracy of classifiers trained on the expansion, paired by seed against S_inf only.
 * :func:`guidance_study`: the official single signed step against several signed or Adam steps, a larger
@@ -15,7 +15,6 @@ README's and notebook 06's.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +25,7 @@ from gifkit.io.store import read_metadata
 __all__ = ["DIVERSITY_TEMPERATURES", "GUIDANCE_ARMS", "diversity_study", "guidance_study"]
 
 DIVERSITY_TEMPERATURES = (1.0, 0.1, 0.03, 0.01)
-# label -> GuidanceConfig overrides of the mini prior "gif-vae" (the controls: vae-random, and its eps-2 twin)
+# label -> options of the mini method "gif-vae" (the controls: vae-random, and its eps-2 twin)
 GUIDANCE_ARMS = {
     "vae-random": {"opt_steps": 0},
     "gif-vae": {},
@@ -39,14 +38,13 @@ GUIDANCE_ARMS = {
 
 def _setup(cfg: MiniConfig):
     from gifkit.data import load_dataset
-    from gifkit.methods.priors import vae_guide
+    from gifkit.methods.vae import prototype_guide
 
     settings = grid_settings(cfg)
     kw = {k: v for k, v in settings["train"].get("data_kwargs", {"n_per_class": cfg.n_per_class}).items()
           if k != "test_per_class"}
     dataset, class_names = load_dataset(cfg.dataset, "train", root=cfg.data_root, profile="mini", **kw)
-    guide = vae_guide("mini", class_names, "cpu", None, support=dataset, guide_size=cfg.guide_size,
-                      logit_scale=cfg.logit_scale)
+    guide = prototype_guide(class_names, dataset, cfg.guide_size, cfg.logit_scale)
     return settings, dataset, class_names, guide
 
 
@@ -72,11 +70,10 @@ def diversity_study(cfg: MiniConfig | None = None, *, temperatures: Sequence[flo
     """
     import pandas as pd
 
-    from gifkit.core.imagine import GuidanceConfig, expand
     from gifkit.experiments.mini_report import diagnostics
     from gifkit.experiments.stats import paired_differences
     from gifkit.experiments.study import run_grid
-    from gifkit.methods import build_models
+    from gifkit.methods import create_method, expand
 
     cfg = cfg or MiniConfig()
     out = Path(out or Path(cfg.out) / "diversity_study")
@@ -87,16 +84,15 @@ def diversity_study(cfg: MiniConfig | None = None, *, temperatures: Sequence[flo
     base = run_grid(cfg.dataset, arm_specs(["gif-vae-inf"]), out=grid_dir, seeds=(seed,), progress=progress,
                     **settings)
     inf_dir = Path(base["expanded_dir"].iloc[0])
-    prior, _, g0, params = build_models("gif-vae", "mini", class_names, device="cpu", support=dataset,
-                                        **settings["expand"]["model_kwargs"])
+    gif = create_method("gif-vae", class_names, profile="mini", device="cpu", support=dataset,
+                        **settings["expand"]["options"])
     rows = [{"T": float("nan"), "arm": "inf_only", "flipped_signs": 0.0, "grad_ratio_median": 0.0,
              "images_changed": 0, "images": 0,
              "feature_diversity": diagnostics(guide, dataset, inf_dir, cfg.ratio).get("feature_diversity")}]
     for t in temperatures:
         d = out / f"expansion_T{t:g}_seed{seed}"
-        g = GuidanceConfig(**{**dataclasses.asdict(g0), "div_temperature": float(t), "div_diagnostics": True})
-        res = expand(dataset, class_names, prior, guide, d, ratio=cfg.ratio, method="gif-vae", guidance=g, seed=seed,
-                     batch_size=cfg.expand_batch, params=params, progress=progress)
+        res = expand(gif.replace(div_temperature=float(t), div_diagnostics=True), dataset, d, ratio=cfg.ratio,
+                     seed=seed, batch_size=cfg.expand_batch, progress=progress)
         meta = read_metadata(d)
         changed, n = _differing_images(d, inf_dir)
         rows.append({"T": float(t), "arm": f"T={t:g}",
@@ -106,7 +102,7 @@ def diversity_study(cfg: MiniConfig | None = None, *, temperatures: Sequence[flo
                          "feature_diversity"), "expand_seconds": res.seconds})
     per_t = pd.DataFrame(rows)
     specs = arm_specs(["vae-random", "gif-vae-inf"]) + [
-        arm_specs(["gif-vae"])[0] if t == 1 else (f"gif-vae-T{t:g}", "gif-vae", {"guidance": {"div_temperature": float(t)}})
+        arm_specs(["gif-vae"])[0] if t == 1 else (f"gif-vae-T{t:g}", "gif-vae", {"div_temperature": float(t)})
         for t in train_temperatures]
     runs = run_grid(cfg.dataset, specs, out=grid_dir, seeds=cfg.seeds, progress=progress, **settings)
     paired = pd.concat([paired_differences(runs, c) for c in ("gif-vae-inf", "vae-random")], ignore_index=True) \
@@ -123,7 +119,7 @@ def guidance_study(cfg: MiniConfig | None = None, *, arms: dict | None = None, o
                    progress: bool = False) -> dict:
     """The guidance step against the random-perturbation control, at the official settings and beyond.
 
-    ``arms``: label -> GuidanceConfig overrides of ``gif-vae`` (default :data:`GUIDANCE_ARMS`). Returns
+    ``arms``: label -> options of ``gif-vae`` (default :data:`GUIDANCE_ARMS`). Returns
     ``{"runs": DataFrame, "paired": DataFrame}``: one grid row per arm x seed, and each arm's paired difference
     to ``vae-random`` (and, for the eps-2 arms, to ``vae-random-eps2``).
     """
@@ -136,8 +132,8 @@ def guidance_study(cfg: MiniConfig | None = None, *, arms: dict | None = None, o
     arms = dict(arms or GUIDANCE_ARMS)
     out = Path(out or Path(cfg.out) / "guidance_study")
     settings, _, _, _ = _setup(cfg)
-    specs = [arm_specs([label])[0] if label in ARMS and ARMS[label].guidance == g
-             else (label, "gif-vae", {"guidance": dict(g)} if g else {}) for label, g in arms.items()]
+    specs = [arm_specs([label])[0] if label in ARMS and ARMS[label].options == g else (label, "gif-vae", dict(g))
+             for label, g in arms.items()]
     runs = run_grid(cfg.dataset, specs, out=Path(cfg.out) / "work" / "grid", seeds=cfg.seeds, progress=progress,
                     **settings)
     paired = pd.DataFrame()

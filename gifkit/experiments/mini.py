@@ -16,9 +16,8 @@ the same number of update steps (gifkit's equal-steps protocol):
 ``gif-vae-pixel``         (ablation) S_inf + S_div with pixel-wise noise
 ========================  =====================================================================
 
-Expansions run through :func:`gifkit.core.imagine.expand` (models from
-:func:`gifkit.methods.build_models` with profile ``mini``) and
-:func:`gifkit.methods.augment.expand_augment`; classifiers are trained by
+Expansions run through :func:`gifkit.methods.expand` (the methods of
+:mod:`gifkit.methods.vae` on profile ``mini`` and :mod:`gifkit.methods.augment`); classifiers are trained by
 :func:`gifkit.train.loop.train` (a ResNet-18 adapted to 28 px, width 16, from
 scratch). Each seed s expands with random seed s and trains with seed s, so the
 spread over seeds covers both the expansion's and the training's randomness.
@@ -55,23 +54,29 @@ class Arm:
     """One row of the experiment: how its training data is expanded."""
 
     name: str
-    kind: str  # "original" | "augment" | "prior"
-    method: str | None = None  # gifkit method name (build_models / expand_augment)
-    guidance: dict = field(default_factory=dict, hash=False)  # GuidanceConfig overrides of the arm
+    method: str | None = None  # gifkit method name (gifkit.methods.create_method); None: the original data
+    options: dict = field(default_factory=dict, hash=False)  # the method's options of the arm
     label: str = ""
     group: str = "main"
 
+    @property
+    def generative(self) -> bool:
+        """Whether the arm's method is a prior with a guide (whose view of the expansion the report shows)."""
+        from gifkit.methods import Imagination, get_method
+
+        return self.method is not None and issubclass(get_method(self.method), Imagination)
+
 
 ARMS: dict[str, Arm] = {a.name: a for a in [
-    Arm("original", "original", None, {}, "original (20 per class)"),
-    Arm("randaugment", "augment", "randaugment", {}, "RandAugment 5x"),
-    Arm("vae", "prior", "vae", {}, "unguided VAE prior 5x"),
-    Arm("gif-vae", "prior", "gif-vae", {}, "GIF-VAE 5x (S_inf + S_div, channel noise)"),
-    Arm("vae-random", "prior", "gif-vae", {"opt_steps": 0}, "random channel perturbation, no guidance step",
+    Arm("original", None, {}, "original (20 per class)"),
+    Arm("randaugment", "randaugment", {}, "RandAugment 5x"),
+    Arm("vae", "vae", {}, "unguided VAE prior 5x"),
+    Arm("gif-vae", "gif-vae", {}, "GIF-VAE 5x (S_inf + S_div, channel noise)"),
+    Arm("vae-random", "gif-vae", {"opt_steps": 0}, "random channel perturbation, no guidance step",
         "ablation"),
-    Arm("gif-vae-inf", "prior", "gif-vae", {"w_div": 0.0}, "GIF-VAE, S_inf only", "ablation"),
-    Arm("gif-vae-div", "prior", "gif-vae", {"w_inf": 0.0}, "GIF-VAE, S_div only", "ablation"),
-    Arm("gif-vae-pixel", "prior", "gif-vae", {"noise": "pixel"}, "GIF-VAE, pixel-wise noise", "ablation"),
+    Arm("gif-vae-inf", "gif-vae", {"w_div": 0.0}, "GIF-VAE, S_inf only", "ablation"),
+    Arm("gif-vae-div", "gif-vae", {"w_inf": 0.0}, "GIF-VAE, S_div only", "ablation"),
+    Arm("gif-vae-pixel", "gif-vae", {"noise": "pixel"}, "GIF-VAE, pixel-wise noise", "ablation"),
 ]}
 QUICK_ARMS = ("original", "randaugment", "vae", "gif-vae")
 FULL_ARMS = tuple(ARMS)
@@ -154,16 +159,15 @@ def grid_settings(cfg: MiniConfig | None = None) -> dict:
              if getattr(cfg, k) != getattr(default, k)}
     if _data_kwargs(cfg) != _data_kwargs(default) or cfg.data_root is not None:
         train.update(data_kwargs=_data_kwargs(cfg), data_root=cfg.data_root)
-    model_kwargs = {"model_id": cfg.vae or cfg.dataset, "flip": FLIP.get(cfg.dataset, True),
-                    "guide_size": cfg.guide_size, "logit_scale": cfg.logit_scale}
+    options = {"model_id": cfg.vae or cfg.dataset, "flip": FLIP.get(cfg.dataset, True),
+               "guide_size": cfg.guide_size, "logit_scale": cfg.logit_scale}
     return {"profile": "mini", "ratio": cfg.ratio, "train": train,
-            "expand": {"batch_size": cfg.expand_batch, "device": "cpu", "model_kwargs": model_kwargs}}
+            "expand": {"batch_size": cfg.expand_batch, "device": "cpu", "options": options}}
 
 
 def arm_specs(arms) -> list:
-    """``run_grid`` method entries of mini arms: ``(label, method, {"guidance": ...})``."""
-    return [(a, ARMS[a].method or "original", {"guidance": dict(ARMS[a].guidance)} if ARMS[a].guidance else {})
-            for a in arms]
+    """``run_grid`` method entries of mini arms: ``(label, method, options)``."""
+    return [(a, ARMS[a].method or "original", dict(ARMS[a].options)) for a in arms]
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -180,7 +184,7 @@ def run_mini(cfg: MiniConfig) -> dict:
     from gifkit.experiments.stats import paired_differences
     from gifkit.experiments.study import run_grid
     from gifkit.io.store import read_metadata
-    from gifkit.methods.priors import vae_guide
+    from gifkit.methods.vae import prototype_guide
     from gifkit.priors.vae import cache_dir, get_vae
 
     t_start = time.perf_counter()
@@ -195,11 +199,10 @@ def run_mini(cfg: MiniConfig) -> dict:
               f"({cfg.n_per_class} per class, subset seed {cfg.subset_seed}), {len(test_set)} test images; "
               f"arms {', '.join(cfg.arms)}; seeds {list(cfg.seeds)}; {torch.get_num_threads()} CPU threads")
     t = time.perf_counter()
-    uses_prior = any(ARMS[a].kind == "prior" for a in cfg.arms)
+    uses_prior = any(ARMS[a].generative for a in cfg.arms)
     if uses_prior and cfg.vae is None:
         get_vae(cfg.dataset, retrain=cfg.retrain_prior, data_root=cfg.data_root)  # train it once, up front
-    classifier = vae_guide("mini", class_names, "cpu", None, support=dataset, guide_size=cfg.guide_size,
-                           logit_scale=cfg.logit_scale) if uses_prior else None
+    classifier = prototype_guide(class_names, dataset, cfg.guide_size, cfg.logit_scale) if uses_prior else None
     prep = time.perf_counter() - t
     if classifier is not None:
         _log(cfg, f"guidance model: {json.dumps(classifier.describe())}")
@@ -232,7 +235,7 @@ def run_mini(cfg: MiniConfig) -> dict:
             root = roots.get((name, cfg.seeds[0]))
             if root is not None:
                 diag_rows.append({"arm": name, **diagnostics(classifier, dataset, root, cfg.ratio)})
-            if root is not None and ARMS[name].kind == "prior":
+            if root is not None and ARMS[name].generative:
                 m = read_metadata(root)
                 meta_rows.append({"arm": name, **{c: float(m[c].mean()) for c in
                                                   ("p_seed_yhat", "p_yhat", "entropy_seed", "entropy", "s_inf",

@@ -2,7 +2,7 @@
 OOD (Table 2 / 16) and long-tail (Table 25) notebooks.
 
 **Selective augmentation expansion** (Sec. 3, Fig. 2a). Every seed gets ``pool x K`` augmented candidates
-(:func:`gifkit.methods.augment.expand_augment`); CLIP's zero-shot classifier
+(an augmentation method of :mod:`gifkit.methods.augment`); CLIP's zero-shot classifier
 (:func:`gifkit.models.guides.zero_shot_classifier`) scores each candidate against its seed
 (:func:`score_candidates`), and :func:`select_candidates` keeps K of them by a criterion:
 
@@ -28,7 +28,7 @@ bytes and metadata rows plus the score columns), so :func:`gifkit.train.loop.tra
 :func:`selective_augmentation` chains the steps, generating and scoring the candidates once for all selections.
 
 A shared (sample-agnostic) *perturbation* -- one ``(z, b)`` for all seeds -- is not what App. B.1 studies and is not
-supported by :func:`gifkit.core.imagine.job_noise`, which draws every job's noise from its own key
+supported by :func:`gifkit.methods.gif.job_noise`, which draws every job's noise from its own key
 ``(seed, index, variant)``.
 
 Helper: :func:`write_fake_cifar100c`, a small stand-in for CIFAR-100-C in its on-disk format
@@ -278,19 +278,19 @@ def selective_augmentation(dataset, class_names: Sequence[str], out: str | Path,
                            batch_size: int = 64, progress: bool = False) -> SelectiveResult:
     """Selective augmentation expansion (Fig. 2a, App. B.1) of ``dataset`` by ``ratio`` into ``out``.
 
-    ``pool * ratio`` candidates per seed are made once by :func:`gifkit.methods.augment.expand_augment`
+    ``pool * ratio`` candidates per seed are made once by :func:`gifkit.methods.expand`
     (method ``augment``) in ``out/candidates`` (resumed), scored once (``out/candidates/scores.csv``), and
     every ``criterion x mode`` selection is written to ``out/<criterion>_<mode>`` (an expansion folder).
     The sample-agnostic ``diversity`` selection is undefined and skipped.
     """
-    from gifkit.methods.augment import expand_augment
+    from gifkit.methods import create_method, expand
 
     if pool < 1:
         raise ValueError(f"pool must be >= 1, got {pool}")
     out = Path(out)
     cand = out / "candidates"
-    expand_augment(dataset, class_names, cand, method=augment, ratio=ratio * pool, seed=seed, limit=limit,
-                   progress=progress)
+    expand(create_method(augment, class_names), dataset, cand, ratio=ratio * pool, seed=seed, limit=limit,
+           progress=progress)
     settings = {"augment": augment, "ratio": int(ratio), "pool": int(pool), "seed": seed, "limit": limit}
     stamp = cand / SELECTION_JSON
     if (cand / SCORES_CSV).is_file() and read_json(stamp, None, "the candidates' scores") == settings:

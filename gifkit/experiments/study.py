@@ -1,15 +1,13 @@
 """Studies: expand with any method, train on the result, tabulate (the engine of the result notebooks).
 
-- :func:`expand_method` dispatches a method name to :func:`gifkit.core.imagine.expand` (the generative priors of
-  :mod:`gifkit.methods`, models from :func:`gifkit.methods.build_models`), to
-  :func:`gifkit.methods.augment.expand_augment` (the augmentation baselines) or to :func:`gifkit.experiments.alia.run_alia`;
-  it is the one dispatch shared by ``gifkit expand`` and the notebooks.
-- :func:`run_grid` runs every dataset x method x seed cell: expand the training split (method ``"original"``:
-  no expansion), then :func:`gifkit.train.loop.train` on original + expanded data, and returns one row per cell.
-  Every expansion of a dataset trains the same number of update steps (the paper's protocol: the same epochs
-  over sets expanded by the same ratio); the original set trains the preset's epochs over itself, as the
-  official README does (``original_steps="epochs"``), or as many steps as the expansions take
-  (``original_steps="equal"``, gifkit's equal-steps protocol, not the paper's). Finished cells are resumed.
+- :func:`run_grid` runs every dataset x method x seed cell: expand the training split with the method
+  (:func:`gifkit.methods.create_method` + :func:`gifkit.methods.expand`; method ``"original"``: no expansion),
+  then :func:`gifkit.train.loop.train` on original + expanded data, and returns one row per cell. Every
+  expansion of a dataset trains the same number of update steps (the paper's protocol: the same epochs over sets
+  expanded by the same ratio); the original set trains the preset's epochs over itself, as the official README
+  does (``original_steps="epochs"``), or as many steps as the expansions take (``original_steps="equal"``,
+  gifkit's equal-steps protocol, not the paper's). Finished cells are resumed. :class:`MethodCache` builds a
+  method's models once for all its seeds and ablations.
 - :func:`summarize` gives mean, sample standard deviation (ddof=1; 0 for one run) and n over seeds.
 
 Layout of a grid in ``out``: ``<dataset>/<label>/seed_<s>/expanded/`` (the expansion, store format),
@@ -27,136 +25,91 @@ import json
 import time
 from pathlib import Path
 
-from gifkit.config import DEFAULT_RATIO, GIF_SD_PRESETS, NO_HFLIP, PRESET_OF, check_expand_args, get_profile
-from gifkit.core.imagine import GuidanceConfig
+from gifkit.config import NO_HFLIP, get_profile
+from gifkit.core.guidance import GuidanceConfig
 from gifkit.io.files import read_json, write_json
 from gifkit.io.runs import matching_record, normalized
-from gifkit.methods import build_models, get_method
+from gifkit.methods import ExpansionMethod, Imagination, get_method
+from gifkit.methods.gif_sd import PRESET_OF
 
-__all__ = ["ModelCache", "expand_method", "run_grid", "summarize", "method_spec", "train_config", "ROW_COLUMNS",
-           "ORIGINAL_STEPS"]
+__all__ = ["MethodCache", "run_grid", "summarize", "method_spec", "train_config", "ROW_COLUMNS", "ORIGINAL_STEPS",
+           "shared_options"]
 
 ROW_COLUMNS = ["dataset", "method", "seed", "accuracy", "accuracy_macro", "n_train", "expand_seconds",
                "train_seconds", "run_dir", "expanded_dir", "base_method", "accuracy_micro", "best_accuracy",
                "arch", "ratio", "total_steps"]
-_ALIA_KEYS = ("descriptions", "descriptions_file", "editor", "filter", "filter_classifier", "threshold_by",
-              "semantic_clip", "template", "model_id",
-              "captioner_id", "llm_id", "steps", "strength", "guidance_scale", "image_guidance_scale")
+_STEP_FIELDS = frozenset(f.name for f in dataclasses.fields(GuidanceConfig))
 
 
-class ModelCache:
-    """The models of the last prior method built (one entry), so the seeds and ablations of one method share them.
+def _key_value(v, ids: bool = True):
+    """A setting as JSON: containers item by item; any other object by identity (``ids``, within a process) or
+    by its type (in a record kept across runs)."""
+    if isinstance(v, dict):
+        return {str(k): _key_value(x, ids) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_key_value(x, ids) for x in v]
+    if isinstance(v, (str, int, float, bool, type(None))):
+        return v
+    return f"<{type(v).__name__} {id(v)}>" if ids else f"<{type(v).__name__}>"
 
-    :func:`build_models` runs again only when something that defines the models changed. The guidance settings
-    do not define them: they are applied to the method's default :class:`GuidanceConfig` (with the preset's eps)
-    exactly as build_models applies them, so ablation variants of one method share its models. Unguided
-    methods (config ``None``) stay unguided. :func:`run_grid` keeps one cache for its whole grid.
+
+class MethodCache:
+    """The method the grid built last (one entry), so the seeds and the ablations of one method share its models.
+
+    A method is built again only when an option that defines its models changes; the options of the guided step
+    (the :class:`~gifkit.core.guidance.GuidanceConfig` fields) give a variant sharing the models
+    (:meth:`gifkit.methods.gif.Imagination.replace`). :func:`run_grid` keeps one cache for its whole grid.
     """
 
     def __init__(self):
         self._key = None
-        self._models = None
-        self._keep = None  # the objects whose ids are in the key
+        self._method: ExpansionMethod | None = None
 
-    def get(self, method, profile, class_names, preset, device, guidance, model_kwargs, dataset):
-        kw = dict(model_kwargs or {})
-        kw.setdefault("support", dataset)  # the mini guide's class prototypes come from the labelled set
-        key = json.dumps([method, profile, list(class_names), preset, str(device),
-                          {k: (f"<object {id(v)}>" if not isinstance(v, (str, int, float, bool, type(None), list, tuple))
-                               else v) for k, v in sorted(kw.items())}], sort_keys=True, default=str)
+    def get(self, name: str, class_names, *, profile: str, device=None, options: dict | None = None) -> ExpansionMethod:
+        cls = get_method(name)
+        options = dict(options or {})
+        step = {k: v for k, v in options.items() if k in _STEP_FIELDS} if issubclass(cls, Imagination) else {}
+        models = {k: v for k, v in options.items() if k not in step}
+        key = json.dumps([name, profile, list(class_names), str(device),
+                          {k: _key_value(v) for k, v in sorted(models.items())}], sort_keys=True, default=str)
         if self._key != key:
-            self._models = None
-            self._models = build_models(method, profile, list(class_names), preset=preset, device=device, **kw)
-            self._key, self._keep = key, kw
-        prior, classifier, g, params = self._models
-        fields = {k: v for k, v in (guidance or {}).items() if v is not None}
-        if g is not None and fields:
-            g = GuidanceConfig(**{**dataclasses.asdict(g), **fields})
-        return prior, classifier, g, params
+            self._method = None
+            self._method = cls.from_profile(class_names, profile=profile, device=device, **models)
+            self._key = key
+        return self._method.replace(**step) if step else self._method
 
 
-def expand_method(data, method: str, out, *, profile="smoke", ratio=5, seed=0, limit=None, preset=None,
-                  guidance: dict | None = None, model_kwargs: dict | None = None, dataset=None, class_names=None,
-                  device=None, batch_size=None, progress=False, split="train", data_root=None,
-                  data_kwargs: dict | None = None, output_size=None, shard=(0, 1), barrier=None,
-                  cache: ModelCache | None = None):
-    """Expand `data` (a registered dataset name or folder; or the given `dataset`/`class_names`) with `method`
-    (any registered prior method or an augmentation baseline) into `out`; resumes. GuidanceConfig overrides in
-    `guidance`, prior overrides (steps, strength, ...) in `model_kwargs`.
-
-    - prior methods (``gif-sd``, ``sd``, ``gif-mae``, ``mae``, ``gif-dalle``, ``dalle``, ``gif-vae``, ``vae``,
-      ``dreamda``, ...): models from :func:`gifkit.methods.build_models` (``preset`` fills the paper's
-      per-dataset settings, ``model_kwargs`` and ``guidance`` win over it), then :func:`gifkit.core.imagine.expand`;
-      with a :class:`ModelCache` (``cache``) the models are reused by the next call when they would be built the
-      same;
-    - augmentation baselines: :func:`gifkit.methods.augment.expand_augment`, ``model_kwargs`` = the method's
-      parameters (e.g. ``{"magnitude": 9}``); ``guidance`` must be empty;
-    - ``alia``: :func:`gifkit.experiments.alia.run_alia`, ``model_kwargs`` = its options (descriptions, editor,
-      filter, ...).
-
-    ``ratio=None``: the preset's ratio, else 5. ``batch_size=None``: 4 seeds per batch for priors, 16 for
-    augmentations; ``"auto"``: sized from the free GPU memory for priors, the default for the others. ``split``, ``data_root``, ``data_kwargs`` say how ``data`` is loaded (unless ``dataset`` is
-    given); ``output_size``, ``shard`` and ``barrier`` are passed on (see :func:`gifkit.core.imagine.expand`).
-    Returns the :class:`gifkit.core.imagine.ExpandResult` (``ALIAResult`` for alia).
-    """
-    from gifkit.core.imagine import expand
-    from gifkit.methods.augment import expand_augment
-
-    kind = get_method(method).kind
-    if ratio is None:
-        ratio = GIF_SD_PRESETS.get(preset or "", {}).get("ratio", DEFAULT_RATIO)
-    if batch_size == "auto" and kind != "prior":
-        batch_size = None  # memory-sized batches are for the priors; the others take their default
-    check_expand_args(ratio=ratio, batch_size=None if batch_size == "auto" else batch_size, limit=limit,
-                      output_size=output_size)  # before any work
-    if kind == "pipeline":
-        from gifkit.experiments.alia import run_alia
-
-        unknown = sorted(set(model_kwargs or {}) - set(_ALIA_KEYS))
-        if unknown or guidance:
-            raise ValueError(f"alia: unknown option(s) {unknown or sorted(guidance)}; model_kwargs may hold "
-                             f"{', '.join(_ALIA_KEYS)}")
-        return run_alia(str(data), out, profile=profile, split=split, data_root=data_root, data_kwargs=data_kwargs,
-                        ratio=int(ratio), seed=seed, batch_size=4 if batch_size is None else batch_size, limit=limit,
-                        output_size=output_size, device=device, shard=shard, barrier=barrier, progress=progress,
-                        dataset=dataset, class_names=class_names,
-                        **{k: v for k, v in (model_kwargs or {}).items() if v is not None})
-    if dataset is None:
-        from gifkit.data import load_dataset
-
-        dataset, loaded = load_dataset(data, split, root=data_root, profile=profile, **(data_kwargs or {}))
-        class_names = class_names if class_names is not None else loaded
-    if class_names is None:
-        class_names = getattr(dataset, "classes", None)
-        if class_names is None:
-            raise ValueError("give class_names with dataset")
-    if kind == "augment":
-        if any(v is not None for v in (guidance or {}).values()):
-            raise ValueError(f"{method} is an augmentation baseline: it takes no guidance settings")
-        return expand_augment(dataset, class_names, out, method=method, ratio=int(ratio), seed=seed,
-                              batch_size=16 if batch_size is None else batch_size, limit=limit,
-                              output_size=output_size,
-                              params={k: v for k, v in (model_kwargs or {}).items() if v is not None} or None,
-                              shard=shard, barrier=barrier, progress=progress)
-    prior, classifier, g, params = (cache or ModelCache()).get(method, profile, class_names, preset, device,
-                                                               guidance, model_kwargs, dataset)
-    return expand(dataset, class_names, prior, classifier, out, ratio=int(ratio), method=method, guidance=g,
-                  seed=seed, batch_size=4 if batch_size is None else batch_size, limit=limit, output_size=output_size,
-                  params=params, shard=shard, barrier=barrier, progress=progress)
+def shared_options(name: str, options: dict, dataset=None, source: dict | None = None) -> dict:
+    """The grid's options shared by every method (``expand={"options": ...}``), kept to those method ``name`` takes.
+    A method that takes ``support`` (the mini guide's labelled set) gets the ``dataset`` it expands; one that takes
+    ``data`` (ALIA, whose filter trains a classifier on it) gets ``source``: the data's name, split, root and
+    loader options."""
+    own = set(get_method(name).Config.field_names())
+    out = {k: v for k, v in options.items() if k in own}
+    if "support" in own and dataset is not None:
+        out.setdefault("support", dataset)
+    if "data" in own:
+        out.update({k: v for k, v in (source or {}).items() if k in own and k not in out})
+    return out
 
 
 def method_spec(entry) -> tuple[str, str, dict]:
-    """A ``methods`` entry of :func:`run_grid` as ``(label, method, {"guidance": ..., "model_kwargs": ...})``."""
+    """A ``methods`` entry of :func:`run_grid` as ``(label, method, options)``: a name, or ``(label, name)``, or
+    ``(label, name, {option: value})`` with options of the method's config (e.g. ``{"opt_steps": 0}``)."""
     if isinstance(entry, str):
         return entry, entry, {}
     if isinstance(entry, (tuple, list)) and len(entry) in (2, 3):
         label, name = entry[0], entry[1]
         opts = dict(entry[2]) if len(entry) == 3 and entry[2] else {}
-        unknown = sorted(set(opts) - {"guidance", "model_kwargs"})
-        if unknown:
-            raise ValueError(f"method {label!r}: unknown option(s) {unknown}; use 'guidance' and 'model_kwargs'")
+        if name != "original":
+            own = set(get_method(name).Config.field_names())
+            unknown = sorted(set(opts) - own)
+            if unknown:
+                raise ValueError(f"method {label!r}: {name} has no option(s) {unknown}; its options: {sorted(own)}")
+        elif opts:
+            raise ValueError(f"method {label!r}: 'original' takes no options")
         return str(label), str(name), opts
-    raise ValueError(f"a method is a name or (label, name, {{'guidance': ..., 'model_kwargs': ...}}), got {entry!r}")
+    raise ValueError(f"a method is a name or (label, name, {{option: value}}), got {entry!r}")
 
 
 def train_config(dataset: str, profile: str, seed: int, out, expanded=None, **overrides):
@@ -197,16 +150,16 @@ def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=
     """For each dataset x method x seed: expand (method "original" = no expansion), then gifkit.train.loop.train with the
     profile's preset + `train` overrides on original + expanded data; resumes finished cells. One row per cell with
     columns dataset, method, seed, accuracy, accuracy_macro, n_train, expand_seconds, train_seconds, run_dir,
-    expanded_dir. `methods` entries may be a name or (label, name, {"guidance": {...}, "model_kwargs": {...}}) for
-    ablation variants.
+    expanded_dir. `methods` entries may be a name or (label, name, {option: value}) for ablation variants
+    (:func:`method_spec`).
 
     - ``data``: a dataset name / folder, or a list of them. ``ratio``: an int, or ``{dataset: ratio}``.
     - ``train``: :class:`gifkit.train.config.TrainConfig` overrides for every cell (``arch``, ``epochs``, ...); the seeds
       expanded are the training split the cell trains on (``data_root``, ``data_kwargs``, ``train_split``).
-    - ``expand``: extra :func:`expand_method` arguments for every cell (``preset``, ``batch_size``, ``device``,
-      ``guidance``, ``model_kwargs``: these two apply to the generative methods only, and a method's own
-      options win over them). With profile ``paper`` a dataset of the
-      paper gets its GIF-SD preset (:data:`gifkit.config.PRESET_OF`) unless ``expand`` names one.
+    - ``expand``: for every cell, ``batch_size``, ``device``, ``output_size`` of :func:`gifkit.methods.expand`, and
+      ``options``: method options shared by every method that takes them (:func:`shared_options`; a method's own
+      options win). With profile ``paper`` a dataset of the paper gets its GIF-SD preset
+      (:data:`gifkit.methods.gif_sd.PRESET_OF`) unless ``options`` names one.
     - Steps: unless ``train`` sets ``steps``/``steps_ratio`` (or the profile fixes the steps, as mini does),
       every expansion cell trains ``steps_ratio = ratio * n_expanded_seeds / n_original``, i.e. the steps the
       expanded set takes in the preset's epochs; the ``original`` cells train the preset's epochs over the
@@ -237,15 +190,18 @@ def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=
                                if k not in ("progress", "workers", "device"))
     out = Path(out)
     rows = []
-    cache = ModelCache()
+    cache = MethodCache()
     for ds in datasets:
         ds = str(ds)
         r = ratio.get(ds, 5) if isinstance(ratio, dict) else ratio
         loaded = None
         exp = dict(expand)
-        if profile == "paper" and "preset" not in exp:
-            exp["preset"] = PRESET_OF.get(ds.lower())
-        base_guidance, base_kwargs = exp.pop("guidance", None) or {}, exp.pop("model_kwargs", None) or {}
+        base_options = dict(exp.pop("options", None) or {})
+        unknown = sorted(set(exp) - {"batch_size", "device", "output_size"})
+        if unknown:
+            raise ValueError(f"expand: unknown key(s) {unknown}; known: batch_size, device, output_size, options")
+        if profile == "paper" and "preset" not in base_options:
+            base_options["preset"] = PRESET_OF.get(ds.lower())
         for label, name, opts in specs:
             for s in seeds:
                 cfg = train_config(ds, profile, s, "", None, **train)
@@ -264,11 +220,13 @@ def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=
                 expanded_dir = None if name == "original" else cell / "expanded"
                 run_dir = cell / run_name
                 cfg = dataclasses.replace(cfg, out=str(run_dir), expanded=[str(expanded_dir)] if expanded_dir else [])
-                prior = name == "original" or get_method(name).kind != "augment"  # guidance/model_kwargs: priors'
-                guidance = {**(base_guidance if prior else {}), **(opts.get("guidance") or {})}
-                model_kwargs = {**(base_kwargs if prior else {}), **(opts.get("model_kwargs") or {})}
-                key = {"profile": profile, "method": name, "ratio": r, "original_steps": original_steps, "limit": limit, "guidance": guidance,
-                       "model_kwargs": model_kwargs, "expand": exp, "train": settings_of(cfg)}
+                source = {"data": ds, "split": cfg.train_split, "data_root": cfg.data_root,
+                          "data_kwargs": cfg.data_kwargs or None}
+                options = {} if name == "original" else \
+                    {**shared_options(name, base_options, dataset, source), **opts}
+                key = {"profile": profile, "method": name, "ratio": r, "original_steps": original_steps,
+                       "limit": limit, "options": {k: _key_value(v, False) for k, v in options.items() if k != "support"},
+                       "expand": exp, "train": settings_of(cfg)}
                 key = normalized(key)
                 done = run_dir / "cell.json"
                 saved = matching_record(done, key, key="key", what="a study cell", on_mismatch="ignore")
@@ -278,13 +236,12 @@ def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=
                 expand_seconds = 0.0
                 if expanded_dir is not None:
                     t = time.perf_counter()
-                    res = expand_method(ds, name, expanded_dir, profile=profile, ratio=r, seed=s, limit=limit,
-                                        guidance=guidance or None, model_kwargs=model_kwargs or None,
-                                        dataset=dataset, class_names=class_names, progress=progress, cache=cache,
-                                        **exp)
+                    method = cache.get(name, class_names, profile=profile, device=exp.get("device"), options=options)
+                    res = _expand_cell(method, dataset, expanded_dir, ratio=r, seed=s, limit=limit,
+                                       progress=progress, exp=exp)
                     timing = cell / "expand_seconds.json"  # the expansion is shared by the cell's training runs
                     total = read_json(timing, {"seconds": 0.0})["seconds"]
-                    if getattr(res, "written", 0) or not timing.is_file():
+                    if res.written or not timing.is_file():
                         total += time.perf_counter() - t
                         write_json(timing, {"seconds": total})
                     expand_seconds = total
@@ -301,6 +258,14 @@ def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=
                 write_json(done, {"key": key, "row": row})
                 rows.append(row)
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
+def _expand_cell(method, dataset, out, *, ratio, seed, limit, progress, exp):
+    """One cell's expansion (:func:`gifkit.methods.expand` with the grid's run arguments)."""
+    from gifkit.methods import expand
+
+    return expand(method, dataset, out, ratio=ratio, seed=seed, limit=limit, progress=progress,
+                  batch_size=exp.get("batch_size"), output_size=exp.get("output_size"))
 
 
 def summarize(df, by=("dataset", "method"), value="accuracy"):

@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 __all__ = ["IMAGE_EXTENSIONS", "to_rgb", "max_pixels", "open_rgb", "BadImage", "to_tensor01", "stack01", "read01",
-           "to_pil"]
+           "to_pil", "resize_square"]
 
 
 class BadImage(ValueError):
@@ -92,7 +92,11 @@ def read01(paths: Sequence[str | Path], size: int | None = None) -> torch.Tensor
 def to_pil(images01: torch.Tensor, size: int | None = None) -> list[Image.Image]:
     """``[N, 3, H, W]`` in [0, 1] -> PIL RGB images (rounded to 8 bits; optionally resized, bicubic, to ``size``)."""
     arr = (images01.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    out = [Image.fromarray(a, "RGB") for a in arr]
-    if size is not None:
-        out = [im.resize((size, size), Image.Resampling.BICUBIC) if im.size != (size, size) else im for im in out]
-    return out
+    return [resize_square(Image.fromarray(a, "RGB"), size) for a in arr]
+
+
+def resize_square(image: Image.Image, size: int | None) -> Image.Image:
+    """``image`` resized (bicubic) to ``size x size``; unchanged when it has that size or ``size`` is None."""
+    if size is None or image.size == (size, size):
+        return image
+    return image.resize((size, size), Image.Resampling.BICUBIC)

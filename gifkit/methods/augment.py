@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
-from typing import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -44,42 +44,20 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from gifkit.core.imagine import ExpandResult
+from gifkit.config import Check, option
+from gifkit.core.prior import Job
 from gifkit.core.rng import derive_seed, np_random
-from gifkit.io.datasets import seed_path
+from gifkit.io.datasets import dataset_labels
 from gifkit.io.images import BadImage
-from gifkit.io.runs import ExpansionRun, run_environment
+from gifkit.io.runs import run_environment
+from gifkit.methods.base import Created, ExpansionMethod, MethodConfig, RunContext, register
+from gifkit.methods.gif import jobs_per_seed
 
-__all__ = ["AUGMENT_METHODS", "DEFAULT_PARAMS", "SUMMARIES", "augment_one", "cutout", "gridmask", "mixup", "cutmix",
-           "expand_augment"]
+__all__ = ["AUGMENT_METHODS", "augment_one", "cutout", "gridmask", "mixup", "cutmix", "Augmentation",
+           "RandAugment", "Cutout", "GridMask", "Mixup", "CutMix"]
 
 AUGMENT_METHODS = ("randaugment", "cutout", "gridmask", "mixup", "cutmix")
-DEFAULT_PARAMS: dict[str, dict] = {
-    "randaugment": {"num_ops": 2, "magnitude": 9},
-    "cutout": {"size": 0.5},
-    "gridmask": {"d_min": 96 / 224, "d_max": 1.0, "band_ratio": 0.6, "rotate": 1},
-    "mixup": {"alpha": 1.0},
-    "cutmix": {"alpha": 1.0},
-}
 MIXING = ("mixup", "cutmix")
-SUMMARIES = {
-    "randaugment": "RandAugment copies of each seed (torchvision, 2 ops, magnitude 9)",
-    "cutout": "Cutout copies: one zeroed square of half the shorter side",
-    "gridmask": "GridMask copies (the official mode=1 ImageNet setting)",
-    "mixup": "Mixup with a random partner (Beta(1, 1) weight, soft labels)",
-    "cutmix": "CutMix with a random partner (box of area 1 - lam, soft labels)",
-}
-
-
-def _resolve_params(method: str, params: dict | None) -> dict:
-    if method not in AUGMENT_METHODS:
-        raise ValueError(f"augmentation method must be one of {AUGMENT_METHODS}, got {method!r}")
-    merged = dict(DEFAULT_PARAMS[method])
-    unknown = sorted(set(params or {}) - set(merged))
-    if unknown:
-        raise ValueError(f"{method}: unknown parameter(s) {unknown}; known: {sorted(merged)}")
-    merged.update(params or {})
-    return merged
 
 
 def cutout(image: Image.Image, rng: np.random.Generator, size: float = 0.5) -> Image.Image:
@@ -198,56 +176,110 @@ def _partner_fn(dataset, labels: list[int], i: int) -> Callable:
     return draw
 
 
-def expand_augment(dataset, class_names: Sequence[str], out: str | Path, *, method: str, ratio: int, seed: int = 0,
-                   batch_size: int = 16, limit: int | None = None, output_size: int | None = None,
-                   params: dict | None = None, shard: tuple[int, int] = (0, 1),
-                   barrier: Callable[[], None] | None = None, progress: bool = True) -> ExpandResult:
-    """Write ``ratio`` augmented copies of every seed of ``dataset`` into the store at ``out``.
+class Augmentation(ExpansionMethod):
+    """K augmented copies of every seed (module docstring); subclasses set ``Config`` (the method's parameters,
+    passed to :func:`augment_one`)."""
 
-    Same conventions as :func:`gifkit.core.imagine.expand`: batches of ``batch_size``
-    seeds are the unit of resume and sharding (``shard=(index, count)``), one
-    folder holds one run (``run.json``), unreadable seeds are skipped and listed
-    in ``skipped.json``, and ``metadata.csv`` is written by shard 0 at the end.
-    ``params`` override :data:`DEFAULT_PARAMS` of the method; ``output_size``
-    resizes the copies (bicubic) to a square of that side, else they keep the seed's size.
-    """
-    params = _resolve_params(method, params)
-    settings = {"method": method, "ratio": int(ratio), "seed": seed, "batch_size": batch_size,
-                "output_size": output_size, "params": params, "guidance": None}
-    run = ExpansionRun(out, dataset, class_names, settings, ratio=ratio, batch_size=batch_size, limit=limit,
-                       shard=shard, barrier=barrier,  # PIL and NumPy only: the thread count does not matter
-                       environment=run_environment(threads=False, libraries=("gifkit", "numpy", "pillow")))
-    store, labels = run.store, run.labels
-    result = ExpandResult(out=Path(out), timings={"augment": 0.0, "io": 0.0})
-    start = time.perf_counter()
-    for batch in run.pending(dataset, result, progress=progress, desc=f"{method} x{ratio}"):
-        rows = []
-        for i, image, label in batch.items:
-            t0 = time.perf_counter()
+    default_batch_size = 16
+    stages = ("augment",)
+
+    def __init__(self, config, class_names, *, profile="smoke", device=None):
+        super().__init__(config, class_names, profile=profile, device=device)
+        self.dataset, self.labels = None, None
+
+    @property
+    def params(self) -> dict:
+        """The method's parameters, recorded in ``run.json`` and every metadata row."""
+        return asdict(self.config)
+
+    def record(self) -> dict:
+        return {"params": self.params, "guidance": None}
+
+    def environment(self) -> dict:  # PIL and NumPy only: the thread count does not matter
+        return run_environment(threads=False, libraries=("gifkit", "numpy", "pillow"))
+
+    def begin(self, run: RunContext):
+        """Mixing methods draw partners from the dataset being expanded."""
+        self.dataset, self.labels = run.dataset, dataset_labels(run.dataset)
+        return run.out
+
+    def __call__(self, jobs: list[Job]) -> Created:
+        k, params = jobs_per_seed(jobs), self.params
+        made, images, rows, skipped, seconds = [], [], [], [], {"augment": 0.0}
+        for first in range(0, len(jobs), k):
+            seed_jobs = jobs[first:first + k]
+            i = seed_jobs[0].index
+            t = time.perf_counter()
             try:
-                image = image.convert("RGB")
-                copies = [augment_one(method, image, (seed, i, v), params,
-                                      _partner_fn(dataset, labels, i) if method in MIXING else None)
-                          for v in range(ratio)]
+                image = seed_jobs[0].image.convert("RGB")
+                partner = _partner_fn(self.dataset, self.labels, i) if self.name in MIXING else None
+                copies = [augment_one(self.name, image, job.key, params, partner) for job in seed_jobs]
             except (BadImage, OSError, ValueError) as e:  # e.g. no readable mixing partner
-                batch.skip(i, str(e))
+                skipped.append((i, str(e)))
                 continue
-            t1 = time.perf_counter()
-            result.timings["augment"] += t1 - t0
-            for v, (pil, extra) in enumerate(copies):
-                if output_size is not None and pil.size != (output_size, output_size):
-                    pil = pil.resize((output_size, output_size), Image.Resampling.BICUBIC)
-                rel = store.relpath(label, i, v)
-                if store.save_image(rel, pil):
-                    result.written += 1
-                else:
-                    result.existing += 1
-                rows.append({**params, "file_name": rel, "label": label, "seed_index": i,
-                             "seed_path": seed_path(dataset, i), "variant": v, "method": method,
-                             "random_seed": derive_seed(seed, i, v), "ratio": ratio, **extra})
-            result.timings["io"] += time.perf_counter() - t1
-        run.commit(batch, rows)
-    result.seconds = time.perf_counter() - start
+            finally:
+                seconds["augment"] += time.perf_counter() - t
+            for job, (pil, extra) in zip(seed_jobs, copies):
+                made.append(job)
+                images.append(pil)
+                rows.append({**params, **extra})
+        return Created(made, images, rows, skipped=skipped, seconds=seconds)
 
-    run.finish()
-    return result
+
+@dataclass
+class RandAugmentConfig(MethodConfig):
+    num_ops: int = option(2, "RandAugment: operations per copy (torchvision's default)", check=Check(0, 14, integer=True))
+    magnitude: int = option(9, "RandAugment: magnitude of each operation (torchvision's default)",
+                            check=Check(0, 30, integer=True))
+
+
+@dataclass
+class CutoutConfig(MethodConfig):
+    size: float = option(0.5, "Cutout: side of the zeroed square, a fraction of the shorter side",
+                         check=Check(0, 1, lo_open=True))
+
+
+@dataclass
+class GridMaskConfig(MethodConfig):
+    d_min: float = option(96 / 224, "GridMask: smallest grid period, a fraction of the shorter side",
+                          check=Check(0, 1, lo_open=True))
+    d_max: float = option(1.0, "GridMask: largest grid period, a fraction of the shorter side",
+                          check=Check(0, 1, lo_open=True))
+    band_ratio: float = option(0.6, "GridMask: kept band width, a fraction of the period (official ratio)",
+                               check=Check(0, 1))
+    rotate: int = option(1, "GridMask: rotations drawn below this many degrees (1: none)", check=Check(1, 360, integer=True))
+
+
+@dataclass
+class MixConfig(MethodConfig):
+    alpha: float = option(1.0, "Mixup / CutMix: lam ~ Beta(alpha, alpha)", check=Check(0, lo_open=True))
+
+
+@register("randaugment")
+class RandAugment(Augmentation):
+    summary = "RandAugment copies of each seed (torchvision, 2 ops, magnitude 9)"
+    Config = RandAugmentConfig
+
+
+@register("cutout")
+class Cutout(Augmentation):
+    summary = "Cutout copies: one zeroed square of half the shorter side"
+    Config = CutoutConfig
+
+
+@register("gridmask")
+class GridMask(Augmentation):
+    summary = "GridMask copies (the official mode=1 ImageNet setting)"
+    Config = GridMaskConfig
+
+
+@register("mixup")
+class Mixup(Augmentation):
+    summary = "Mixup with a random partner (Beta(1, 1) weight, soft labels)"
+    Config = MixConfig
+
+
+@register("cutmix")
+class CutMix(Augmentation):
+    summary = "CutMix with a random partner (box of area 1 - lam, soft labels)"
+    Config = MixConfig

@@ -106,8 +106,10 @@ class TransformersCLIPZeroShot(FeatureClassifier):
 
     def __init__(self, text_encoder, tokenizer, image_encoder, class_names: Sequence[str], *,
                  image_size: int, mean: Sequence[float], std: Sequence[float],
-                 templates: Sequence[str] = DEFAULT_TEMPLATES, logit_scale: float = 100.0):
+                 templates: Sequence[str] = DEFAULT_TEMPLATES, logit_scale: float = 100.0,
+                 provenance: dict | None = None):
         super().__init__()
+        self.provenance = provenance  # where the CLIP parts came from (run.json)
         self.image_encoder = image_encoder.eval().requires_grad_(False)
         self.logit_scale = float(logit_scale)
         self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
@@ -130,11 +132,10 @@ class TransformersCLIPZeroShot(FeatureClassifier):
         fe = pipe.feature_extractor
         crop = fe.crop_size
         size = crop if isinstance(crop, int) else crop["height"]  # dict or transformers SizeDict
-        clf = cls(pipe.text_encoder, pipe.tokenizer, pipe.image_encoder, class_names, image_size=size,
-                  mean=fe.image_mean, std=fe.image_std, **kwargs)
         src = hub.source_of(pipe)
-        clf.provenance = {**src, "part": "text_encoder + image_encoder"} if src else None
-        return clf
+        return cls(pipe.text_encoder, pipe.tokenizer, pipe.image_encoder, class_names, image_size=size,
+                   mean=fe.image_mean, std=fe.image_std,
+                   provenance={**src, "part": "text_encoder + image_encoder"} if src else None, **kwargs)
 
     def image_features(self, images01: torch.Tensor) -> torch.Tensor:
         """normalize(I(preprocess(x))): L2-normalised float32 image embeddings [N, E] of images in [0, 1]."""

@@ -1,10 +1,9 @@
 """ALIA's editor (Dunlap et al., NeurIPS 2023, arXiv 2305.16289, step (c)): language-guided edits of the seeds.
 
 Each seed is edited K times (K = the expansion ratio) with prompts such as "a photo of a {class}
-{description}": SD img2img (strength 0.6, guidance 7.5) or InstructPix2Pix (image guidance 1.2, text guidance
-5), ALIA's official defaults. Variant v of seed i takes description ``(o_i + v) mod D`` with an offset ``o_i`` drawn from (seed, i), so
+{description}": SD img2img or InstructPix2Pix (ALIA's settings: :mod:`gifkit.methods.alia`). Variant v of seed i takes description ``(o_i + v) mod D`` with an offset ``o_i`` drawn from (seed, i), so
 every seed gets distinct descriptions when K <= D and usage stays balanced. The rest of ALIA (captions,
-descriptions, filters) is the pipeline driver :mod:`gifkit.experiments.alia`.
+descriptions, filters) is the method :mod:`gifkit.methods.alia`.
 """
 from __future__ import annotations
 
@@ -17,15 +16,10 @@ from gifkit.core.prior import Job, Latents
 from gifkit.core.rng import generator, py_random
 from gifkit.priors.sd import SDPrior
 
-__all__ = ["EDITORS", "TEMPLATES", "EDITOR_DEFAULTS", "check_descriptions", "descriptions_digest", "ALIAPrior"]
+__all__ = ["EDITORS", "TEMPLATES", "check_descriptions", "descriptions_digest", "ALIAPrior"]
 
 EDITORS = ("img2img", "instruct")
-FILTERS = ("both", "semantic", "confidence", "none")
 TEMPLATES = {"img2img": "a photo of a {class} {description}", "instruct": "put the {class} {description}"}
-# the official ALIA defaults: img2img strength 0.6 and text guidance 7.5; InstructPix2Pix text guidance 5 and
-# image guidance 1.2
-EDITOR_DEFAULTS = {"img2img": dict(strength=0.6, guidance_scale=7.5), "instruct": dict(guidance_scale=5.0,
-                                                                                         image_guidance_scale=1.2)}
 
 
 def check_descriptions(descriptions: Sequence[str]) -> list[str]:
@@ -55,9 +49,9 @@ class ALIAPrior(SDPrior):
 
     name = "alia"
 
-    def __init__(self, pipe, descriptions: Sequence[str], *, editor: str = "img2img", template: str | None = None,
-                 steps: int = 50, strength: float = 0.6, guidance_scale: float = 7.5,
-                 image_guidance_scale: float = 1.2, device: str | torch.device | None = None):
+    def __init__(self, pipe, descriptions: Sequence[str], *, steps: int, guidance_scale: float,
+                 editor: str = "img2img", template: str | None = None, strength: float = 1.0,
+                 image_guidance_scale: float = 1.0, device: str | torch.device | None = None):
         if editor not in EDITORS:
             raise ValueError(f"editor must be one of {EDITORS}, got {editor!r}")
         in_ch = pipe.unet.config.in_channels

@@ -37,11 +37,9 @@ from gifkit.core.prior import Job, Latents
 from gifkit.core.rng import generator
 from gifkit.priors.sd import SDPrior
 
-__all__ = ["BottleneckNoise", "DreamDAPrior", "DEFAULTS", "SAMPLERS"]
+__all__ = ["BottleneckNoise", "DreamDAPrior", "SAMPLERS"]
 
 SAMPLERS = ("cycle", "img2img")
-# the official run: CycleDiffusion, 100 steps (the paper profile's), eta 1, strength 0.8, guidance 7.5, N(0, 3^2)
-DEFAULTS = dict(sampler="cycle", steps=100, strength=0.8, guidance_scale=7.5, noise_scale=3.0)
 ROWS = ("copies", "target")
 
 
@@ -114,15 +112,14 @@ class DreamDAPrior(SDPrior):
     Seeds are resized (bicubic) to the model's resolution, without random rotation or flips. ``sampler``:
     ``"cycle"`` (the official CycleDiffusion, ``eta`` 1 by default) or ``"img2img"`` (DDIM, ``eta`` 0);
     ``prompt``: a template with ``{}`` for the class name. The latent f is the final latent;
-    :func:`gifkit.core.imagine.expand` decodes it as it is (``guidance=None``).
+    :class:`gifkit.methods.dreamda.DreamDA` decodes it as it is (no guidance).
     """
 
     name = "dreamda"
 
-    def __init__(self, pipe, *, sampler: str = DEFAULTS["sampler"], steps: int = 50,
-                 strength: float = DEFAULTS["strength"], guidance_scale: float = DEFAULTS["guidance_scale"],
-                 noise_scale: float = DEFAULTS["noise_scale"], prompt: str = "a photo of a {}",
-                 eta: float | None = None, device: str | torch.device | None = None):
+    def __init__(self, pipe, *, sampler: str, steps: int, strength: float, guidance_scale: float,
+                 noise_scale: float, prompt: str = "a photo of a {}", eta: float | None = None,
+                 device: str | torch.device | None = None):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         eta = (1.0 if sampler == "cycle" else 0.0) if eta is None else float(eta)

@@ -89,10 +89,9 @@ class MAEPrior(Prior):
                              f"load it with gifkit.models.hub.load_mae or from_pretrained(..., mask_ratio=0.0)")
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f"mean and std need 3 values, got {mean}, {std}")
-        self.model = model.eval().requires_grad_(False)
+        self.model = self.weights = model.eval().requires_grad_(False)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model.to(self.device)
-        self.dtype = next(model.parameters()).dtype
         size = cfg.image_size
         self.resolution = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.patch_size = int(cfg.patch_size)
@@ -110,9 +109,9 @@ class MAEPrior(Prior):
         return {"mask_ratio": 0.0, "norm_pix_loss": self.norm_pix, "resolution": self.resolution}
 
     @property
-    def provenance(self) -> dict | None:
-        """Where the MAE came from (:func:`gifkit.models.hub.source_of`); None for a tiny random one."""
-        return getattr(self.model, "gifkit_source", None)
+    def dtype(self) -> torch.dtype:
+        """The precision the MAE runs in."""
+        return next(self.model.parameters()).dtype
 
     def guidance_features(self, f: torch.Tensor, classifier, rows: slice | None = None) -> torch.Tensor:
         """CLIP features of the decoded tokens ``f`` (rows ``rows`` of the prepared batch), differentiable."""

@@ -52,7 +52,9 @@ def make_prompt(class_name: str, key: tuple, mode: str = "designed", domain: str
 class SDPrior(Prior):
     """Stable Diffusion img2img through a diffusers ``StableDiffusionImg2ImgPipeline``.
 
-    Works with :func:`gifkit.models.hub.load_sd` and :func:`gifkit.models.tiny.tiny_sd`.
+    Works with :func:`gifkit.models.hub.load_sd` and :func:`gifkit.models.tiny.tiny_sd`. The method's settings
+    (``steps``, ``strength``, ``guidance_scale``) come from the method's config (:mod:`gifkit.methods.gif_sd`);
+    ``eta`` 0 (DDIM), the seed transform (rotation up to 15 degrees, flip) and the prompts are GIF-SD's.
     The latent f has shape [N, 4, R/8, R/8] (R/2 for the tiny VAE) and lives in
     the VAE's *scaled* latent space, as the U-Net sees it.
     """
@@ -61,17 +63,16 @@ class SDPrior(Prior):
     channel_dim = 1
     guidance_seeds_per_pass = 1  # the guidance pass decodes one seed's K variants at a time (memory)
 
-    def __init__(self, pipe, *, steps: int = 50, strength: float = 0.9, guidance_scale: float = 50.0,
-                 eta: float = 0.0, prompts: str = "designed", domain: str | None = None,
-                 rotation: float = 15.0, flip: bool = True, device: str | torch.device | None = None,
-                 checkpointing: bool = False):
+    def __init__(self, pipe, *, steps: int, strength: float, guidance_scale: float, eta: float = 0.0,
+                 prompts: str = "designed", domain: str | None = None, rotation: float = 15.0, flip: bool = True,
+                 device: str | torch.device | None = None, checkpointing: bool = False):
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         if prompts not in PROMPT_MODES:
             raise ValueError(f"prompts must be one of {PROMPT_MODES}, got {prompts!r}")
-        self.pipe = pipe
+        self.pipe = self.weights = pipe
         self.device = torch.device(device) if device is not None else pipe.device
         if pipe.device != self.device:
             pipe.to(self.device)
@@ -101,11 +102,6 @@ class SDPrior(Prior):
     def dtype(self) -> torch.dtype:
         """The precision the pipeline runs in (the VAE's)."""
         return self.pipe.vae.dtype
-
-    @property
-    def provenance(self) -> dict | None:
-        """Where the pipeline came from (:func:`gifkit.models.hub.source_of`); None for a tiny random one."""
-        return getattr(self.pipe, "gifkit_source", None)
 
     def memory_per_image(self, grad: bool) -> float:
         """Bytes one image needs at this resolution and dtype, for ``--batch-size auto``: the guidance pass

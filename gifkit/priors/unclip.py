@@ -25,12 +25,12 @@ Design decisions:
   all-ones direction, which hardly changes the normalised embedding CLIP sees.
 * **64 px output, no super-resolution.** The paper trains on the decoder's
   64 px images "without further super-resolution" (App. D.1). The diffusers
-  pipeline always runs its two super-resolution U-Nets after the decoder
-  (``super_res_num_inference_steps`` cannot be 0), so by default
-  :meth:`UnCLIPPrior.generate` runs the pipeline itself and stops it right
-  after the decoder's last scheduler step (the decoder output is taken,
-  clamped to [-1, 1] as the pipeline does, and the super-resolution stage is
-  never run). ``super_res=True`` runs the whole pipeline (256 px for Karlo).
+  pipeline always runs its two super-resolution U-Nets after the decoder, so
+  :meth:`UnCLIPPrior.decode_embeddings` runs the decoder's loop itself on the
+  pipeline's components (text encoder on empty prompts, ``text_proj``, the
+  decoder U-Net and its scheduler, as the pipeline does) and stops after its
+  last step, clamping to [-1, 1] as the pipeline does. ``super_res=True`` runs
+  the whole pipeline (256 px for Karlo).
 * **Sampler.** The paper used 100-step DDIM with guidance scale 4 on its
   DALL-E2; Karlo ships an ``UnCLIPScheduler`` (its default is 25 decoder
   steps, scale 8). We keep Karlo's scheduler with the paper's scale 4 and 100
@@ -39,7 +39,6 @@ Design decisions:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -53,43 +52,6 @@ from gifkit.models.guides import TransformersCLIPZeroShot
 __all__ = ["UnCLIPPrior"]
 
 
-class _DecoderDone(Exception):
-    """Raised inside the pipeline once the decoder's last step is done (skips super-resolution)."""
-
-    def __init__(self, image: torch.Tensor):
-        super().__init__("decoder done")
-        self.image = image
-
-
-@contextmanager
-def _stop_after_decoder(pipe):
-    """Make ``pipe(...)`` raise :class:`_DecoderDone` with the decoder output [N, 3, r, r] in [-1, 1].
-
-    The pipeline's decoder loop calls ``decoder_scheduler.step(..., prev_timestep=None)``
-    at its last step; we wrap that method on the instance, take ``prev_sample``,
-    clamp it to [-1, 1] as the pipeline does, and stop before super-resolution.
-    """
-    sched = pipe.decoder_scheduler
-    step = sched.step
-    own = vars(sched).get("step")  # an instance-level step someone set before us, restored afterwards
-
-    def wrapped(*args, **kwargs):
-        out = step(*args, **kwargs)
-        if kwargs.get("prev_timestep", 0) is None:
-            sample = out.prev_sample if hasattr(out, "prev_sample") else out[0]
-            raise _DecoderDone(sample.clamp(-1, 1))
-        return out
-
-    sched.step = wrapped
-    try:
-        yield
-    finally:
-        if own is None:
-            del sched.step  # back to the class method
-        else:
-            sched.step = own
-
-
 class UnCLIPPrior(Prior):
     """An unCLIP image-variation pipeline (Karlo; :func:`gifkit.models.hub.load_unclip` / :func:`gifkit.models.tiny.tiny_unclip`).
 
@@ -101,11 +63,11 @@ class UnCLIPPrior(Prior):
     name = "unclip"
     channel_dim = 1  # per-dimension noise [K, E]
 
-    def __init__(self, pipe, *, decoder_steps: int = 25, super_res_steps: int = 7, guidance_scale: float = 4.0,
+    def __init__(self, pipe, *, decoder_steps: int, guidance_scale: float, super_res_steps: int = 7,
                  super_res: bool = False, device: str | torch.device | None = None):
         if decoder_steps < 1 or super_res_steps < 1:
             raise ValueError(f"decoder_steps and super_res_steps must be >= 1, got {decoder_steps}, {super_res_steps}")
-        self.pipe = pipe
+        self.pipe = self.weights = pipe
         self.device = torch.device(device) if device is not None else pipe.device
         if pipe.device != self.device:
             pipe.to(self.device)
@@ -147,11 +109,6 @@ class UnCLIPPrior(Prior):
         """The precision the decoder runs in."""
         return self.pipe.decoder.dtype
 
-    @property
-    def provenance(self) -> dict | None:
-        """Where the pipeline came from (:func:`gifkit.models.hub.source_of`); None for a tiny random one."""
-        return getattr(self.pipe, "gifkit_source", None)
-
     def guidance_features(self, f: torch.Tensor, classifier, rows: slice | None = None) -> torch.Tensor:
         """normalize(f) [N, E]: the perturbed embedding *is* the CLIP feature; nothing is decoded (App. D.1)."""
         if f.ndim != 2:
@@ -172,12 +129,46 @@ class UnCLIPPrior(Prior):
         if self.super_res:
             arr = self.pipe(output_type="np", **kwargs).images  # [N, R, R, 3] in [0, 1]
             return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()
-        try:
-            with _stop_after_decoder(self.pipe):
-                self.pipe(output_type="np", **kwargs)
-        except _DecoderDone as done:
-            return (done.image.float() * 0.5 + 0.5).clamp(0, 1)  # [N, 3, r, r]
-        raise RuntimeError("UnCLIPPrior: the pipeline finished without reaching the decoder's last step")
+        return (self.decode_embeddings(emb, list(generators)).float() * 0.5 + 0.5).clamp(0, 1)  # [N, 3, r, r]
+
+    @torch.no_grad()
+    def decode_embeddings(self, emb: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        """The unCLIP decoder's loop on image embeddings [N, E]: its output [N, 3, r, r] in [-1, 1].
+
+        As the pipeline: the text side is the empty prompt (the same for the unconditional half), ``text_proj``
+        turns embeddings and text into the decoder's conditioning, the latents start from
+        ``init_noise_sigma * N(0, I)`` (one generator per row), and with a guidance scale > 1 each step combines
+        the unconditional and conditional noise predictions, keeping the conditional predicted variance.
+        """
+        pipe, device, n = self.pipe, self.device, emb.shape[0]
+        cfg = self.guidance_scale > 1.0
+        tok = pipe.tokenizer([""] * n, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                             return_tensors="pt")
+        text = pipe.text_encoder(tok.input_ids.to(device))
+        prompt_embeds, hidden, mask = text.text_embeds, text.last_hidden_state, tok.attention_mask.bool().to(device)
+        if cfg:  # the unconditional prompt is the same empty prompt
+            prompt_embeds, hidden, mask = (torch.cat([x, x]) for x in (prompt_embeds, hidden, mask))
+        hidden, time_embeddings = pipe.text_proj(image_embeddings=emb, prompt_embeds=prompt_embeds,
+                                                 text_encoder_hidden_states=hidden, do_classifier_free_guidance=cfg)
+        mask = F.pad(mask, (pipe.text_proj.clip_extra_context_tokens, 0), value=True)
+        scheduler, decoder = pipe.decoder_scheduler, pipe.decoder
+        scheduler.set_timesteps(self.decoder_steps, device=device)
+        timesteps = scheduler.timesteps
+        shape = (n, decoder.config.in_channels, decoder.config.sample_size, decoder.config.sample_size)
+        from diffusers.utils.torch_utils import randn_tensor
+
+        x = randn_tensor(shape, generator=generators, device=device, dtype=hidden.dtype) * scheduler.init_noise_sigma
+        for i, t in enumerate(timesteps):
+            pred = decoder(sample=torch.cat([x, x]) if cfg else x, timestep=t, encoder_hidden_states=hidden,
+                           class_labels=time_embeddings, attention_mask=mask).sample
+            if cfg:
+                uncond, cond = pred.chunk(2)
+                uncond, _ = uncond.split(x.shape[1], dim=1)
+                cond, variance = cond.split(x.shape[1], dim=1)
+                pred = torch.cat([uncond + self.guidance_scale * (cond - uncond), variance], dim=1)
+            prev = None if i + 1 == len(timesteps) else timesteps[i + 1]
+            x = scheduler.step(pred, t, x, prev_timestep=prev, generator=generators).prev_sample
+        return x.clamp(-1, 1)
 
     def decode(self, f: torch.Tensor, grad: bool = False) -> torch.Tensor:
         """Embeddings -> images (generators seeded by row index); not differentiable: guidance needs no decode."""

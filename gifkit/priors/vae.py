@@ -268,16 +268,16 @@ def get_vae(dataset: str = "fashion-mnist", *, retrain: bool = False, data_root:
 class VAEPrior(Prior):
     """GIF's prior interface on a :class:`ConvVAE` (see the module docstring).
 
-    ``sample``: f is a posterior sample ``mu + temperature * sigma * n`` (default) or the mean ``mu``;
-    ``rotation`` / ``flip``: the seed transform (SD prior's defaults: 15 degrees, horizontal flip).
+    ``sample``: f is a posterior sample ``mu + temperature * sigma * n`` or the mean ``mu``; ``rotation`` /
+    ``flip``: the seed transform (the method's defaults, :mod:`gifkit.methods.vae`: SD's 15 degrees and flip).
     """
 
     name = "vae"
     channel_dim = 1
 
-    def __init__(self, vae: ConvVAE, *, rotation: float = 15.0, flip: bool = True, sample: bool = True,
-                 temperature: float = 1.0, device: str | torch.device | None = None):
-        self.vae = vae.eval().requires_grad_(False)
+    def __init__(self, vae: ConvVAE, *, rotation: float, flip: bool, sample: bool, temperature: float,
+                 device: str | torch.device | None = None):
+        self.vae = self.weights = vae.eval().requires_grad_(False)
         self.device = torch.device(device) if device is not None else next(vae.parameters()).device
         self.vae.to(self.device)
         self.resolution = vae.image_size
@@ -289,6 +289,10 @@ class VAEPrior(Prior):
     def params(self) -> dict:
         return {"rotation": self.rotation, "flip": int(self.flip), "posterior_sample": int(self.sample),
                 "temperature": self.temperature}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
 
     def _seed_tensor(self, job: Job) -> torch.Tensor:
         image = job.image.convert("L")

@@ -6,9 +6,10 @@ knowledge-distillation baseline is a training run (``gifkit train --kd clip``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from gifkit.config import get_profile
@@ -20,11 +21,8 @@ from gifkit.train.data import Transformed
 from gifkit.train.metrics import classification_metrics, shot_accuracy
 from gifkit.train.runs import load_run
 
-if TYPE_CHECKING:  # torch and friends are imported inside the functions
-    import torch
-
 __all__ = ["predict", "evaluate_run", "cifar100c_table", "clip_zero_shot", "FIDUnavailable", "fid_weights_path",
-           "compute_fid", "fid_expanded", "clip_fid_features", "INCEPTION_FILE", "INCEPTION_URL"]
+           "compute_fid", "fid_expanded", "FIDFeatures", "clip_fid_features", "INCEPTION_FILE", "INCEPTION_URL"]
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
@@ -36,7 +34,6 @@ INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2
 def predict(model, dataset, transform, batch_size: int = 256, workers: int = 0, device=None,
             progress: bool = False, desc: str = "eval"):
     """Predicted class and label of every item: ``(preds, labels)`` as int64 arrays."""
-    import torch
     from torch.utils.data import DataLoader
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -58,8 +55,6 @@ def _dl(download: bool) -> dict:
 
 
 def _device(name: str | None):
-    import torch
-
     return torch.device(name) if name else best_device()
 
 
@@ -125,7 +120,6 @@ def clip_zero_shot(data: str, split: str = "test", root=None, profile: str = "pa
                    data_kwargs: dict | None = None) -> dict:
     """The CLIP zero-shot baseline of Table 1: GIF's classifier (template "This is a photo of a {}",
     logit scale 100) with CLIP's own preprocessing; the CLIP is :func:`gifkit.models.guides.guide_clip`'s."""
-    import torch
     from torch.utils.data import DataLoader
 
     from gifkit.data import load_dataset
@@ -161,8 +155,6 @@ def fid_weights_path(weights: str | Path | None = None) -> str | None:
     (``<torch.hub.get_dir()>/checkpoints/weights-inception-2015-12-05-6726825d.pth``).
     Offline (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE``) with neither, raise :class:`FIDUnavailable` at once.
     """
-    import torch
-
     cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     how = (f"Get them on a machine with internet: `curl -L -o {INCEPTION_FILE} {INCEPTION_URL}`, then pass "
            f"--fid-weights <file> (Python: weights=...) or copy the file to {cached}.")
@@ -197,8 +189,8 @@ def _fid_metric(feature, weights):
 
 
 def _uint8_batches(images: Iterable, size: int, batch_size: int):
-    import torch
     from PIL import Image
+
     batch = []
     for im in images:
         im = im.convert("RGB")
@@ -226,34 +218,42 @@ def compute_fid(real: Iterable, fake: Iterable, feature=2048, weights=None,
     return float(metric.compute())
 
 
-def clip_fid_features(bundle) -> "torch.nn.Module":
-    """A Frechet-distance feature extractor from a CLIP image encoder (a :func:`gifkit.models.hub.load_clip` or
-    :func:`gifkit.models.tiny.tiny_clip` bundle), for ``compute_fid(..., feature=f, size=f.size)``.
+class FIDFeatures(torch.nn.Module):
+    """A Fréchet-distance feature extractor from any image encoder, for ``compute_fid(..., feature=f, size=f.size)``
+    where torch-fidelity's InceptionV3 weights are unavailable (offline, smoke and mini profiles).
 
-    Maps uint8 images [N, 3, S, S] (S = ``f.size``, the encoder's input size) to CLIP image embeddings
-    [N, D] (float64; ``f.num_features`` = D), normalised with the encoder's own mean and std. Where the
-    InceptionV3 weights are unavailable (offline, smoke profile) this gives a Frechet distance in CLIP space;
-    its values are not comparable with the paper's Inception FID.
+    ``f(x)`` maps uint8 images ``x`` [N, 3, size, size] to ``encode(net, (x / 255 - mean) / std)`` as float64
+    [N, D]; ``encode`` default: ``net(x)``. ``f.size`` is ``size``; ``f.num_features`` is D, measured on one black
+    image. ``net`` is frozen (eval, no gradients) and moves with ``f``. The distances live in ``net``'s feature
+    space: they are not comparable with the paper's Inception FID.
     """
-    import torch
 
+    def __init__(self, net: torch.nn.Module, size: int, mean: Sequence[float] = (0.5, 0.5, 0.5),
+                 std: Sequence[float] = (0.5, 0.5, 0.5), encode=None):
+        super().__init__()
+        self.net, self.size, self.encode = net.eval().requires_grad_(False), int(size), encode
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        param = next(net.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        self.to(device)
+        with torch.no_grad():
+            blank = torch.zeros(1, 3, self.size, self.size, dtype=torch.uint8, device=device)
+            self.num_features = int(self(blank).shape[-1])
+
+    def forward(self, x):  # uint8 [N, 3, S, S] -> float64 [N, D]
+        x = (x.float() / 255 - self.mean) / self.std
+        return (self.net(x) if self.encode is None else self.encode(self.net, x)).double()
+
+
+def clip_fid_features(bundle) -> FIDFeatures:
+    """:class:`FIDFeatures` of a CLIP image encoder (a :func:`gifkit.models.hub.load_clip` or
+    :func:`gifkit.models.tiny.tiny_clip` bundle): CLIP image embeddings at the encoder's input size, normalised
+    with the encoder's own mean and std."""
     visual = bundle.model.visual
     cfg = visual.preprocess_cfg
-
-    class ClipFIDFeatures(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.clip = bundle.model.eval().requires_grad_(False)
-            self.size = int(visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size)
-            self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1))
-            with torch.no_grad():
-                self.num_features = int(self(torch.zeros(1, 3, self.size, self.size, dtype=torch.uint8)).shape[-1])
-
-        def forward(self, x):  # uint8 [N, 3, S, S] -> [N, D]
-            return self.clip.encode_image((x.float() / 255 - self.mean) / self.std).double()
-
-    return ClipFIDFeatures()
+    size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size
+    return FIDFeatures(bundle.model, size, cfg["mean"], cfg["std"], encode=lambda clip, x: clip.encode_image(x))
 
 
 def fid_expanded(expanded_root: str | Path, original, **kwargs) -> float:

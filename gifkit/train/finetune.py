@@ -7,7 +7,7 @@ text encoder trained; :data:`gifkit.config.FINETUNE_PRESETS`). :func:`finetune_s
 
 * each training image x with label y gets the prompt ``prompt.format(domain=..., class_name=...)``, by default
   "{domain} {class_name}", e.g. "Colon pathological image of adipose" (the modality of the medical presets,
-  the same domain the GIF-SD prompts use, the ``domain`` of :data:`gifkit.config.GIF_SD_PRESETS`);
+  the same domain the GIF-SD prompts use, the ``domain`` of the medical presets of :mod:`gifkit.methods.gif_sd`);
 * the image is resized to the U-Net's resolution (bicubic), randomly flipped, encoded by the frozen VAE (a
   posterior sample times the VAE's scaling factor); noise and a uniform timestep are drawn, the latent is noised
   with the DDPM schedule of the checkpoint, and the U-Net's prediction (noise, or the velocity for
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:  # torch is imported inside the functions that use it
     import torch
 
-from gifkit.config import FINETUNE_PRESETS, GIF_SD_PRESETS, MODEL_IDS, PROFILES, get_profile, option
+from gifkit.config import FINETUNE_PRESETS, MODEL_IDS, PROFILES, get_profile, option
 from gifkit.io.files import atomic_save_image, atomic_write_bytes, replace_dir, write_json
 from gifkit.io.runs import matching_record
 
@@ -101,14 +101,12 @@ class FinetuneConfig:
 def make_finetune_config(preset: str = "paper", **overrides) -> FinetuneConfig:
     """A :class:`FinetuneConfig` from ``FINETUNE_PRESETS[preset]`` plus ``overrides`` (``None`` values ignored).
 
-    ``dataset=<name>`` (e.g. ``"pathmnist"``) sets ``domain`` to the modality of GIF-SD's medical preset.
+    ``domain`` is the modality in the prompts: ``gifkit finetune`` passes the one of GIF-SD's medical preset of the
+    dataset (``gifkit.methods.gif_sd.PRESETS[name]["domain"]``), so the tuned prior and GIF-SD's prompts agree.
     """
     if preset not in FINETUNE_PRESETS:
         raise ValueError(f"preset must be one of {sorted(FINETUNE_PRESETS)}, got {preset!r}")
     values = {**FINETUNE_PRESETS[preset], "profile": "smoke" if preset == "smoke" else "paper"}
-    dataset = overrides.pop("dataset", None)
-    if dataset and GIF_SD_PRESETS.get(str(dataset).lower(), {}).get("domain"):
-        values["domain"] = GIF_SD_PRESETS[str(dataset).lower()]["domain"]
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in fields(FinetuneConfig)}
     unknown = sorted(set(values) - known)

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import typing
 
-__all__ = ["add_dataclass_args", "values", "checked"]
+__all__ = ["add_dataclass_args", "add_union_args", "values", "checked"]
 
 
 def _flag_fields(cls, prefix: str = "", only=None, skip=()):
@@ -56,6 +56,31 @@ def checked(typ, check, name: str):
     return parse
 
 
+def _add_flag(parser, f, meta, hint, flag, dest: str, shown: str) -> None:
+    typ, many = _base_type(hint)
+    if meta.get("action") in ("store_true", "store_false", "append"):
+        shown = ""  # a switch: its help says what it does
+    kw = dict(dest=dest, default=None, help=((meta.get("help") or "") + shown).replace("%", "%%"))
+    action = meta.get("action")
+    if action in ("store_true", "store_false"):
+        kw["action"] = action
+    elif action == "append":
+        kw.update(action="append", metavar="KEY=VALUE")
+    elif typ is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+    else:
+        kw["type"] = typ if typ in (int, float) else str
+        if meta.get("check") is not None and typ in (int, float):
+            kw["type"] = checked(typ, meta["check"], f.name)
+        if many:
+            kw["nargs"] = "+"
+        if meta.get("choices"):
+            kw["choices"] = list(meta["choices"])
+    if meta.get("required"):
+        kw["required"] = True
+    parser.add_argument(flag, **kw)
+
+
 def add_dataclass_args(parser, cls, *, prefix: str = "", only=None, skip=(), defaults: dict | None = None) -> None:
     """Add a flag for every :func:`~gifkit.config.option` field of ``cls`` to ``parser`` (or an argument group).
 
@@ -63,31 +88,33 @@ def add_dataclass_args(parser, cls, *, prefix: str = "", only=None, skip=(), def
     ``defaults`` overrides the default shown in the help (e.g. the profile a command defaults to).
     """
     for f, meta, hint, flag in _flag_fields(cls, prefix, only, skip):
-        typ, many = _base_type(hint)
         shown = f" (default {defaults[f.name]})" if defaults and f.name in defaults else _default_text(f)
-        if meta.get("action") in ("store_true", "store_false", "append"):
-            shown = ""  # a switch: its help says what it does
-        kw = dict(dest=prefix.replace("-", "_") + f.name, default=None,
-                  help=((meta.get("help") or "") + shown).replace("%", "%%"))
-        action = meta.get("action")
-        if action in ("store_true", "store_false"):
-            kw["action"] = action
-            kw["default"] = None
-        elif action == "append":
-            kw.update(action="append", metavar="KEY=VALUE")
-        elif typ is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        else:
-            kw["type"] = typ if typ in (int, float) else str
-            if meta.get("check") is not None and typ in (int, float):
-                kw["type"] = checked(typ, meta["check"], f.name)
-            if many:
-                kw["nargs"] = "+"
-            if meta.get("choices"):
-                kw["choices"] = list(meta["choices"])
-        if meta.get("required"):
-            kw["required"] = True
-        parser.add_argument(flag, **kw)
+        _add_flag(parser, f, meta, hint, flag, prefix.replace("-", "_") + f.name, shown)
+
+
+def add_union_args(parser, configs: dict[str, type]) -> dict[str, list[str]]:
+    """One flag per option across several dataclasses (``{owner: class}``, e.g. every method's config): the
+    first declaration gives the flag, type and help; the help lists the owners and their defaults where they
+    differ. Returns ``{field name: [owners that have it]}``."""
+    owners: dict[str, list[str]] = {}
+    first: dict[str, tuple] = {}
+    defaults: dict[str, dict[str, object]] = {}
+    for owner, cls in configs.items():
+        for f, meta, hint, flag in _flag_fields(cls):
+            owners.setdefault(f.name, []).append(owner)
+            first.setdefault(f.name, (f, meta, hint, flag))
+            if f.default is not dataclasses.MISSING:
+                defaults.setdefault(f.name, {})[owner] = f.default
+    for name, (f, meta, hint, flag) in first.items():
+        who = owners[name]
+        shown = f" [{', '.join(who)}]" if len(who) < len(configs) else ""
+        values = {v for v in defaults.get(name, {}).values()}
+        if len(values) == 1 and None not in values and "" not in values:
+            shown = f" (default {values.pop()})" + shown
+        elif len(values) > 1:
+            shown = " (default " + ", ".join(f"{o} {v}" for o, v in defaults[name].items() if v is not None) + ")" + shown
+        _add_flag(parser, f, meta, hint, flag, name, shown)
+    return owners
 
 
 def values(args: argparse.Namespace, cls, *, prefix: str = "", only=None, skip=()) -> dict:

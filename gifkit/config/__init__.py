@@ -1,15 +1,16 @@
-"""Every setting gifkit ships with, in one place, each table under a name that says what it is.
+"""The settings gifkit shares across layers, each table under a name that says what it is.
 
-* :data:`PROFILES`: what each profile (``smoke``, ``mini``, ``paper``) builds: tiny random models or real
-  checkpoints, sampler steps, training and fine-tuning presets (:func:`get_profile` validates a name);
-* :data:`MODEL_IDS` and :data:`GUIDANCE_CLIP`: the checkpoints of the paper profile (hub ids; every loader
-  also takes a local folder);
-* :data:`GIF_SD_PRESETS`: the official GIF-SD settings per dataset (CFG scale, strength, eps, the paper's
-  expansion ratio, the medical modality of the prompt) and :data:`PRESET_OF`, the preset of a dataset name;
+* :data:`PROFILES`: what each profile (``smoke``, ``mini``, ``colab``, ``paper``) builds: tiny random models or
+  real checkpoints, the precision, training and fine-tuning presets (:func:`get_profile` validates a name);
+* :data:`MODEL_IDS`, :data:`GUIDANCE_CLIP`, :data:`ALIA_SEMANTIC_CLIP`: the checkpoints of the real profiles (hub
+  ids; every loader also takes a local folder);
+* :data:`EXPAND_CHECKS`: the checks of every expansion's run arguments (ratio, batch size, ...);
 * :data:`TRAIN_PRESETS`, :data:`PAPER_LR`, :data:`MACRO_DATASETS`: the classifier training protocols;
 * :data:`FINETUNE_PRESETS`: prior tuning (DreamBooth-style SD fine-tuning);
 * :data:`PAPER_DATASET`, :data:`PAPER_METHOD`: the names the paper's tables use for gifkit's datasets and methods.
 
+Each expansion method's own settings (GIF-SD's CFG scale, strength, eps, sampler steps, its per-dataset presets,
+...) live beside the method, in its file of :mod:`gifkit.methods`.
 This module imports nothing from gifkit: every other layer may read it. Where each number comes from is
 said beside it and in ``docs/design.md``.
 """
@@ -23,7 +24,7 @@ from typing import Any, Callable
 
 __all__ = ["Check", "option", "check_fields", "EXPAND_CHECKS", "MAX_RATIO", "check_expand_args", "Profile",
            "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "GUIDANCE_CLIP_REPO",
-           "ALIA_SEMANTIC_CLIP", "ALIA_SEMANTIC_CLIP_REPO", "DTYPES", "GIF_SD_PRESETS", "PRESET_OF",
+           "ALIA_SEMANTIC_CLIP", "ALIA_SEMANTIC_CLIP_REPO", "DTYPES",
            "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "NO_HFLIP", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
            "PAPER_DATASET", "PAPER_METHOD"]
 
@@ -77,7 +78,7 @@ class Check:
 def option(default: Any = None, help: str = "", *, flag: str | None = None, choices=None, action: str | None = None,
            required: bool = False, convert: Callable | None = None, cli: bool = True, check: Check | None = None,
            **field_kwargs):
-    """A dataclass field that is also a command-line flag (:mod:`gifkit.cli.args` generates the flag).
+    """A dataclass field that is also a command-line flag (:mod:`gifkit.config.flags` generates the flag).
 
     ``flag``: the flag's name (default ``--`` + the field name with ``-``); ``choices``; ``action``:
     ``"store_true"`` / ``"store_false"`` (a flag that sets True / False) or ``"append"`` (repeatable, gathered
@@ -103,7 +104,7 @@ def check_fields(obj: Any) -> None:
 
 
 MAX_RATIO = 1000  # K images per seed: the paper uses at most 30; more is a typo, refused before any work
-# the arguments of every expansion (gifkit expand, expand_method, expand, expand_augment, run_alia)
+# the run arguments of every expansion (gifkit expand, gifkit.methods.expand)
 EXPAND_CHECKS: dict[str, Check] = {
     "ratio": Check(1, MAX_RATIO, integer=True),
     "batch_size": Check(1, 1 << 16, integer=True),
@@ -129,17 +130,14 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")  # --dtype; auto: bf16 on a CUDA GPU o
 @dataclass(frozen=True)
 class Profile:
     """What a profile builds. ``tiny``: tiny randomly initialised models of the real classes (no checkpoint);
-    ``sd_steps``: DDIM steps of the SD img2img priors; ``unclip_steps``: (decoder, super-resolution) steps of
-    the unCLIP prior; ``train_preset`` / ``finetune_preset``: entries of :data:`TRAIN_PRESETS` /
+    ``train_preset`` / ``finetune_preset``: entries of :data:`TRAIN_PRESETS` /
     :data:`FINETUNE_PRESETS`; ``dtype``: the precision of real checkpoints (one of :data:`DTYPES`; ``--dtype``
     overrides it); ``ratio``: the profile's K where it fixes one (the colab profile). Which methods run on which
-    profile is said by each method (:data:`gifkit.methods.METHODS`)."""
+    profile, and with which sampler steps, each method says in its file (:mod:`gifkit.methods`)."""
 
     name: str
     summary: str
     tiny: bool
-    sd_steps: int
-    unclip_steps: tuple[int, int]
     train_preset: str
     finetune_preset: str | None
     dtype: str = "auto"
@@ -148,18 +146,18 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("smoke", "tiny random models of the real classes and built-in synthetic data; seconds; what CI runs",
-            tiny=True, sd_steps=10, unclip_steps=(4, 2), train_preset="smoke", finetune_preset="smoke"),
+            tiny=True, train_preset="smoke", finetune_preset="smoke"),
     Profile("mini", "real Fashion-MNIST, a small VAE prior gifkit trains itself and an ImageNet EfficientNet-Lite0 "
                     "guide; offline on a 2-core CPU; minutes",
-            tiny=False, sd_steps=50, unclip_steps=(100, 7), train_preset="mini", finetune_preset=None, dtype="fp32"),
+            tiny=False, train_preset="mini", finetune_preset=None, dtype="fp32"),
     Profile("paper", "the real checkpoints (SD v1-4, CLIP ViT-B/32, MAE ViT-L/16, Karlo unCLIP) and datasets; GPU",
-            tiny=False, sd_steps=50, unclip_steps=(100, 7), train_preset="paper", finetune_preset="paper"),
+            tiny=False, train_preset="paper", finetune_preset="paper"),
     # colab: real GIF-SD on a free Colab T4 (16 GB) in under 45 minutes with downloads: 10 CIFAR-100 classes x 5
     # seeds, K = 5, the cifar100s preset (CFG 50, strength 0.9, eps 0.8) at 20 DDIM steps instead of 50
     # (gifkit.experiments.colab; README "Colab")
     Profile("colab", "real SD v1-4 + CLIP ViT-B/32 on 10 CIFAR-100 classes x 5 seeds, K = 5, 20 DDIM steps; a free "
                      "Colab T4 in under 45 minutes",
-            tiny=False, sd_steps=20, unclip_steps=(25, 7), train_preset="paper", finetune_preset=None, ratio=5),
+            tiny=False, train_preset="paper", finetune_preset=None, ratio=5),
 ]}
 PROFILE_NAMES = tuple(PROFILES)
 
@@ -193,28 +191,7 @@ ALIA_SEMANTIC_CLIP = ("ViT-L-14-quickgelu", "openai")
 ALIA_SEMANTIC_CLIP_REPO = "timm/vit_large_patch14_clip_224.openai"
 
 
-# ----------------------------------------------------------------------------- GIF-SD per-dataset presets
-
-DEFAULT_RATIO = 5  # K, images per seed, when neither the caller nor a preset sets it
-# The official GIF-SD settings per dataset (the official run scripts); ratio = the paper's Table 1 ratio;
-# domain = the medical modality that replaces the designed prompts' domain.
-GIF_SD_PRESETS: dict[str, dict] = {
-    "cifar100s": dict(guidance_scale=50, strength=0.9, eps=0.8, ratio=5),
-    "caltech101": dict(guidance_scale=5, strength=0.9, eps=4.0, ratio=20),
-    "cars": dict(guidance_scale=50, strength=0.9, eps=0.8, ratio=20),
-    "dtd": dict(guidance_scale=50, strength=0.5, eps=0.8, ratio=20),
-    "flowers": dict(guidance_scale=8, strength=0.5, eps=0.8, ratio=20),
-    "pets": dict(guidance_scale=50, strength=0.7, eps=0.8, ratio=30),
-    "organsmnist": dict(guidance_scale=5, strength=0.4, eps=0.5, ratio=5, domain="Abdominal CT image of"),
-    "pathmnist": dict(guidance_scale=5, strength=0.9, eps=0.1, ratio=5, domain="Colon pathological image of"),
-    "breastmnist": dict(guidance_scale=5, strength=0.9, eps=0.1, ratio=5, domain="Ultrasound image of"),
-}
-# the GIF-SD preset of a dataset name (run_grid uses it under the paper profile when none is given)
-PRESET_OF: dict[str, str] = {
-    "cifar100s": "cifar100s", "caltech101": "caltech101", "cars": "cars", "stanford_cars": "cars", "dtd": "dtd",
-    "flowers": "flowers", "flowers102": "flowers", "flowers102-official": "flowers", "pets": "pets",
-    "oxford_pets": "pets", "pets-official": "pets", "organsmnist": "organsmnist", "pathmnist": "pathmnist",
-    "breastmnist": "breastmnist"}
+DEFAULT_RATIO = 5  # K, images per seed, when neither the caller nor the method (a preset) sets it
 
 
 # ----------------------------------------------------------------------------- classifier training
