@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.gifkit-installed
 PROFILE ?= smoke
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-compat gpu-check venv docs nbval notebooks notebooks-refresh cli-reference clean-venv
+.PHONY: demo test test-compat test-colab gpu-check gpu-wheels venv docs nbval notebooks notebooks-refresh cli-reference clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,24 +55,44 @@ nbval: $(STAMP)
 	echo "nbval: $$nbs"; HF_HUB_OFFLINE=1 $(PY) -m pytest --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 	$(PYTEST_ARGS) $$nbs
 
-# The unit tests in a second environment at the oldest versions gifkit claims (constraints-compat.txt: the
-# Colab-like set torch 2.9.0, diffusers 0.35.0, transformers 4.57.1, numpy 1.26.4, pandas 2.0.3, ..., exactly the
-# lower bounds in pyproject.toml), in .venv-compat (a CUDA build of torch: a few GB the first time).
+# The unit tests in a second environment at the oldest versions gifkit claims (constraints-compat.txt: exactly the
+# lower bounds in pyproject.toml, every extra included), in .venv-compat (Python 3.11; a CUDA build of torch: a few
+# GB the first time).
 COMPAT := .venv-compat
 $(COMPAT)/.gifkit-installed: pyproject.toml constraints-compat.txt
 	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
 	$(COMPAT)/bin/python -m pip install -q --upgrade pip
-	$(COMPAT)/bin/python -m pip install -q -c constraints-compat.txt -e ".[dev,mini]"
+	$(COMPAT)/bin/python -m pip install -q -c constraints-compat.txt -e ".[dev,mini,notebooks,fid]"
 	touch $@
 
 test-compat: $(COMPAT)/.gifkit-installed
 	HF_HUB_OFFLINE=1 $(COMPAT)/bin/python -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
 
-# The paper path on one CUDA GPU with full-size random-weight checkpoints (no downloads, < 8 min on an H100/H200):
-# results/gpu/<gpu-name>.json and a table (docs/gpu.md). GPU_CHECK_ARGS=--smoke runs it on tiny checkpoints on the CPU.
+# The unit tests in a mirror of Colab's preinstalled set (constraints-colab.txt: Python 3.12, torch 2.9.0,
+# numpy 2.0.2, pandas 2.2.2, transformers 4.57.2, diffusers 0.35.2, ...), what a Colab user has after the README's
+# install cell, in .venv-colab. PYTHON312: a Python 3.12 interpreter.
+PYTHON312 ?= python3.12
+COLAB := .venv-colab
+$(COLAB)/.gifkit-installed: pyproject.toml constraints-colab.txt
+	test -x $(COLAB)/bin/python || $(PYTHON312) -m venv $(COLAB)
+	$(COLAB)/bin/python -m pip install -q --upgrade pip
+	$(COLAB)/bin/python -m pip install -q -c constraints-colab.txt -e ".[dev,mini]"
+	touch $@
+
+test-colab: $(COLAB)/.gifkit-installed
+	HF_HUB_OFFLINE=1 $(COLAB)/bin/python -m pytest -m "not slow and not gpu and not network" $(PYTEST_ARGS) tests
+
+# The paper path on one CUDA GPU with full-size random-weight checkpoints (no downloads; docs/gpu.md): the machine's
+# own python3 with the wheels of `make gpu-wheels` (.whl/) installed with --target, results/gpu/<gpu-name>.json row
+# by row; --budget-s N stops before N seconds. On a development machine:
+# make gpu-check GPU_PYTHON=.venv/bin/python GPU_CHECK_ARGS=--smoke (tiny checkpoints on the CPU).
+GPU_PYTHON ?= python3
 GPU_CHECK_ARGS ?=
-gpu-check: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+gpu-check:
+	PYTHON=$(GPU_PYTHON) sh scripts/gpu_check.sh $(GPU_CHECK_ARGS)
+
+gpu-wheels:
+	PYTHON=$(PYTHON) sh scripts/gpu_wheels.sh
 
 # make notebooks [NB="05 06"] [PROFILE=smoke|mini|paper] [PARAMS="ratio=5 seeds=[0,1]"]: executed copies under
 # results/<profile>/notebooks/, their CSV and PNG under results/<profile>/<notebook>/, the shared (resumable) study

@@ -55,7 +55,8 @@ import torch
 from gifkit.config import ALIA_SEMANTIC_CLIP_REPO, GUIDANCE_CLIP_REPO, MODEL_IDS
 from gifkit.models import tiny
 
-__all__ = ["KINDS", "SIZES", "HUB_IDS", "write_checkpoint", "plant_hub_cache", "snapshot_dir"]
+__all__ = ["KINDS", "SIZES", "HUB_IDS", "write_checkpoint", "plant_hub_cache", "snapshot_dir", "sd_configs", "clip_config",
+           "mae_config", "unclip_configs", "unclip_text_proj_class"]
 
 KINDS = ("sd", "ip2p", "clip", "clip-l", "mae", "unclip", "blip", "llm")
 SIZES = ("tiny", "full")
@@ -291,7 +292,8 @@ def unclip_configs(size: str) -> dict[str, dict]:
             "text_encoder": text, "image_encoder": vision, "crop": 32 if t else 224}
 
 
-def _text_proj_class():
+def unclip_text_proj_class():
+    """diffusers' ``UnCLIPTextProjModel`` (its module moved in 0.36)."""
     try:  # diffusers >= 0.36 keeps unCLIP under pipelines/deprecated
         from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
     except ImportError:  # diffusers 0.35 (the Colab-like set)
@@ -316,7 +318,7 @@ def _write_unclip(d: Path, size: str, seed: int, device) -> None:
         "tokenizer": ["transformers", "CLIPTokenizer"]})
     parts: dict[str, Any] = {
         "decoder": (UNet2DConditionModel, cfg["decoder"]), "super_res_first": (UNet2DModel, cfg["super_res_first"]),
-        "super_res_last": (UNet2DModel, cfg["super_res_last"]), "text_proj": (_text_proj_class(), cfg["text_proj"])}
+        "super_res_last": (UNet2DModel, cfg["super_res_last"]), "text_proj": (unclip_text_proj_class(), cfg["text_proj"])}
     for i, (name, (cls, kwargs)) in enumerate(parts.items()):
         model = _build(cls, **kwargs, seed=seed + i, device=device)
         model.save_config(str(d / name))

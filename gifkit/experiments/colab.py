@@ -1,4 +1,4 @@
-"""The ``colab`` profile end to end: real GIF-SD on a free Colab T4 in under 45 minutes, downloads included.
+"""The ``colab`` profile end to end: real GIF-SD on a free Colab T4, downloads included.
 
 :func:`run_colab` runs five resumable stages and times each (``summary.json``):
 
@@ -15,10 +15,14 @@
 
 ``out`` defaults to ``/content/drive/MyDrive/gifkit-colab`` when Google Drive is mounted (so a disconnect loses
 nothing), else ``results/colab``. ``profile="smoke"`` with ``data="smoke"`` runs the same stages on tiny models in
-seconds (what the tests do).
+seconds (what the tests do). Its time on a T4 is not measured yet: docs/gpu.md estimates it from public SD
+throughputs and gifkit's FLOP counts (about 52-85 minutes with these defaults; the expansion's share scales with
+classes x seeds per class). From a shell: ``python -m gifkit.experiments.colab [OUT] [--classes N]
+[--seeds-per-class N] ...`` (``--help``).
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import time
@@ -29,7 +33,7 @@ import torch
 from gifkit.config import get_profile
 from gifkit.experiments import nbkit  # nbkit.DRIVE: the one place the Drive folder is named
 
-__all__ = ["output_root", "class_subset", "linear_probe", "run_colab"]
+__all__ = ["output_root", "class_subset", "linear_probe", "run_colab", "main"]
 
 ARMS = ("sd", "gif-sd")
 
@@ -182,7 +186,41 @@ def run_colab(out: str | Path | None = None, *, profile: str = "colab", data: st
     return summary
 
 
-if __name__ == "__main__":  # python -m gifkit.experiments.colab [OUT]
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def main(argv=None) -> int:
+    """``python -m gifkit.experiments.colab [OUT] [options]``: :func:`run_colab` with its settings as flags; prints
+    the summary as JSON."""
+    from gifkit.config import PROFILE_NAMES
+
+    p = argparse.ArgumentParser(prog="python -m gifkit.experiments.colab", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", nargs="?", default=None, help="output folder (default: <Drive>/gifkit-colab when Google "
+                                                        "Drive is mounted, else results/colab)")
+    p.add_argument("--profile", default="colab", choices=list(PROFILE_NAMES), help="default colab (smoke: tiny models)")
+    p.add_argument("--data", default="cifar100", help="dataset name (default cifar100; smoke: the built-in set)")
+    p.add_argument("--classes", type=_positive, default=10, help="classes kept, the first by label (default 10)")
+    p.add_argument("--seeds-per-class", type=_positive, default=5, help="seed images per class (default 5)")
+    p.add_argument("--test-per-class", type=_positive, default=20, help="test images per class (default 20)")
+    p.add_argument("--ratio", type=_positive, default=None, help="K, images per seed (default: the profile's, 5)")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), help=f"methods to expand with (default {' '.join(ARMS)})")
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: the best available)")
+    p.add_argument("--no-download", action="store_true", help="use the dataset already on disk")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    summary = run_colab(a.out, profile=a.profile, data=a.data, n_classes=a.classes, seeds_per_class=a.seeds_per_class,
+                        test_per_class=a.test_per_class, ratio=a.ratio, arms=tuple(a.arms), device=a.device,
+                        download=not a.no_download, progress=not a.no_progress)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
     import sys
 
-    print(json.dumps(run_colab(sys.argv[1] if len(sys.argv) > 1 else None), indent=1))
+    sys.exit(main())

@@ -40,12 +40,15 @@ MEASURED_CPU = {"gif-vae": 0.016, "vae": 0.008, "randaugment": 0.0012, "cutout":
 
 
 def measured_gpu_figures(folder: str | Path = "results/gpu") -> dict[str, dict]:
-    """``{gpu name: {method: seconds per image}}`` from the ``make gpu-check`` reports in ``folder``."""
+    """``{gpu name: {method: seconds per image}}`` from the ``make gpu-check`` reports in ``folder`` (a smoke run's
+    report, tiny checkpoints on a CPU, is no GPU figure and is left out)."""
     out = {}
     for f in sorted(Path(folder).glob("*.json")):
         try:
             report = json.loads(f.read_text())
         except (OSError, ValueError):
+            continue
+        if not isinstance(report, dict) or report.get("smoke"):
             continue
         per_image = report.get("seconds_per_image") or {}
         if isinstance(per_image, dict) and per_image:

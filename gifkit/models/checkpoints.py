@@ -127,6 +127,13 @@ def resolve_source(model_id: str, what: str) -> tuple[str, bool]:
         if not Path(expanded).exists():
             raise unavailable(what, model_id, f"the local path {expanded!r}, which does not exist")
         return expanded, True
+    if is_offline():  # the cached snapshot's folder: transformers 4.57.2 cannot load a tokenizer by hub id offline
+        from huggingface_hub import snapshot_download
+
+        try:
+            return snapshot_download(model_id, local_files_only=True), True
+        except Exception:  # not cached (or no refs/main): from_pretrained says what is missing
+            pass
     return model_id, is_offline()
 
 

@@ -247,6 +247,16 @@ def _dtype_kwarg(torch_dtype: torch.dtype | None) -> dict:
     return {"dtype": torch_dtype} if (major, minor) >= (4, 56) else {"torch_dtype": torch_dtype}
 
 
+def _diffusers_dtype(torch_dtype: torch.dtype | None) -> dict:
+    """diffusers' dtype keyword: ``dtype`` from 0.40 on (``torch_dtype`` warns there), ``torch_dtype`` before."""
+    if torch_dtype is None:
+        return {}
+    import diffusers
+
+    major, minor = (int(x) for x in diffusers.__version__.split(".")[:2])
+    return {"dtype": torch_dtype} if (major, minor) >= (0, 40) else {"torch_dtype": torch_dtype}
+
+
 def from_pretrained(cls, model_id: str, what: str, **kwargs) -> Any:
     path, local_only = resolve_source(model_id, what)
     try:
@@ -267,7 +277,7 @@ def load_sd(model_id: str = MODEL_IDS["sd"], torch_dtype: torch.dtype | None = N
     from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
 
     pipe = from_pretrained(StableDiffusionImg2ImgPipeline, model_id, "Stable Diffusion checkpoint",
-                            safety_checker=None, requires_safety_checker=False, torch_dtype=torch_dtype)
+                            safety_checker=None, requires_safety_checker=False, **_diffusers_dtype(torch_dtype))
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     if device is not None:
         pipe = pipe.to(device)
@@ -313,10 +323,11 @@ def load_unclip(model_id: str = MODEL_IDS["unclip"], torch_dtype: torch.dtype | 
     path, local_only = resolve_source(model_id, what)
     if local_only and Path(path).is_dir() and not (Path(path) / "model_index.json").is_file():
         raise unavailable(what, model_id, f"{path!r}, which has no model_index.json")
-    dtype = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+    dtype, tf_dtype = _diffusers_dtype(torch_dtype), _dtype_kwarg(torch_dtype)
     parts = {"decoder": (UNet2DConditionModel, dtype), "text_proj": (UnCLIPTextProjModel, dtype),
              "super_res_first": (UNet2DModel, dtype), "super_res_last": (UNet2DModel, dtype),
-             "text_encoder": (CLIPTextModelWithProjection, dtype), "image_encoder": (CLIPVisionModelWithProjection, dtype),
+             "text_encoder": (CLIPTextModelWithProjection, tf_dtype),
+             "image_encoder": (CLIPVisionModelWithProjection, tf_dtype),
              "tokenizer": (CLIPTokenizer, {}), "feature_extractor": (CLIPImageProcessor, {}),
              "decoder_scheduler": (UnCLIPScheduler, {}), "super_res_scheduler": (UnCLIPScheduler, {})}
     components = {}
@@ -386,7 +397,7 @@ def load_instruct_pix2pix(model_id: str = MODEL_IDS["ip2p"], torch_dtype: torch.
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
     pipe = from_pretrained(StableDiffusionInstructPix2PixPipeline, model_id, "InstructPix2Pix checkpoint",
-                            safety_checker=None, requires_safety_checker=False, torch_dtype=torch_dtype)
+                            safety_checker=None, requires_safety_checker=False, **_diffusers_dtype(torch_dtype))
     if device is not None:
         pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
