@@ -109,7 +109,7 @@ def test_memory_estimate_scales_with_resolution_dtype_and_checkpointing():
     prior = _sd()
     base = prior.memory_per_image(True)
     assert base == pytest.approx(6.1 * 2 ** 30 * (prior.resolution / 512) ** 2)
-    assert _sd(checkpointing=True).memory_per_image(True) == pytest.approx(base / 4)
+    assert _sd(checkpointing=True).memory_per_image(True) == pytest.approx(base * 3.3 / 6.1)  # measured slopes
     half = SDPrior(tiny.tiny_sd().to(dtype=torch.float16), steps=2, strength=0.9, guidance_scale=5.0)
     assert half.memory_per_image(False) == pytest.approx(prior.memory_per_image(False) / 2)
     assert SD.from_models(prior, ZeroShotClassifier(*_tiny_clip(), ["a", "b"])).auto_batch_size(5) == 4  # no CUDA

@@ -152,11 +152,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             tiny=False, train_preset="mini", finetune_preset=None, dtype="fp32"),
     Profile("paper", "the real checkpoints (SD v1-4, CLIP ViT-B/32, MAE ViT-L/16, Karlo unCLIP) and datasets; GPU",
             tiny=False, train_preset="paper", finetune_preset="paper"),
-    # colab: real GIF-SD on a free Colab T4 (16 GB) in under 45 minutes with downloads: 10 CIFAR-100 classes x 5
-    # seeds, K = 5, the cifar100s preset (CFG 50, strength 0.9, eps 0.8) at 20 DDIM steps instead of 50
-    # (gifkit.experiments.colab; README "Colab")
+    # colab: real GIF-SD on a free Colab T4 (16 GB): 10 CIFAR-100 classes x 5 seeds, K = 5, the cifar100s preset
+    # (CFG 50, strength 0.9, eps 0.8) at 20 DDIM steps instead of 50 (gifkit.experiments.colab; docs/colab.md);
+    # its time on a T4 is estimated at 52-85 minutes (docs/gpu.md), not measured
     Profile("colab", "real SD v1-4 + CLIP ViT-B/32 on 10 CIFAR-100 classes x 5 seeds, K = 5, 20 DDIM steps; a free "
-                     "Colab T4 in under 45 minutes",
+                     "Colab T4 (estimated 52-85 minutes, not measured)",
             tiny=False, train_preset="paper", finetune_preset=None, ratio=5),
 ]}
 PROFILE_NAMES = tuple(PROFILES)

@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from gifkit.config import get_profile
+from gifkit.errors import UserError
 from gifkit.experiments import nbkit  # nbkit.DRIVE: the one place the Drive folder is named
 
 __all__ = ["output_root", "class_subset", "linear_probe", "run_colab", "main"]
@@ -213,9 +215,14 @@ def main(argv=None) -> int:
     p.add_argument("--no-download", action="store_true", help="use the dataset already on disk")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-    summary = run_colab(a.out, profile=a.profile, data=a.data, n_classes=a.classes, seeds_per_class=a.seeds_per_class,
-                        test_per_class=a.test_per_class, ratio=a.ratio, arms=tuple(a.arms), device=a.device,
-                        download=not a.no_download, progress=not a.no_progress)
+    try:
+        summary = run_colab(a.out, profile=a.profile, data=a.data, n_classes=a.classes,
+                            seeds_per_class=a.seeds_per_class, test_per_class=a.test_per_class, ratio=a.ratio,
+                            arms=tuple(a.arms), device=a.device, download=not a.no_download,
+                            progress=not a.no_progress)
+    except (UserError, ValueError, OSError) as e:  # e.g. the dataset is missing offline: one line, what to get
+        print(f"gifkit colab: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=1))
     return 0
 

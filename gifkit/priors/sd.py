@@ -105,12 +105,12 @@ class SDPrior(Prior):
 
     def memory_per_image(self, grad: bool) -> float:
         """Bytes one image needs at this resolution and dtype, for ``--batch-size auto``: the guidance pass
-        (``grad``: VAE decoder activations kept for the backward pass, ~6.1 GiB at 512 px in float32 measured on
-        the CPU, a quarter of it with ``checkpointing``) or the img2img pass (no gradients: ~0.6 GiB at 512 px
-        in float32, U-Net at batch 2 for classifier-free guidance plus the VAE encoder), scaled by
-        (resolution / 512)^2 and the element size."""
+        (``grad``: VAE decoder activations kept for the backward pass, 6.1 GiB at 512 px in float32 measured on the
+        CPU, 3.3 GiB with ``checkpointing``: the slope over 1-3 variants, docs/gpu.md) or the img2img pass (no
+        gradients: ~0.6 GiB at 512 px in float32, U-Net at batch 2 for classifier-free guidance plus the VAE
+        encoder), scaled by (resolution / 512)^2 and the element size."""
         scale = (self.resolution / 512) ** 2 * self.dtype.itemsize / 4
-        gib = (6.1 / (4 if self.checkpointing else 1)) if grad else 0.6
+        gib = (3.3 if self.checkpointing else 6.1) if grad else 0.6
         return gib * 2 ** 30 * scale
 
     def _transform(self, job: Job):
