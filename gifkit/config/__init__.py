@@ -5,7 +5,8 @@
 * :data:`MODEL_IDS`, :data:`GUIDANCE_CLIP`, :data:`ALIA_SEMANTIC_CLIP`: the checkpoints of the real profiles (hub
   ids; every loader also takes a local folder);
 * :data:`EXPAND_CHECKS`: the checks of every expansion's run arguments (ratio, batch size, ...);
-* :data:`TRAIN_PRESETS`, :data:`PAPER_LR`, :data:`MACRO_DATASETS`: the classifier training protocols;
+* :data:`TRAIN_PRESETS`, :data:`PAPER_LR`, :data:`OFFICIAL_TRAINING`, :data:`MACRO_DATASETS`: the classifier training
+  protocols;
 * :data:`FINETUNE_PRESETS`: prior tuning (DreamBooth-style SD fine-tuning);
 * :data:`PAPER_DATASET`, :data:`PAPER_METHOD`: the names the paper's tables use for gifkit's datasets and methods.
 
@@ -25,7 +26,7 @@ from typing import Any, Callable
 __all__ = ["Check", "option", "check_fields", "EXPAND_CHECKS", "MAX_RATIO", "check_expand_args", "Profile",
            "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "GUIDANCE_CLIP_REPO",
            "ALIA_SEMANTIC_CLIP", "ALIA_SEMANTIC_CLIP_REPO", "DTYPES",
-           "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "NO_HFLIP", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
+           "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "OFFICIAL_TRAINING", "NO_HFLIP", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
            "PAPER_DATASET", "PAPER_METHOD"]
 
 
@@ -201,20 +202,49 @@ DEFAULT_RATIO = 5  # K, images per seed, when neither the caller nor the method 
 #   paper does not state taken from the official commands: batch 256 (every official command passes
 #   --train-batch 256) and weight decay 1e-4. One recipe for every arm (the official scripts are not consistent:
 #   docs/design.md §2);
-# official-original: the official original-data training script's recipe: the paper preset with Nesterov momentum;
+# official-original / official-expanded: the official training script of the dataset's original-data / expanded-data
+#   arm, exactly as its published command runs it (OFFICIAL_TRAINING, resolved per dataset by make_config);
 # smoke: timm's tiny test_resnet at 32 px for 2 epochs (seconds on a CPU);
 # mini: the mini experiment's classifier: ResNet-18 adapted to 28 px (mini_resnet18), 300 SGD steps on a CPU.
 _PAPER_TRAINING = dict(arch="resnet50", epochs=100, batch_size=256, lr=0.01, momentum=0.9, weight_decay=1e-4,
                        nesterov=False, image_size=224, rotation=15.0, hflip=True, workers=8)
 TRAIN_PRESETS: dict[str, dict] = {
     "paper": _PAPER_TRAINING,
-    "official-original": {**_PAPER_TRAINING, "nesterov": True},
+    "official-original": _PAPER_TRAINING,  # + OFFICIAL_TRAINING[dataset]["original"]
+    "official-expanded": _PAPER_TRAINING,  # + OFFICIAL_TRAINING[dataset]["expanded"]
     "smoke": dict(arch="test_resnet", epochs=2, batch_size=16, lr=0.05, momentum=0.9, weight_decay=1e-4,
                   image_size=32, rotation=15.0, hflip=True, workers=0),
     "mini": dict(arch="mini_resnet18", epochs=2, steps=300, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4,
                  image_size=28, rotation=15.0, hflip=True, workers=0, precision="no", device="cpu"),
 }
 PAPER_LR = {"cifar100s": 0.1, "organsmnist": 0.1}  # App. D.4
+# The official GIF-SD training scripts (<dataset>.py: original arm; <dataset>_expanded_data_concat[_original].py:
+# expanded arm) with the lr of their published commands (all pass --train-batch 256 --epochs 100). "cosine-epoch":
+# Nesterov SGD with CosineAnnealingLR(T_max=epochs) stepped once per epoch; "step": plain SGD, lr x 0.1 at the
+# start of epochs 21 and 31 (the scripts' --schedule/--gamma defaults; no command overrides them). The transform
+# recipes and normalisations are gifkit.train.data.TRANSFORM_RECIPES / NORMALIZATIONS.
+_COSINE = dict(nesterov=True, schedule="cosine-epoch")
+_STEP = dict(nesterov=False, schedule="step", milestones=[21, 31], gamma=0.1)
+
+
+def _official(lr, transforms, normalize, original, expanded, rotation=15.0):
+    base = dict(lr=lr, transforms=transforms, normalize=normalize, rotation=rotation)
+    return {"original": {**base, **original}, "expanded": {**base, **expanded}}
+
+
+OFFICIAL_TRAINING: dict[str, dict[str, dict]] = {
+    "cifar100s": _official(0.1, "official-cifar", "cifar10", _COSINE, _COSINE),
+    "caltech101": _official(0.01, "official-caltech", "cifar100", _STEP, _STEP, rotation=0.0),
+    "cars": _official(0.01, "official-crop256", "cifar100", _COSINE, _STEP),
+    "flowers102": _official(0.1, "official-crop256", "cifar100", _COSINE, _STEP),
+    "pets": _official(0.01, "official-crop256", "imagenet", _COSINE, _STEP),
+    "dtd": _official(0.01, "official-dtd", "dtd", _COSINE, _STEP, rotation=0.0),
+    "organsmnist": _official(0.1, "official-cifar", "cifar10", _COSINE, _COSINE),
+    "pathmnist": _official(0.01, "official-cifar", "cifar10", _COSINE, _COSINE),
+    "breastmnist": _official(0.01, "official-cifar", "cifar10", _COSINE, _COSINE),
+}
+OFFICIAL_TRAINING.update({"flowers102-official": OFFICIAL_TRAINING["flowers102"],
+                          "pets-official": OFFICIAL_TRAINING["pets"]})
 NO_HFLIP = ("mnist",)  # datasets whose class a horizontal flip can change (a digit's, not a garment's)
 # architecture aliases of `gifkit train --arch` -> timm model names (any other timm name works too);
 # resnext50 / wideresnet50 / mobilenetv2: the paper's Table 4; mini_resnet18: gifkit.models.mininet

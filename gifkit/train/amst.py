@@ -133,7 +133,7 @@ class AMST(Objective):
 
         backbone = create_model(cfg.arch, 0, cfg.pretrained)
         model = AMSTNet(backbone, backbone.num_features, num_classes, self.config.heads)
-        return (model, *normalization_of(backbone, cfg.pretrained))
+        return (model, *normalization_of(backbone, cfg.pretrained, cfg.normalize))
 
     def datasets(self, cfg: TrainConfig, original, everything) -> list:
         everything.soft = False  # synthetic targets are the auxiliary heads' pseudo-labels, never soft seed labels

@@ -3,7 +3,9 @@
 The presets are :data:`gifkit.config.TRAIN_PRESETS`: ``paper`` (the paper's protocol, App. D.4: ResNet-50
 from scratch, 100 epochs, SGD with momentum 0.9 and weight decay 1e-4, cosine decay of lr 0.01 (0.1 for
 CIFAR100-S and OrganSMNIST), 224 px with random rotation and flips), ``smoke`` (timm's tiny
-``test_resnet`` at 32 px, seconds) and ``mini`` (a ResNet-18 adapted to 28 px, 300 steps on a CPU).
+``test_resnet`` at 32 px, seconds) and ``mini`` (a ResNet-18 adapted to 28 px, 300 steps on a CPU). ``official-original`` and ``official-expanded``
+are the official training scripts of a dataset's two arms as their published commands run them
+(:data:`gifkit.config.OFFICIAL_TRAINING`: optimiser, schedule, lr, transforms, normalisation).
 Every field is a ``gifkit train`` flag.
 """
 from __future__ import annotations
@@ -12,12 +14,20 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from gifkit.config import ARCHS, PAPER_LR, PROFILE_NAMES, PROFILES, TRAIN_PRESETS, Check, check_fields, get_profile, option
+from gifkit.config import (ARCHS, OFFICIAL_TRAINING, PAPER_LR, PROFILE_NAMES, PROFILES, TRAIN_PRESETS, Check,
+                           check_fields, get_profile, option)
 
-__all__ = ["TrainConfig", "make_config", "parse_kv", "VOLATILE", "settings_of"]
+__all__ = ["TrainConfig", "make_config", "parse_kv", "VOLATILE", "KEY_IF_SET", "SCHEDULES", "TRANSFORM_NAMES",
+           "NORMALIZE_NAMES", "settings_of"]
 
 # fields that do not change what is trained (a run may resume with other values)
 VOLATILE = ("out", "resume", "progress", "workers", "device", "download", "seeds")
+# fields left out of a run's resume key while they hold these values (runs recorded before the fields existed
+# keep matching)
+KEY_IF_SET = {"schedule": "cosine", "milestones": [21, 31], "gamma": 0.1, "transforms": "gifkit", "normalize": "model"}
+SCHEDULES = ("cosine", "cosine-epoch", "step")
+TRANSFORM_NAMES = ("gifkit", "official-cifar", "official-caltech", "official-crop256", "official-dtd")
+NORMALIZE_NAMES = ("model", "imagenet", "cifar10", "cifar100", "dtd")
 
 
 def parse_kv(items: Sequence[str] | None) -> dict:
@@ -59,10 +69,20 @@ class TrainConfig:
     steps_ratio: float | None = option(None, "equal-update-steps mode: as many steps as a set (1 + R) times the "
                                              "original takes", check=Check(0))
     batch_size: int = option(256, "images per step (per process)", check=Check(1, integer=True))
-    lr: float = option(0.01, "peak learning rate (cosine decay)", check=Check(0, lo_open=True))
+    lr: float = option(0.01, "peak learning rate", check=Check(0, lo_open=True))
     momentum: float = option(0.9, "SGD momentum", check=Check(0, 1))
     weight_decay: float = option(1e-4, "SGD weight decay", check=Check(0))
     nesterov: bool = option(False, "Nesterov momentum")
+    schedule: str = option("cosine", "lr schedule: cosine per step without warm-up; cosine-epoch: per epoch "
+                                     "(CosineAnnealingLR, the official scripts'); step: x gamma at each milestone epoch",
+                           choices=SCHEDULES)
+    milestones: list[int] = option(help="epochs at whose start the step schedule multiplies the lr by gamma",
+                                   default_factory=lambda: [21, 31])
+    gamma: float = option(0.1, "the step schedule's factor", check=Check(0, 1, lo_open=True))
+    transforms: str = option("gifkit", "transform recipe (gifkit.train.data.TRANSFORM_RECIPES): gifkit's square "
+                                       "bicubic resize, or an official script's", choices=TRANSFORM_NAMES)
+    normalize: str = option("model", "input mean/std: the model's (ImageNet unless pretrained) or an official "
+                                     "script's", choices=NORMALIZE_NAMES)
     image_size: int = option(224, "training and test images are resized to this (bicubic)",
                              check=Check(1, 1 << 14, integer=True))
     rotation: float = option(15.0, "max random rotation in degrees (0: none)", check=Check(0, 180))
@@ -95,6 +115,9 @@ class TrainConfig:
             raise ValueError(f"loss must be 'ce' or 'balanced_softmax', got {self.loss!r}")
         if self.kd not in (None, "clip"):
             raise ValueError(f"kd must be None or 'clip', got {self.kd!r}")
+        for name, allowed in (("schedule", SCHEDULES), ("transforms", TRANSFORM_NAMES), ("normalize", NORMALIZE_NAMES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.precision not in ("auto", "no", "fp16", "bf16"):
             raise ValueError(f"precision must be auto, no, fp16 or bf16, got {self.precision!r}")
         if self.epochs < 1 or self.batch_size < 1:
@@ -106,7 +129,9 @@ class TrainConfig:
 
 def make_config(preset: str | None = None, **overrides) -> TrainConfig:
     """A :class:`TrainConfig` from a training preset (:data:`gifkit.config.TRAIN_PRESETS`), the paper's
-    per-dataset lr (:data:`gifkit.config.PAPER_LR`, paper preset only), then ``overrides`` (``None`` = keep).
+    per-dataset lr (:data:`gifkit.config.PAPER_LR`, paper preset only) or the official script's recipe of the
+    dataset's arm (:data:`gifkit.config.OFFICIAL_TRAINING`, ``official-original`` / ``official-expanded``), then
+    ``overrides`` (``None`` = keep).
 
     ``preset`` defaults to the profile's (``overrides["profile"]``, default ``"paper"``); a preset named after a
     profile (``"smoke"``, ``"mini"``) also sets that profile unless ``profile`` is given.
@@ -122,8 +147,14 @@ def make_config(preset: str | None = None, **overrides) -> TrainConfig:
     values = dict(TRAIN_PRESETS[preset])
     if preset in PROFILES:
         values["profile"] = preset
-    if preset in ("paper", "official-original") and str(overrides.get("data", "")).lower() in PAPER_LR:
-        values["lr"] = PAPER_LR[str(overrides["data"]).lower()]
+    data = str(overrides.get("data", "")).lower()
+    if preset == "paper" and data in PAPER_LR:
+        values["lr"] = PAPER_LR[data]
+    if preset.startswith("official-"):
+        if data not in OFFICIAL_TRAINING:
+            raise ValueError(f"preset {preset} has the official scripts' recipes of {', '.join(OFFICIAL_TRAINING)}; "
+                             f"got data {overrides.get('data')!r} (use --preset paper)")
+        values.update(OFFICIAL_TRAINING[data][preset.split("-", 1)[1]])
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -131,4 +162,5 @@ def make_config(preset: str | None = None, **overrides) -> TrainConfig:
 
 def settings_of(cfg: TrainConfig) -> dict:
     """The fields of ``cfg`` that decide what is trained (not :data:`VOLATILE`): a run's resume key."""
-    return {k: v for k, v in asdict(cfg).items() if k not in VOLATILE}
+    return {k: v for k, v in asdict(cfg).items()
+            if k not in VOLATILE and not (k in KEY_IF_SET and v == KEY_IF_SET[k])}

@@ -1,7 +1,8 @@
 """The data side of training: transforms, the seeded epoch sampler, the splits of a run.
 
-Training images are resized to ``image_size`` (bicubic), randomly rotated and flipped and normalised
-(torchvision v2); test images are resized and normalised. The sampler draws one permutation per epoch from a
+Under gifkit's recipe (``transforms="gifkit"``) training images are resized to ``image_size`` x ``image_size``
+(bicubic), randomly rotated and flipped and normalised (torchvision v2); test images are resized and normalised.
+The official scripts' recipes are :data:`TRANSFORM_RECIPES`, their normalisations :data:`NORMALIZATIONS`. The sampler draws one permutation per epoch from a
 generator seeded by ``(seed, "shuffle", epoch)``, so a resumed run sees the batches an uninterrupted one sees.
 """
 from __future__ import annotations
@@ -9,45 +10,87 @@ from __future__ import annotations
 from gifkit.core.rng import derive_seed
 from gifkit.train.config import TrainConfig
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalization_of", "train_transform", "eval_transform", "EpochSampler",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZATIONS", "TRANSFORM_RECIPES", "normalization_of", "train_transform", "eval_transform", "EpochSampler",
            "Transformed", "load_splits", "batches"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def normalization_of(model, pretrained: bool) -> tuple[tuple, tuple]:
-    """The input mean and std of ``model``: its pretrained config's when it starts from pretrained weights,
-    else ImageNet's."""
+# the input normalisations of the official training scripts (TrainConfig.normalize; "model": normalization_of)
+NORMALIZATIONS = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),  # Pets
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),  # CIFAR100-S and the MedMNIST sets
+    "cifar100": ((0.507, 0.487, 0.441), (0.267, 0.256, 0.276)),  # Caltech101, Cars, Flowers
+    "dtd": ((0.5329876098715876, 0.474260843249454, 0.42627281899380676),
+            (0.26549755708788914, 0.25473554309855373, 0.2631728035662832)),
+}
+# The transform recipes (TrainConfig.transforms), as (training, test) steps before rotation/flip placement; S is
+# image_size and L = round(S * 256 / 224) (256 at 224 px). Rotation (cfg.rotation) and flips (cfg.hflip, vflip)
+# come where each official script applies them. A crop that equals the image (the official RandomCrop(224) after
+# a resize to 224) is left out: it does nothing.
+# gifkit:           train Resize((S,S)) bicubic, rotation, flip;       test Resize((S,S)) bicubic
+# official-cifar:   train Resize((S,S)) bicubic, rotation, flip;       test Resize(S) bicubic (short side)
+#                   (cifar.py, the three MedMNIST scripts; their Grayscale(3) on grey images changes nothing)
+# official-caltech: train Grayscale(3), RandomResizedCrop(S, scale 0.8-1) bilinear, flip (no rotation);
+#                   test Grayscale(3), Resize(L) (short side) bilinear, CenterCrop(S)
+# official-crop256: train Resize((L,L)) bilinear, rotation, RandomCrop(S), flip; test Resize((L,L)), CenterCrop(S)
+#                   (Cars, Flowers, Pets)
+# official-dtd:     train Resize((S,S)) bicubic, flip (no rotation); test Resize((L,L)) bicubic, CenterCrop(S)
+TRANSFORM_RECIPES = ("gifkit", "official-cifar", "official-caltech", "official-crop256", "official-dtd")
+
+
+def normalization_of(model, pretrained: bool, normalize: str = "model") -> tuple[tuple, tuple]:
+    """The input mean and std: an official script's (``normalize``, a key of :data:`NORMALIZATIONS`), else
+    ``model``'s pretrained config's when it starts from pretrained weights, else ImageNet's."""
+    if normalize != "model":
+        return NORMALIZATIONS[normalize]
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if pretrained and cfg.get("mean"):
         return tuple(cfg["mean"]), tuple(cfg["std"])
     return IMAGENET_MEAN, IMAGENET_STD
 
 
+def _large(size: int) -> int:
+    return round(size * 256 / 224)
+
 
 def train_transform(cfg: TrainConfig, mean, std):
-    """Resize to image_size x image_size (bicubic), random rotation and flips, normalise (torchvision v2)."""
+    """The training transform of ``cfg.transforms`` (:data:`TRANSFORM_RECIPES`), normalised (torchvision v2)."""
     import torch
     from torchvision.transforms import InterpolationMode, v2
 
-    ops = [v2.ToImage(), v2.Resize((cfg.image_size, cfg.image_size), InterpolationMode.BICUBIC, antialias=True)]
-    if cfg.rotation:
-        ops.append(v2.RandomRotation(cfg.rotation, InterpolationMode.BILINEAR))
+    s, recipe = cfg.image_size, cfg.transforms
+    bicubic, bilinear = InterpolationMode.BICUBIC, InterpolationMode.BILINEAR
+    rotate = [v2.RandomRotation(cfg.rotation, bilinear)] if cfg.rotation else []
+    if recipe == "official-caltech":
+        ops = [v2.Grayscale(3), v2.RandomResizedCrop(s, scale=(0.8, 1.0), interpolation=bilinear, antialias=True)]
+        ops += rotate
+    elif recipe == "official-crop256":
+        ops = [v2.Resize((_large(s), _large(s)), bilinear, antialias=True), *rotate, v2.RandomCrop(s)]
+    else:  # gifkit, official-cifar, official-dtd: a square resize
+        ops = [v2.Resize((s, s), bicubic, antialias=True), *rotate]
     if cfg.hflip:
         ops.append(v2.RandomHorizontalFlip())
     if cfg.vflip:
         ops.append(v2.RandomVerticalFlip())
-    return v2.Compose(ops + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    return v2.Compose([v2.ToImage(), *ops, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
-def eval_transform(image_size: int, mean, std):
-    """Resize to image_size x image_size (bicubic) and normalise (torchvision v2)."""
+def eval_transform(image_size: int, mean, std, recipe: str = "gifkit"):
+    """The test transform of ``recipe`` (:data:`TRANSFORM_RECIPES`; gifkit's: resize to image_size x image_size,
+    bicubic), normalised (torchvision v2)."""
     import torch
     from torchvision.transforms import InterpolationMode, v2
 
-    return v2.Compose([v2.ToImage(), v2.Resize((image_size, image_size), InterpolationMode.BICUBIC, antialias=True),
-                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    s, big = image_size, _large(image_size)
+    bicubic, bilinear = InterpolationMode.BICUBIC, InterpolationMode.BILINEAR
+    ops = {"gifkit": [v2.Resize((s, s), bicubic, antialias=True)],
+           "official-cifar": [v2.Resize(s, bicubic, antialias=True)],
+           "official-caltech": [v2.Grayscale(3), v2.Resize(big, bilinear, antialias=True), v2.CenterCrop(s)],
+           "official-crop256": [v2.Resize((big, big), bilinear, antialias=True), v2.CenterCrop(s)],
+           "official-dtd": [v2.Resize((big, big), bicubic, antialias=True), v2.CenterCrop(s)]}[recipe]
+    return v2.Compose([v2.ToImage(), *ops, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
 class EpochSampler:

@@ -1,7 +1,7 @@
 """The one training loop: a classifier on original (+ expanded) data, whatever the objective.
 
 :func:`train` builds the data (the original split plus any expansion folders, :class:`ExpandedDataset`), the
-network, SGD with cosine decay and accelerate (devices, mixed precision, several processes), runs the steps,
+network, SGD with its lr schedule (:func:`lr_at`) and accelerate (devices, mixed precision, several processes), runs the steps,
 evaluates on the test split after every epoch (none with ``test_split=None``), checkpoints, resumes, and writes the run folder. What is
 optimised is an :class:`Objective`, the loop's one hook:
 
@@ -44,12 +44,24 @@ from gifkit.train.losses import balanced_softmax_loss, kd_loss
 
 # torch, timm and accelerate are imported inside the functions that use them.
 
-__all__ = ["Objective", "Supervised", "train", "train_seeds", "aggregate", "cosine_lr", "run_settings"]
+__all__ = ["Objective", "Supervised", "train", "train_seeds", "aggregate", "cosine_lr", "lr_at", "run_settings"]
 
 
 def cosine_lr(step: int, total: int, lr: float) -> float:
     """Cosine decay without warm-up: ``lr * (1 + cos(pi * step / total)) / 2``."""
     return 0.5 * lr * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def lr_at(cfg: TrainConfig, step: int, total_steps: int, epoch: int) -> float:
+    """The lr of update ``step`` (0-based, of ``total_steps``) in ``epoch`` (0-based) under ``cfg.schedule``:
+    ``cosine``: :func:`cosine_lr` per step; ``cosine-epoch``: ``lr * (1 + cos(pi * epoch / epochs)) / 2``, constant
+    within an epoch (the official scripts' ``CosineAnnealingLR(T_max=epochs)`` stepped after each epoch);
+    ``step``: ``lr * gamma ** (number of milestones <= epoch)`` (the official ``adjust_learning_rate``)."""
+    if cfg.schedule == "cosine-epoch":
+        return cosine_lr(epoch, cfg.epochs, cfg.lr)
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** sum(1 for m in cfg.milestones if m <= epoch)
+    return cosine_lr(step, total_steps, cfg.lr)
 
 
 class Objective:
@@ -76,7 +88,7 @@ class Objective:
         from gifkit.train.data import normalization_of
 
         model = create_model(cfg.arch, num_classes, cfg.pretrained)
-        return (model, *normalization_of(model, cfg.pretrained))
+        return (model, *normalization_of(model, cfg.pretrained, cfg.normalize))
 
     def datasets(self, cfg: TrainConfig, original, everything) -> list:
         """``[(dataset, batch size), ...]``: the training sets (items ``(input, target)``), one loader each;
@@ -211,7 +223,8 @@ def train(cfg: TrainConfig, objective: Objective | None = None) -> dict:
     loader_args = dict(num_workers=cfg.workers, pin_memory=cuda, persistent_workers=cfg.workers > 0)
     loaders = [DataLoader(ds, batch_size=bs, sampler=EpochSampler(len(ds), cfg.seed if i == 0 else f"{cfg.seed}/{i}"),
                           drop_last=len(ds) > bs, **loader_args) for i, (ds, bs) in enumerate(sets)]
-    tests = [] if test_set is None else [DataLoader(Transformed(test_set, eval_transform(cfg.image_size, mean, std)),
+    tests = [] if test_set is None else [DataLoader(Transformed(test_set, eval_transform(cfg.image_size, mean, std,
+                                                                                         cfg.transforms)),
                                                     batch_size=max(cfg.batch_size, 64), num_workers=cfg.workers,
                                                     pin_memory=cuda)]
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -255,7 +268,7 @@ def train(cfg: TrainConfig, objective: Objective | None = None) -> dict:
         seen = 0
         for _ in range(per_epoch[epoch]):
             for g in optimizer.param_groups:
-                g["lr"] = cosine_lr(step, total_steps, cfg.lr)
+                g["lr"] = lr_at(cfg, step, total_steps, epoch)
             with acc.autocast():
                 loss, n_images = objective.loss(model, iterators, epoch)
             acc.backward(loss)
@@ -271,7 +284,7 @@ def train(cfg: TrainConfig, objective: Objective | None = None) -> dict:
         train_images += seen
         train_seconds += seconds
         metrics = _evaluate(model, test_loader, acc, classes) if test_loader is not None else {}
-        record = {"epoch": epoch + 1, "steps": step, "lr_end": cosine_lr(step, total_steps, cfg.lr),
+        record = {"epoch": epoch + 1, "steps": step, "lr_end": lr_at(cfg, step, total_steps, epoch + 1),
                   "train_loss": float(acc.reduce(loss_sum, "sum")) / max(per_epoch[epoch] * acc.num_processes, 1),
                   "test_accuracy_micro": metrics.get("accuracy_micro"),
                   "test_accuracy_macro": metrics.get("accuracy_macro"),

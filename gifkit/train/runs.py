@@ -61,7 +61,8 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
             model = AMSTNet(backbone, backbone.num_features, m["num_classes"], result["amst"]["heads"])
         else:
             model = create_model(m["timm_name"], m["num_classes"], pretrained=False)
-        transform = eval_transform(m["image_size"], m["mean"], m["std"])
+        transform = eval_transform(m["image_size"], m["mean"], m["std"],
+                                   (result.get("settings") or {}).get("transforms", "gifkit"))
         classes = list(result["dataset"]["classes"])
     except (KeyError, TypeError) as e:
         raise Damaged(f"{run / 'result.json'} is damaged (no {e}); re-train the run, or restore the file") from e
