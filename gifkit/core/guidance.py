@@ -15,7 +15,9 @@ with a softmax over the feature dimension (temperature 1):
 
     S_div = (1/K) sum_k KL( softmax(mean_k v_k) || softmax(v_k) )       (Eq. 6)
 
-and the score maximised w.r.t. the perturbation is S = S_inf + S_div.
+and the score maximised w.r.t. the perturbation is S = S_inf + S_div. The official code before its fix of
+2023-12-06 computed ``KLDivLoss(mean v, log_softmax(mean v))`` instead, which is ``-LSE(mean v)``
+(:func:`diversity_pre_fix`, ``div_quirk="pre-2023-12"``).
 """
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ __all__ = [
     "entropy",
     "informativeness",
     "diversity",
+    "diversity_pre_fix",
+    "DIV_QUIRKS",
+    "RECORD_IF_SET",
     "GuidanceTerms",
     "guidance_terms",
     "gif_score",
@@ -166,6 +171,28 @@ def diversity(features: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return kl.mean()
 
 
+def diversity_pre_fix(features: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """The official S_div before its fix of 2023-12-06 (``div_quirk="pre-2023-12"``), a scalar with a gradient.
+
+    That code fed the *mean feature itself* as the log-probabilities of ``KLDivLoss(reduction="batchmean",
+    log_target=True)`` against ``log_softmax`` of it, over ``K`` repeated rows: with ``a = mean_k v_k / T``,
+
+        sum_d softmax(a)[d] (log softmax(a)[d] - a[d]) = -LSE(a),   LSE(a) = log sum_d exp(a[d]),
+
+    so the term rewards a mean feature with a *small* log-sum-exp; its gradient w.r.t. ``a`` is ``-softmax(a)``.
+    ``features``: ``[K, D]``; ``T = 1`` is the official code's.
+    """
+    if features.ndim != 2 or features.shape[0] < 1:
+        raise ValueError(f"diversity: features must be [K, D] with K >= 1, got {tuple(features.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"diversity: temperature must be > 0, got {temperature}")
+    return -torch.logsumexp(features.mean(dim=0) / temperature, dim=-1)
+
+
+# div_quirk -> the S_div the score uses: "none" the fixed Eq. 6, "pre-2023-12" the official code before its fix
+DIV_QUIRKS = {"none": diversity, "pre-2023-12": diversity_pre_fix}
+
+
 @dataclass
 class GuidanceTerms:
     """The GIF score and the figures recorded with each variant.
@@ -203,19 +230,23 @@ def guidance_terms(
     w_div: float = 1.0,
     y_hat: int | None = None,
     div_temperature: float = 1.0,
+    div_quirk: str = "none",
 ) -> GuidanceTerms:
     """The GIF score ``S = w_inf * S_inf + w_div * S_div`` (Eqs. 5, 6) and its parts.
 
     ``p_seed`` ``[C]`` or ``[1, C]``, ``p_var`` ``[K, C]``, ``features`` ``[K, D]``
     (L2-normalised CLIP features of the same K variants). The official GIF uses
-    ``w_inf = w_div = 1`` and ``div_temperature = 1`` (see :func:`diversity`).
+    ``w_inf = w_div = 1`` and ``div_temperature = 1`` (see :func:`diversity`); ``div_quirk`` picks the S_div
+    (:data:`DIV_QUIRKS`: ``"pre-2023-12"`` is the official code's before its fix, :func:`diversity_pre_fix`).
     """
     if features.ndim == 2 and p_var.ndim == 2 and features.shape[0] != p_var.shape[0]:
         raise ValueError(
             f"guidance_terms: {p_var.shape[0]} variant probabilities but {features.shape[0]} feature rows"
         )
     s_inf, y_hat, p_yhat, h_var, h_seed = _informativeness_parts(p_seed, p_var, y_hat)
-    s_div = diversity(features, div_temperature)
+    if div_quirk not in DIV_QUIRKS:
+        raise ValueError(f"div_quirk must be one of {', '.join(DIV_QUIRKS)}, got {div_quirk!r}")
+    s_div = DIV_QUIRKS[div_quirk](features, div_temperature)
     p_seed_1d = _check_probs(p_seed, p_var)
     return GuidanceTerms(
         score=w_inf * s_inf + w_div * s_div,
@@ -342,6 +373,10 @@ class FeatureClassifier(torch.nn.Module):
 # ----------------------------------------------------------------------------- the settings of the guided step
 
 
+# GuidanceConfig fields left out of run.json and the metadata while they hold these values
+RECORD_IF_SET = {"div_quirk": "none"}
+
+
 @dataclass
 class GuidanceConfig:
     """Settings of the guided latent optimisation (defaults: the official GIF-SD code).
@@ -371,6 +406,9 @@ class GuidanceConfig:
     div_diagnostics: bool = option(False, "measure, per variant, how many signs of the (z, b) gradient S_div "
                                           "flips and the ratio of the two gradients' norms (one extra backward)",
                                    action="store_true")
+    div_quirk: str = option("none", "S_div as the official code computed it before its fix of 2023-12-06 "
+                                    "(pre-2023-12: -LSE of the mean feature, with a gradient; docs/design.md §2)",
+                            choices=tuple(DIV_QUIRKS))
     official_clip_norm: bool = option(
         False, "reproduce the official code's quirk: seeds normalised with CIFAR mean/std for CLIP, created images "
                "not normalised (default: CLIP's own preprocessing for both)", action="store_true")
@@ -381,6 +419,14 @@ class GuidanceConfig:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
         if self.update not in UPDATE_RULES:
             raise ValueError(f"update must be one of {UPDATE_RULES}, got {self.update!r}")
+        if self.div_quirk not in DIV_QUIRKS:
+            raise ValueError(f"div_quirk must be one of {', '.join(DIV_QUIRKS)}, got {self.div_quirk!r}")
+
+    def record(self) -> dict:
+        """The settings as ``run.json`` records them: every field, except those at their :data:`RECORD_IF_SET`
+        value (so a folder recorded before such a field existed still resumes)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if not (k in RECORD_IF_SET and v == RECORD_IF_SET[k])}
 
     @classmethod
     def of(cls, config) -> "GuidanceConfig":
@@ -408,5 +454,5 @@ def score_groups(p_seed: torch.Tensor, p_var: torch.Tensor, feats: torch.Tensor,
     own group only. ``p_var`` ``[K, C]``, ``feats`` ``[K, D]``.
     """
     return [(g, guidance_terms(p_seed, p_var[g], feats[g], guidance.w_inf, guidance.w_div, y_hat=y_hat,
-                               div_temperature=guidance.div_temperature))
+                               div_temperature=guidance.div_temperature, div_quirk=guidance.div_quirk))
             for g in group_slices(p_var.shape[0], guidance.div_group)]

@@ -171,41 +171,51 @@ class NonFiniteGuard(Callback):
 
 
 class DivDiagnostics(Callback):
-    """What S_div does to the signed step (``--div-diagnostics``): per variant, how many signs of the (z, b)
-    gradient it flips (``sign(g)`` against ``sign(g - g_div)``, summed over steps) and the ratio of the two
-    gradients' norms (last step); one extra backward of the S_div part per guidance pass."""
+    """What S_div does to the signed step (``--div-diagnostics``), per variant: how many signs of the (z, b)
+    gradient it flips, summed over steps (``div_sign_flips``), out of the entries compared (``div_grad_entries``:
+    the gradient's entries times the steps), and the ratio of the S_div part's norm to the rest's (last step).
+
+    The sign without S_div comes from its own backward of ``score - w_div S_div`` (the S_div branch gets an exact
+    zero gradient there), never from the difference of two float32 gradients, which loses the rest where the
+    S_div part is many times larger (a small ``div_temperature``) and then miscounts. Two extra backwards per
+    guidance pass."""
 
     def __init__(self, guidance: GuidanceConfig):
         self.w_div = guidance.w_div
 
     def before_backward(self, state, kept, z, b):
-        acc = state.extra.setdefault("g_div", [torch.zeros_like(z), torch.zeros_like(b)])
-        div_part = z.new_zeros(())
+        parts = state.extra.setdefault("g_parts", {name: [torch.zeros_like(z), torch.zeros_like(b)]
+                                                    for name in ("div", "rest")})
+        div_part, rest_part = z.new_zeros(()), z.new_zeros(())
         for t in kept:
             div_part = div_part + self.w_div * t.s_div_tensor
-        if div_part.requires_grad:
-            for a, g in zip(acc, torch.autograd.grad(div_part, [z, b], retain_graph=True, allow_unused=True)):
-                if g is not None:
-                    a += g
+            rest_part = rest_part + (t.score - self.w_div * t.s_div_tensor)
+        for name, part in (("div", div_part), ("rest", rest_part)):
+            if part.requires_grad:
+                for a, g in zip(parts[name], torch.autograd.grad(part, [z, b], retain_graph=True, allow_unused=True)):
+                    if g is not None:
+                        a += g
 
     def before_step(self, state, z, b):
         n = len(state.jobs)
         flips = state.extra.setdefault("div_flips", torch.zeros(n, dtype=torch.long))
-        g_div = state.extra.pop("g_div", [torch.zeros_like(z), torch.zeros_like(b)])
-        with torch.no_grad():  # sign(g) vs sign(g - g_div): what S_div changes in the signed step
+        entries = state.extra.setdefault("div_entries", torch.zeros(n, dtype=torch.long))
+        parts = state.extra.pop("g_parts", None) or {name: [torch.zeros_like(z), torch.zeros_like(b)]
+                                                     for name in ("div", "rest")}
+        with torch.no_grad():  # sign(g) vs sign(g without S_div): what S_div changes in the signed step
             g_all = torch.cat([z.grad.flatten(1), b.grad.flatten(1)], 1)
-            g_d = torch.cat([g.flatten(1) for g in g_div], 1)
-            flips += (torch.sign(g_all) != torch.sign(g_all - g_d)).sum(1).cpu()
-            state.extra["div_entries"] = g_all.shape[1]
-            state.extra["div_ratio"] = (g_d.norm(dim=1) / (g_all - g_d).norm(dim=1)).cpu()
+            g_div, g_rest = (torch.cat([g.flatten(1) for g in parts[name]], 1) for name in ("div", "rest"))
+            flips += (torch.sign(g_all) != torch.sign(g_rest)).sum(1).cpu()
+            entries += g_all.shape[1]
+            state.extra["div_ratio"] = (g_div.norm(dim=1) / g_rest.norm(dim=1)).cpu()
 
     def rows(self, state, images, rows):
         n = len(state.jobs)
         flips = state.extra.get("div_flips", torch.zeros(n, dtype=torch.long))
+        entries = state.extra.get("div_entries", torch.zeros(n, dtype=torch.long))
         ratio = state.extra.get("div_ratio", torch.full((n,), float("nan")))
         for j, row in enumerate(rows):
-            row.update(div_sign_flips=int(flips[j]), div_grad_entries=int(state.extra.get("div_entries", 0)),
-                       div_grad_ratio=float(ratio[j]))
+            row.update(div_sign_flips=int(flips[j]), div_grad_entries=int(entries[j]), div_grad_ratio=float(ratio[j]))
 
 
 class OfficialClipNorm(Callback):

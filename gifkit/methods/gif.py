@@ -17,13 +17,13 @@ at a time (SD and MAE: one seed, its K variants together for S_div), so it does 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 import torch
 
 from gifkit.config import DTYPES, option
-from gifkit.core.guidance import FeatureClassifier, GuidanceConfig, GuidanceTerms, score_groups
+from gifkit.core.guidance import RECORD_IF_SET, FeatureClassifier, GuidanceConfig, GuidanceTerms, score_groups
 from gifkit.core.perturb import LatentOptimizer, init_noise, perturb, project_linf
 from gifkit.core.prior import Job, Prior
 from gifkit.core.rng import generator
@@ -151,7 +151,7 @@ class Imagination(ExpansionMethod):
     # ------------------------------------------------------------------ what the driver reads
 
     def record(self) -> dict:
-        return {"params": dict(self.prior.params), "guidance": asdict(self.guidance) if self.guidance else None,
+        return {"params": dict(self.prior.params), "guidance": self.guidance.record() if self.guidance else None,
                 "provenance": {"profile": self.profile, "models": {"prior": self.prior.provenance,
                                                                    "guide": self.guide.provenance}}}
 
@@ -249,7 +249,8 @@ class Imagination(ExpansionMethod):
         g = self.guidance
         return {"eps": g.eps, "noise": g.noise, "update": g.update, "opt_steps": g.opt_steps,
                 "step_size": g.step_size, "w_inf": g.w_inf, "w_div": g.w_div, "div_group": g.div_group,
-                "div_temperature": g.div_temperature}
+                "div_temperature": g.div_temperature,
+                **({"div_quirk": g.div_quirk} if g.div_quirk != RECORD_IF_SET["div_quirk"] else {})}
 
 
 def checkpoint_dtype(profile: str, device: torch.device, dtype: str | None) -> torch.dtype | None:
