@@ -124,6 +124,11 @@ def run_environment(device: str | torch.device | None = None, models: Sequence[A
             cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "unknown")()
             env["device"] = {"type": dev.type, "machine": platform.machine(), "cpu_capability": cap}
         env["deterministic_algorithms"] = torch.are_deterministic_algorithms_enabled()
+        if env["deterministic_algorithms"]:  # --deterministic (gifkit.core.rng.deterministic_kernels)
+            env["deterministic"] = {"warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+                                    "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+                                    "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+                                    "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
     if models:
         env["dtypes"] = _dtypes(models)
     if threads:

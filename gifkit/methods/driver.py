@@ -22,7 +22,7 @@ import torch
 
 from gifkit.config import check_expand_args
 from gifkit.core.prior import Job
-from gifkit.core.rng import derive_seed
+from gifkit.core.rng import derive_seed, deterministic_kernels
 from gifkit.io.datasets import seed_path
 from gifkit.io.files import read_json
 from gifkit.io.images import resize_square, to_pil
@@ -87,7 +87,7 @@ def _pil_images(images, output_size: int | None) -> list:
 def expand(method: ExpansionMethod, dataset, out: str | Path, *, ratio: int | None = None, seed: int = 0,
            batch_size: int | str | None = None, limit: int | None = None, output_size: int | None = None,
            class_names: Sequence[str] | None = None, shard: tuple[int, int] = (0, 1),
-           barrier: Callable[[], None] | None = None, progress: bool = True):
+           barrier: Callable[[], None] | None = None, progress: bool = True, deterministic: bool = False):
     """Expand ``dataset`` K = ``ratio`` times with ``method`` into the expansion folder ``out``; resumes.
 
     ``dataset`` yields ``(PIL image, label)``; unreadable seeds are skipped and listed (in the result and in
@@ -98,7 +98,17 @@ def expand(method: ExpansionMethod, dataset, out: str | Path, *, ratio: int | No
     ``class_names``: default the method's. ``shard=(index, count)`` runs this process's batches only;
     ``barrier`` (e.g. accelerate's ``wait_for_everyone``) lets shard 0 finish once every shard is done. Returns
     an :class:`ExpandResult` (what the method's ``end`` makes of it: ALIA adds its filtering).
+    ``deterministic``: deterministic CUDA kernels for the run (:func:`gifkit.core.rng.deterministic_kernels`),
+    recorded in ``run.json``'s environment.
     """
+    with deterministic_kernels(deterministic):
+        return _expand(method, dataset, out, ratio=ratio, seed=seed, batch_size=batch_size, limit=limit,
+                       output_size=output_size, class_names=class_names, shard=shard, barrier=barrier,
+                       progress=progress)
+
+
+def _expand(method, dataset, out, *, ratio, seed, batch_size, limit, output_size, class_names, shard, barrier,
+            progress):
     ratio = method.default_ratio if ratio is None else ratio
     checked = check_expand_args(ratio=ratio, batch_size=None if batch_size == "auto" else batch_size, limit=limit,
                                 output_size=output_size, seed=seed)

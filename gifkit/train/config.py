@@ -24,7 +24,8 @@ __all__ = ["TrainConfig", "make_config", "parse_kv", "VOLATILE", "KEY_IF_SET", "
 VOLATILE = ("out", "resume", "progress", "workers", "device", "download", "seeds")
 # fields left out of a run's resume key while they hold these values (runs recorded before the fields existed
 # keep matching)
-KEY_IF_SET = {"schedule": "cosine", "milestones": [21, 31], "gamma": 0.1, "transforms": "gifkit", "normalize": "model"}
+KEY_IF_SET = {"schedule": "cosine", "milestones": [21, 31], "gamma": 0.1, "transforms": "gifkit", "normalize": "model",
+              "deterministic": False}
 SCHEDULES = ("cosine", "cosine-epoch", "step")
 TRANSFORM_NAMES = ("gifkit", "official-cifar", "official-caltech", "official-crop256", "official-dtd")
 NORMALIZE_NAMES = ("model", "imagenet", "cifar10", "cifar100", "dtd")
@@ -95,6 +96,9 @@ class TrainConfig:
     kd: str | None = option(None, "distil CLIP zero-shot probabilities (baseline)", choices=("clip",))
     kd_alpha: float = option(0.5, "weight of the distillation term", check=Check(0, 1))
     kd_temperature: float = option(4.0, "distillation temperature", check=Check(0, lo_open=True))
+    deterministic: bool = option(False, "deterministic CUDA kernels (torch's deterministic algorithms, cuDNN "
+                                        "without autotuning, CUBLAS_WORKSPACE_CONFIG); a CPU run is deterministic "
+                                        "without it", action="store_true")
     precision: str = option("auto", "mixed precision (auto: bf16 or fp16 on a GPU, none on a CPU)",
                             choices=("auto", "no", "fp16", "bf16"))
     seed: int = option(0, cli=False)

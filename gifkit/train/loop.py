@@ -190,7 +190,15 @@ def _save_checkpoint(acc, ckpt: Path | None, model, optimizer, state: dict) -> N
 
 
 def train(cfg: TrainConfig, objective: Objective | None = None) -> dict:
-    """Train and evaluate one run; returns (and writes to ``cfg.out``) the result dict."""
+    """Train and evaluate one run; returns (and writes to ``cfg.out``) the result dict. ``cfg.deterministic``:
+    deterministic CUDA kernels throughout (:func:`gifkit.core.rng.deterministic_kernels`)."""
+    from gifkit.core.rng import deterministic_kernels
+
+    with deterministic_kernels(cfg.deterministic):
+        return _train(cfg, objective)
+
+
+def _train(cfg: TrainConfig, objective: Objective | None) -> dict:
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
