@@ -181,7 +181,7 @@ def run_mini(cfg: MiniConfig) -> dict:
     from gifkit.data import load_dataset
     from gifkit.experiments.mini_report import diagnostics, figure, results_md
     from gifkit.experiments.plots import class_grid
-    from gifkit.experiments.stats import paired_differences
+    from gifkit.experiments.stats import compare
     from gifkit.experiments.study import run_grid
     from gifkit.io.store import read_metadata
     from gifkit.methods.vae import prototype_guide
@@ -221,8 +221,7 @@ def run_mini(cfg: MiniConfig) -> dict:
                     macro_mean=("accuracy_macro", "mean"), best_over_epochs_mean=("best_accuracy", "mean"),
                     n_seeds=("seed", "count"), n_train=("n_train", "first"), steps=("total_steps", "first"))
                .reset_index())
-    paired = pd.concat([paired_differences(runs, c, arm="arm") for c in cfg.controls], ignore_index=True) \
-        if cfg.controls and len(cfg.seeds) > 1 else pd.DataFrame()
+    paired = compare(runs, cfg.controls, arm="arm") if cfg.controls and len(cfg.seeds) > 1 else pd.DataFrame()
     roots = {(r["arm"], int(r["seed"])): (Path(r["expanded_dir"]) if isinstance(r["expanded_dir"], str) else None)
              for _, r in runs.iterrows()}
 
