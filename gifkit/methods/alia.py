@@ -44,8 +44,9 @@ from gifkit.priors.alia import EDITORS, ALIAPrior, check_descriptions
 
 __all__ = ["EDITOR_DEFAULTS", "ALIAConfig", "ALIAResult", "ALIAEdits", "ALIA"]
 
-# the official ALIA editors' settings: img2img strength 0.6 and text guidance 7.5; InstructPix2Pix text guidance 5
-# and image guidance 1.2
+# ALIA's editors: img2img strength 0.6 and text guidance 7.5, the settings of the edit folders the official configs
+# train on (the official editing script's default guidance is 5: docs/design.md §2); InstructPix2Pix text guidance
+# 5 and image guidance 1.2, the official defaults
 EDITOR_DEFAULTS = {"img2img": dict(strength=0.6, guidance_scale=7.5),
                    "instruct": dict(strength=1.0, guidance_scale=5.0, image_guidance_scale=1.2)}
 

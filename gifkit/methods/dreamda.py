@@ -2,7 +2,8 @@
 bottleneck at every reverse step (:class:`gifkit.priors.dreamda.DreamDAPrior`).
 
 The defaults are the official run's: CycleDiffusion (DDPM inversion, eta 1) from SD v1.5, 100 steps (the smoke
-profile's tiny SD runs 10), strength 0.8, guidance 7.5, N(0, 3^2) on the mid block's output of the target branch;
+profile's tiny SD runs 10), strength 0.8, guidance 7.5, an empty source prompt with source guidance 1.5, one x_t per
+seed shared by its variants, N(0, 3^2) on the mid block's output of the target branch;
 ``sampler="img2img"`` is DDIM img2img with the same noise. The created images keep their seed's label in the
 store; DreamDA's labels come later from AMST (``gifkit train --amst``). Not guided; CLIP scores the images for
 the metadata.
@@ -28,6 +29,10 @@ class DreamDAConfig(MethodConfig, CheckpointOptions, ClipGuideOptions):
     strength: float = option(0.8, "img2img strength", check=Check(0, 1, lo_open=True))
     guidance_scale: float = option(7.5, "classifier-free guidance scale", check=Check(0))
     noise_scale: float = option(3.0, "std of the noise added to the U-Net bottleneck at every step", check=Check(0))
+    source_prompt: str = option("", "CycleDiffusion's source prompt (official: empty; 'class': the class prompt)")
+    source_guidance_scale: float = option(1.5, "CycleDiffusion's source guidance scale (official 1.5)", check=Check(0))
+    shared_start: bool = option(True, "draw x_t and the source branch's noise once per seed, shared by its variants "
+                                      "(official); --no-shared-start: once per variant")
 
     profile_defaults = {"smoke": {"steps": 10}}
 
@@ -36,8 +41,8 @@ class DreamDAConfig(MethodConfig, CheckpointOptions, ClipGuideOptions):
 class DreamDA(Imagination):
     """DreamDA: SD from the seed with Gaussian noise on the U-Net bottleneck at every reverse step."""
 
-    summary = ("DreamDA: SD img2img from the seed with Gaussian noise on the U-Net bottleneck at every reverse step "
-               "(pseudo-labels: `gifkit train --amst`)")
+    summary = ("DreamDA: SD (CycleDiffusion, or DDIM img2img) from the seed with Gaussian noise on the U-Net "
+               "bottleneck at every reverse step (pseudo-labels: `gifkit train --amst`)")
     Config = DreamDAConfig
     guided = False
     profiles = ("smoke", "paper", "colab")
@@ -49,4 +54,6 @@ class DreamDA(Imagination):
         pipe = tiny.tiny_sd() if get_profile(self.profile).tiny else hub.load_sd(
             cfg.model_id or MODEL_IDS["sd15"], torch_dtype=checkpoint_dtype(self.profile, self.device, cfg.dtype))
         return DreamDAPrior(pipe, sampler=cfg.sampler, steps=cfg.steps, strength=cfg.strength,
-                            guidance_scale=cfg.guidance_scale, noise_scale=cfg.noise_scale, device=self.device)
+                            guidance_scale=cfg.guidance_scale, noise_scale=cfg.noise_scale,
+                            source_prompt=cfg.source_prompt, source_guidance_scale=cfg.source_guidance_scale,
+                            shared_start=cfg.shared_start, device=self.device)

@@ -11,7 +11,10 @@ Two samplers (``sampler=``):
 
 * ``"cycle"`` (default, the official code): CycleDiffusion (diffusers ``CycleDiffusionPipeline``): the seed's
   latent is noised to the strength's step and a *source* branch follows the DDPM posterior of the seed
-  (eta 1) while the *target* branch denoises; the official run uses 100 steps, strength 0.8, guidance 7.5.
+  (eta 1) while the *target* branch denoises; the official run uses 100 steps, strength 0.8, guidance 7.5, an
+  empty source prompt with source guidance 1.5, and one noised x_t and one generator for all variants of an
+  image (``shared_start``: gifkit draws x_t and the source branch's noise from the key (seed, index, "cycle"),
+  the same for every variant of a seed, which then differ by their bottleneck noise only).
   The U-Net sees [source; target] rows (x 2 with classifier-free guidance: source-uncond, target-uncond,
   source-text, target-text) and the noise goes to the **target rows only**, an independent draw for each;
 * ``"img2img"`` (gifkit's earlier reading): SD img2img with DDIM (eta 0); the U-Net sees [uncond; text]
@@ -119,6 +122,7 @@ class DreamDAPrior(SDPrior):
 
     def __init__(self, pipe, *, sampler: str, steps: int, strength: float, guidance_scale: float,
                  noise_scale: float, prompt: str = "a photo of a {}", eta: float | None = None,
+                 source_prompt: str = "", source_guidance_scale: float = 1.5, shared_start: bool = True,
                  device: str | torch.device | None = None):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
@@ -130,14 +134,22 @@ class DreamDAPrior(SDPrior):
         if "{}" not in prompt:
             raise ValueError(f"prompt template {prompt!r} needs '{{}}' for the class name")
         self.sampler, self.noise_scale, self.prompt = sampler, float(noise_scale), prompt
+        # CycleDiffusion's source branch: its prompt ("class": the target's class prompt) and guidance scale, and
+        # whether the variants of a seed share x_t and the source branch's draws (official) or draw their own
+        self.source_prompt, self.source_guidance_scale = source_prompt, float(source_guidance_scale)
+        self.shared_start = bool(shared_start)
         self.last_calls = 0  # perturbed U-Net calls of the last prepare()
         self._cycle = None
 
     @property
     def params(self) -> dict:
-        return {"sampler": self.sampler, "steps": self.steps, "strength": self.strength,
-                "guidance_scale": self.guidance_scale, "eta": self.eta, "noise_scale": self.noise_scale,
-                "prompt_template": self.prompt}
+        params = {"sampler": self.sampler, "steps": self.steps, "strength": self.strength,
+                  "guidance_scale": self.guidance_scale, "eta": self.eta, "noise_scale": self.noise_scale,
+                  "prompt_template": self.prompt}
+        if self.sampler == "cycle":
+            params.update(source_prompt=self.source_prompt, source_guidance_scale=self.source_guidance_scale,
+                          shared_start=self.shared_start)
+        return params
 
     def cycle_pipeline(self):
         """The ``CycleDiffusionPipeline`` on this prior's components (built once; the scheduler is DDIM)."""
@@ -172,11 +184,13 @@ class DreamDAPrior(SDPrior):
             return Latents(f=out.images, prompts=prompts)
         cycle, latents, calls = self.cycle_pipeline(), [], 0
         for job, prompt, image in zip(jobs, prompts, images):  # the pipeline takes one image at a time
+            start = generator(*job.key[:-1], "cycle") if self.shared_start else generator(*job.key, "cycle")
+            source = prompt if self.source_prompt == "class" else self.source_prompt
             with BottleneckNoise(cycle.unet, [generator(*job.key, "bottleneck")], self.noise_scale,
                                  rows="target") as hook:
-                out = cycle(prompt=prompt, source_prompt=prompt, image=image, strength=self.strength,
+                out = cycle(prompt=prompt, source_prompt=source, image=image, strength=self.strength,
                             num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
-                            source_guidance_scale=1.0, eta=self.eta, generator=generator(*job.key, "cycle"),
+                            source_guidance_scale=self.source_guidance_scale, eta=self.eta, generator=start,
                             output_type="latent")
             latents.append(out.images)
             calls += hook.calls
