@@ -32,8 +32,10 @@ def test_official_presets_resolve_to_the_published_recipe(data):
     lr, transforms, normalize, rotation, original, expanded = PUBLISHED[data]
     for arm, (nesterov, schedule) in (("original", original), ("expanded", expanded)):
         cfg = make_config(f"official-{arm}", data=data)
-        assert (cfg.arch, cfg.epochs, cfg.batch_size, cfg.momentum, cfg.weight_decay) == ("resnet50", 100, 256, 0.9, 1e-4)
-        assert (cfg.lr, cfg.transforms, cfg.normalize, cfg.rotation, cfg.hflip) == (lr, transforms, normalize, rotation, True)
+        assert (cfg.arch, cfg.epochs, cfg.batch_size, cfg.momentum, cfg.weight_decay) == \
+            ("resnet50", 100, 256, 0.9, 1e-4)
+        assert (cfg.lr, cfg.transforms, cfg.normalize, cfg.rotation, cfg.hflip) == \
+            (lr, transforms, normalize, rotation, True)
         assert (cfg.nesterov, cfg.schedule) == (nesterov, schedule), (data, arm)
         if schedule == "step":
             assert (cfg.milestones, cfg.gamma) == ([21, 31], 0.1)
@@ -102,3 +104,6 @@ def test_transform_recipes():
     assert "RandomRotation" not in _compose_names(tdata.train_transform(dtd, *raw))
     assert tdata.normalization_of(None, False, "cifar10") == ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
     assert tdata.normalization_of(None, False) == (tdata.IMAGENET_MEAN, tdata.IMAGENET_STD)
+    from gifkit.train.config import NORMALIZE_NAMES
+
+    assert set(tdata.NORMALIZATIONS) == set(NORMALIZE_NAMES) - {"model"}  # every flag value has its statistics

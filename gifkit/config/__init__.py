@@ -26,7 +26,8 @@ from typing import Any, Callable
 __all__ = ["Check", "option", "check_fields", "EXPAND_CHECKS", "MAX_RATIO", "check_expand_args", "Profile",
            "PROFILES", "PROFILE_NAMES", "get_profile", "MODEL_IDS", "GUIDANCE_CLIP", "GUIDANCE_CLIP_REPO",
            "ALIA_SEMANTIC_CLIP", "ALIA_SEMANTIC_CLIP_REPO", "DTYPES",
-           "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "OFFICIAL_TRAINING", "NO_HFLIP", "ARCHS", "MACRO_DATASETS", "FINETUNE_PRESETS",
+           "DEFAULT_RATIO", "TRAIN_PRESETS", "PAPER_LR", "OFFICIAL_TRAINING", "NO_HFLIP", "ARCHS", "MACRO_DATASETS",
+           "FINETUNE_PRESETS",
            "PAPER_DATASET", "PAPER_METHOD"]
 
 

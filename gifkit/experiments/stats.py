@@ -20,7 +20,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["t_interval", "t_p_value", "holm", "detectable_effect", "paired_differences", "compare", "verdict", "format_difference"]
+__all__ = ["t_interval", "t_p_value", "holm", "detectable_effect", "paired_differences", "compare", "verdict",
+           "format_difference"]
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:

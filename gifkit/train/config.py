@@ -3,8 +3,8 @@
 The presets are :data:`gifkit.config.TRAIN_PRESETS`: ``paper`` (the paper's protocol, App. D.4: ResNet-50
 from scratch, 100 epochs, SGD with momentum 0.9 and weight decay 1e-4, cosine decay of lr 0.01 (0.1 for
 CIFAR100-S and OrganSMNIST), 224 px with random rotation and flips), ``smoke`` (timm's tiny
-``test_resnet`` at 32 px, seconds) and ``mini`` (a ResNet-18 adapted to 28 px, 300 steps on a CPU). ``official-original`` and ``official-expanded``
-are the official training scripts of a dataset's two arms as their published commands run them
+``test_resnet`` at 32 px, seconds) and ``mini`` (a ResNet-18 adapted to 28 px, 300 steps on a CPU).
+``official-original`` and ``official-expanded`` are the official training scripts of a dataset's two arms as their published commands run them
 (:data:`gifkit.config.OFFICIAL_TRAINING`: optimiser, schedule, lr, transforms, normalisation).
 Every field is a ``gifkit train`` flag.
 """
@@ -75,8 +75,8 @@ class TrainConfig:
     weight_decay: float = option(1e-4, "SGD weight decay", check=Check(0))
     nesterov: bool = option(False, "Nesterov momentum")
     schedule: str = option("cosine", "lr schedule: cosine per step without warm-up; cosine-epoch: per epoch "
-                                     "(CosineAnnealingLR, the official scripts'); step: x gamma at each milestone epoch",
-                           choices=SCHEDULES)
+                                     "(CosineAnnealingLR, the official scripts'); step: x gamma at each milestone "
+                                     "epoch", choices=SCHEDULES)
     milestones: list[int] = option(help="epochs at whose start the step schedule multiplies the lr by gamma",
                                    default_factory=lambda: [21, 31])
     gamma: float = option(0.1, "the step schedule's factor", check=Check(0, 1, lo_open=True))

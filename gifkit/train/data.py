@@ -2,16 +2,16 @@
 
 Under gifkit's recipe (``transforms="gifkit"``) training images are resized to ``image_size`` x ``image_size``
 (bicubic), randomly rotated and flipped and normalised (torchvision v2); test images are resized and normalised.
-The official scripts' recipes are :data:`TRANSFORM_RECIPES`, their normalisations :data:`NORMALIZATIONS`. The sampler draws one permutation per epoch from a
-generator seeded by ``(seed, "shuffle", epoch)``, so a resumed run sees the batches an uninterrupted one sees.
+The official scripts' recipes are :data:`TRANSFORM_RECIPES`, their normalisations :data:`NORMALIZATIONS`. The
+sampler draws one permutation per epoch from a generator seeded by ``(seed, "shuffle", epoch)``, so a resumed run sees the batches an uninterrupted one sees.
 """
 from __future__ import annotations
 
 from gifkit.core.rng import derive_seed
-from gifkit.train.config import TrainConfig
+from gifkit.train.config import TRANSFORM_NAMES, TrainConfig
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZATIONS", "TRANSFORM_RECIPES", "normalization_of", "train_transform", "eval_transform", "EpochSampler",
-           "Transformed", "load_splits", "batches"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZATIONS", "TRANSFORM_RECIPES", "normalization_of", "train_transform",
+           "eval_transform", "EpochSampler", "Transformed", "load_splits", "batches"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,7 +37,7 @@ NORMALIZATIONS = {
 # official-crop256: train Resize((L,L)) bilinear, rotation, RandomCrop(S), flip; test Resize((L,L)), CenterCrop(S)
 #                   (Cars, Flowers, Pets)
 # official-dtd:     train Resize((S,S)) bicubic, flip (no rotation); test Resize((L,L)) bicubic, CenterCrop(S)
-TRANSFORM_RECIPES = ("gifkit", "official-cifar", "official-caltech", "official-crop256", "official-dtd")
+TRANSFORM_RECIPES = TRANSFORM_NAMES  # the recipes above, by name (TrainConfig.transforms)
 
 
 def normalization_of(model, pretrained: bool, normalize: str = "model") -> tuple[tuple, tuple]:

@@ -1,8 +1,8 @@
 """The one training loop: a classifier on original (+ expanded) data, whatever the objective.
 
 :func:`train` builds the data (the original split plus any expansion folders, :class:`ExpandedDataset`), the
-network, SGD with its lr schedule (:func:`lr_at`) and accelerate (devices, mixed precision, several processes), runs the steps,
-evaluates on the test split after every epoch (none with ``test_split=None``), checkpoints, resumes, and writes the run folder. What is
+network, SGD with its lr schedule (:func:`lr_at`) and accelerate (devices, mixed precision, several processes),
+runs the steps, evaluates on the test split after every epoch (none with ``test_split=None``), checkpoints, resumes, and writes the run folder. What is
 optimised is an :class:`Objective`, the loop's one hook:
 
 * :class:`Supervised` (the default): cross-entropy on the labels (soft targets of mixup/cutmix expansions
