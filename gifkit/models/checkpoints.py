@@ -56,6 +56,8 @@ KNOWN_CHECKPOINTS: dict[str, Checkpoint] = {
                    "InstructPix2Pix: ALIA editor, `load_instruct_pix2pix()`"),
         Checkpoint("sd15", MODEL_IDS["sd15"], "model_index.json",
                    "Stable Diffusion v1.5: ALIA img2img and DreamDA, `load_sd()`"),
+        Checkpoint("taesd", MODEL_IDS["taesd"], "config.json",
+                   "TAESD (optional, beyond the paper): GIF-SD's --guidance-vae, `load_tiny_vae()`"),
     ]
 }
 
@@ -87,6 +89,7 @@ LAYOUTS: dict[str, list[tuple[str, ...]]] = {
                   ("super_res_scheduler/scheduler_config.json",)]),
     "blip": [("config.json",), _TF_W, ("vocab.txt", "tokenizer.json"), ("preprocessor_config.json",)],
     "llm": [("config.json",), _TF_W + ("model.safetensors.index.json",), ("tokenizer.json", "vocab.json")],
+    "taesd": [("config.json",), _DIFF_W],
 }
 
 def is_offline() -> bool:
