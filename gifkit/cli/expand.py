@@ -47,6 +47,9 @@ def add_expand_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-size", type=checked(int, EXPAND_CHECKS["output_size"], "output_size"), default=None,
                    help="save at N px (default: the method's resolution)")
     p.add_argument("--device", default=None)
+    p.add_argument("--overlap-io", action="store_true",
+                   help="write the images on a thread of their own while the method makes the next batch (the same "
+                        "bytes; a speed lever, docs/gpu.md)")
     p.add_argument("--no-progress", action="store_true")
     add_union_args(p.add_argument_group("the methods' options (the methods that take each are in brackets; "
                                         "docs/design.md explains them)"),
@@ -126,7 +129,7 @@ def run_expand(args):
     return expand(method, dataset, args.out, ratio=args.ratio, seed=args.seed, batch_size=args.batch_size,
                   limit=args.limit, output_size=args.output_size, shard=(state.process_index, state.num_processes),
                   barrier=state.wait_for_everyone if state.num_processes > 1 else None,
-                  progress=not args.no_progress and state.is_local_main_process)
+                  progress=not args.no_progress and state.is_local_main_process, overlap_io=args.overlap_io)
 
 
 def cmd_expand(args) -> int:
