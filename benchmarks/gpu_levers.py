@@ -6,7 +6,9 @@ run uses the eager backend, which only traces), channels_last, fused QKV project
 writer thread, and, beyond the paper, TAESD as the guidance decoder. A row runs the same seeds at the same batch
 size as its baseline row (``gif-sd-b<largest batch size>``) and records ``speedup`` (the baseline's s/image over
 its own) and how far its images are from the baseline's (``max_pixel_difference`` of the PNGs, 0-255, and the
-fraction of pixels that differ at all). The TAESD row also records ``sign_agreement``: how often the guidance
+fraction of pixels that differ at all), beside how far another batch size alone moves them
+(``batching_max_pixel_difference``: gif-sd-b1 against gif-sd-b4, the rounding of batched kernels, which the
+guidance's signed step and CFG 50 on random weights amplify). The TAESD row also records ``sign_agreement``: how often the guidance
 step's signs agree with the step SD's own VAE gives (gifkit.methods.speed.sign_agreement) on the first seed.
 docs/gpu.md says how these numbers decide the levers' defaults.
 """
@@ -71,6 +73,11 @@ def lever_figures(row: dict, entry: dict, rows_before: list[dict], work: Path, m
         out["speedup"] = round(base["s_per_image"] / entry["s_per_image"], 3)
         out["speedup_no_io"] = round(base["s_per_image_no_io"] / entry["s_per_image_no_io"], 3)
         out.update(compare_images(work / row["vs"] / "run", work / row["name"] / "run"))
+        other = next((r["name"] for r in rows_before if r["name"].startswith("gif-sd-b") and r["name"] != row["vs"]
+                      and r.get("status") == "ok"), None)
+        if other is not None:  # the yardstick: how far batching alone moves the same images (another batch size)
+            out["batching_max_pixel_difference"] = \
+                compare_images(work / other / "run", work / row["vs"] / "run")["max_pixel_difference"]
     if method is not None and jobs and getattr(method.prior, "guidance_vae", None) is not None:
         from gifkit.methods.speed import sign_agreement
 
@@ -84,12 +91,14 @@ def lever_summary(rows: list[dict]) -> dict:
     for r in rows:
         if r["name"].startswith("lever-") and r.get("status") == "ok":
             out[r["name"]] = {"speedup": r.get("speedup"), "max_pixel_difference": r.get("max_pixel_difference"),
+                              "batching_max_pixel_difference": r.get("batching_max_pixel_difference"),
                               **({"sign_agreement": r["sign_agreement"]["fraction"]} if "sign_agreement" in r else {})}
     return out
 
 
 def lever_table(summary: dict) -> str:
-    lines = ["| lever | speed-up | max pixel difference | sign agreement |", "|---|---|---|---|"]
+    lines = ["| lever | speed-up | max pixel difference | batching's | sign agreement |", "|---|---|---|---|---|"]
     for name, v in summary.items():
-        lines.append(f"| {name} | {v['speedup']} | {v['max_pixel_difference']} | {v.get('sign_agreement', '')} |")
+        lines.append(f"| {name} | {v['speedup']} | {v['max_pixel_difference']} | "
+                     f"{v['batching_max_pixel_difference']} | {v.get('sign_agreement', '')} |")
     return "\n".join(lines)
