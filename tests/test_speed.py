@@ -174,6 +174,8 @@ def test_guidance_vae_changes_only_the_guidance_pass(smoke, jobs, reference):
     assert sign_agreement(method, jobs)["fraction"] == 1.0
     with pytest.raises(ValueError, match="no guidance_vae"):
         sign_agreement(reference[0], jobs)
+    with pytest.raises(ValueError, match="sd: guidance_vae decodes the guidance pass"):
+        create_method("sd", smoke[1], profile="smoke", device="cpu", guidance_vae="madebyollin/taesd")
 
 
 def test_taesd_real_layout_loads_by_folder_and_hub_id_and_a_missing_one_says_how_to_get_it(tmp_path, monkeypatch):

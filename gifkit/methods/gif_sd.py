@@ -98,6 +98,12 @@ class GifSD(Imagination):
         preset = self.config.preset
         return PRESETS[preset]["ratio"] if preset else DEFAULT_RATIO
 
+    def __init__(self, config, class_names, **kwargs):
+        if not self.guided and getattr(config, "guidance_vae", None):
+            raise ValueError(f"{self.name}: guidance_vae decodes the guidance pass, which {self.name} does not run "
+                             f"(gif-sd and gif-sd-tuned do)")
+        super().__init__(config, class_names, **kwargs)
+
     def build_prior(self) -> SDPrior:
         return self.config.sd_prior(self.profile, self.device)
 

@@ -55,8 +55,9 @@ class SpeedOptions:
                                    "(diffusers' fuse_qkv_projections)", action="store_true")
     batched_encode: bool = option(False, "encode the img2img seeds in one VAE batch (each job's sample still drawn "
                                          "from its own generator)", action="store_true")
-    guidance_vae: str | None = option(None, "beyond the paper: decode the guidance pass with this autoencoder, a hub "
-                                            "id or local folder (madebyollin/taesd); the final decode stays SD's VAE")
+    guidance_vae: str | None = option(None, "beyond the paper, guided methods only: decode the guidance pass with "
+                                            "this autoencoder, a hub id or local folder (madebyollin/taesd); the "
+                                            "final decode stays SD's VAE")
 
     def speed_up(self, prior: SDPrior, profile: str) -> SDPrior:
         """Apply the levers that are on to ``prior`` (its pipeline's modules, in place) and return it. On a tiny

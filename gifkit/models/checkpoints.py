@@ -1,7 +1,8 @@
 """The checkpoints gifkit knows and where a loaded model came from, without loading anything.
 
-:data:`KNOWN_CHECKPOINTS` names each real checkpoint of the paper profile (hub id, a file proving it is
-cached, what uses it); :data:`LAYOUTS` lists the files each needs (:func:`missing_files`);
+:data:`KNOWN_CHECKPOINTS` names each real checkpoint of the paper profile and the optional TAESD (beyond the
+paper): hub id, a file proving it is cached, what uses it; :data:`LAYOUTS` lists the files each needs
+(:func:`missing_files`);
 :func:`checkpoint_dir` finds one in the Hub cache without network. :func:`unavailable` is the one
 "not available: tried ...; how to get it" error (:class:`ModelUnavailable`). :func:`tag_source` and
 :func:`source_of` carry a loaded model's provenance (hub revision or the sha256 of a local folder's weights)

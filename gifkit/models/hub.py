@@ -405,14 +405,14 @@ def load_instruct_pix2pix(model_id: str = MODEL_IDS["ip2p"], torch_dtype: torch.
     return tag_source(pipe, model_id, pipe.unet.dtype)
 
 
-
 def load_tiny_vae(model_id: str = MODEL_IDS["taesd"], torch_dtype: torch.dtype | None = None,
                   device: str | torch.device | None = None):
     """A tiny autoencoder (diffusers ``AutoencoderTiny``, e.g. TAESD for SD v1), eval mode, no gradients to its
     weights. It reads and writes SD's *scaled* latents (its ``scaling_factor`` is 1) and decodes to [-1, 1]."""
     from diffusers import AutoencoderTiny
 
-    vae = from_pretrained(AutoencoderTiny, model_id, "tiny autoencoder", **_diffusers_dtype(torch_dtype))
+    vae = from_pretrained(AutoencoderTiny, model_id, "tiny autoencoder (TAESD, GIF-SD's --guidance-vae)",
+                          **_diffusers_dtype(torch_dtype))
     if device is not None:
         vae = vae.to(device)
     return tag_source(vae.eval().requires_grad_(False), model_id, vae.dtype)
