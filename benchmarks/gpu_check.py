@@ -100,6 +100,27 @@ def denoiser(prior):
     return getattr(pipe, "unet", None) or getattr(pipe, "decoder", None)
 
 
+def step_counter(prior):
+    """``(calls, undo)``: a counter of the denoiser's calls (None without a denoiser) and what removes it. A forward
+    pre-hook; on a compiled U-Net the scheduler's steps instead (a hook there would enter the compiled graph and
+    make it recompile), one per U-Net call (CFG runs both halves in one call)."""
+    net, calls = denoiser(prior), [0]
+    if net is None:
+        return None, lambda: None
+    if getattr(net, "_compiled_call_impl", None) is not None:
+        scheduler = prior.pipe.scheduler
+        step = scheduler.step
+
+        def counted(*args, **kwargs):
+            calls[0] += 1
+            return step(*args, **kwargs)
+
+        scheduler.step = counted
+        return calls, lambda: vars(scheduler).pop("step", None)
+    hook = net.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls, hook.remove
+
+
 def build_and_expand(method, dataset, names, device, *, batch_size, overlap_io=False, **options):
     """The one place gpu_check builds a method and expands with it: ``(method, run)``, where
     ``run(out, limit)`` expands the first ``limit`` seeds K times into ``out`` and returns the ExpandResult."""
@@ -178,19 +199,16 @@ def expand_row(row: dict, ctx: dict) -> dict:
         t = time.perf_counter()
         run(work / row["name"] / "warmup", row["batch_size"])  # kernels, allocator, cuDNN choices: not timed
         out["warmup_s"] = round(time.perf_counter() - t, 1)
-        calls = [0]
-        net = denoiser(prior)
-        hook = net.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1)) if net else None
+        calls, uncount = step_counter(prior)
         _fresh(device)
         t = time.perf_counter()
         r = run(work / row["name"] / "run", ctx["seeds"])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t
-        if hook:
-            hook.remove()
+        uncount()
         batches = math.ceil(ctx["seeds"] / row["batch_size"])
-        out["steps_run"] = calls[0] / batches if net else None
+        out["steps_run"] = calls[0] / batches if calls else None
         model = None
         if ctx["flops"] is not None and not row.get("options", {}).get("guidance_vae"):  # TAESD: not the counted path
             model = flop_model.per_image(ctx["flops"], row["method"], int(out["steps_run"] or 0),
