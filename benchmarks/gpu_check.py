@@ -7,7 +7,9 @@
    K = 5, 512 px, strength 0.9 of 50 DDIM steps, CFG 50), the T4 row (GIF-SD at batch 1 in fp16 with decoder
    checkpointing, the process capped to a T4's memory: "fits" means it ran without running out of memory), GIF-MAE,
    the paper-profile CLI end to end (`gifkit expand --profile paper --preset cifar100s`, default hub ids), GIF-DALLE
-   (100 decoder steps) last;
+   (100 decoder steps), then the speed levers, one row each beside GIF-SD's row with every lever off
+   (benchmarks/gpu_levers.py: torch.compile, channels_last, fused QKV, batched VAE encode, the writer thread, and
+   TAESD as the guidance decoder, beyond the paper, with its sign agreement);
 3. after every row rewrites <out>/<gpu-name>.json (atomically), so a run stopped anywhere keeps every finished row;
    with --budget-s a row whose estimated time no longer fits is skipped (and said so), not started;
 4. removes its temporary folder and prints a table.
@@ -41,21 +43,25 @@ if str(ROOT) not in sys.path:  # run as a script with a bare interpreter: the re
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gpu_levers import COMPILE_S, lever_figures, lever_rows, lever_summary, lever_table  # noqa: E402
+
 K = 5
 PRESET = "cifar100s"
 # A T4 has 15,360 MiB; the CUDA context and the cuBLAS / cuDNN workspaces take about 0.5 GiB of it outside
 # PyTorch's allocator (an assumption, not measured here), so the T4 row caps the allocator at 14.5 GiB.
 T4_ALLOCATOR_GIB = 14.5
 # budget estimates before anything is measured: seconds to write each checkpoint kind, rate of the model work
-WRITE_S = {"full": {"sd": 60, "clip": 10, "mae": 20, "unclip": 90}, "tiny": {"sd": 5, "clip": 2, "mae": 2, "unclip": 5}}
+WRITE_S = {"full": {"sd": 60, "clip": 10, "mae": 20, "unclip": 90, "taesd": 2},
+           "tiny": {"sd": 5, "clip": 2, "mae": 2, "unclip": 5, "taesd": 1}}
 ASSUMED_TFLOPS = {"cuda": 100.0, "cpu": 0.05}
 TINY_S_PER_IMAGE = 1.0  # the smoke mode's tiny checkpoints on a CPU, before a row has measured its method
 LOAD_S = {"full": 30.0, "tiny": 10.0}
 CLI_S = {"full": 120.0, "tiny": 60.0}
 
 
-def plan(batch_sizes: list[int], skip: list[str]) -> list[dict]:
-    """The rows in the order of their value (what runs first when the budget is short)."""
+def plan(batch_sizes: list[int], skip: list[str], compile_backend: str = "inductor") -> list[dict]:
+    """The rows in the order of their value (what runs first when the budget is short); ``--skip lever`` leaves
+    every lever row out."""
     rows = []
     for bs in batch_sizes:
         rows += [{"name": f"{m}-b{bs}", "method": m, "batch_size": bs, "needs": ["sd", "clip"]} for m in ("gif-sd", "sd")]
@@ -64,6 +70,7 @@ def plan(batch_sizes: list[int], skip: list[str]) -> list[dict]:
     rows.append({"name": "gif-mae", "method": "gif-mae", "batch_size": max(batch_sizes), "needs": ["mae", "clip"]})
     rows.append({"name": "cli", "method": "gif-sd", "kind": "cli", "batch_size": 4, "needs": ["sd", "clip"]})
     rows.append({"name": "gif-dalle", "method": "gif-dalle", "batch_size": max(batch_sizes), "needs": ["unclip"]})
+    rows += lever_rows(max(batch_sizes), compile_backend)
     return [r for r in rows if r["name"] not in skip and r["method"] not in skip and r.get("kind") not in skip]
 
 
@@ -83,7 +90,8 @@ def estimate_s(row: dict, state: dict) -> float:
     if row.get("grad_checkpointing") or row.get("dtype") == "fp16":
         spi *= 1.5  # recomputation, and fp16 where the rows before ran bf16
     images = (state["seeds"] + row["batch_size"]) * K
-    return write + state.get("load_s", LOAD_S[size]) + images * spi
+    extra = COMPILE_S[size] if row.get("extra_s") == "compile" else 0.0
+    return write + state.get("load_s", LOAD_S[size]) + extra + images * spi
 
 
 def denoiser(prior):
@@ -92,17 +100,39 @@ def denoiser(prior):
     return getattr(pipe, "unet", None) or getattr(pipe, "decoder", None)
 
 
-def build_and_expand(method, dataset, names, device, *, batch_size, **options):
-    """The one place gpu_check builds a method and expands with it: ``(prior, run)``, where
+def step_counter(prior):
+    """``(calls, undo)``: a counter of the denoiser's calls (None without a denoiser) and what removes it. A forward
+    pre-hook; on a compiled U-Net the scheduler's steps instead (a hook there would enter the compiled graph and
+    make it recompile), one per U-Net call (CFG runs both halves in one call)."""
+    net, calls = denoiser(prior), [0]
+    if net is None:
+        return None, lambda: None
+    if getattr(net, "_compiled_call_impl", None) is not None:
+        scheduler = prior.pipe.scheduler
+        step = scheduler.step
+
+        def counted(*args, **kwargs):
+            calls[0] += 1
+            return step(*args, **kwargs)
+
+        scheduler.step = counted
+        return calls, lambda: vars(scheduler).pop("step", None)
+    hook = net.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls, hook.remove
+
+
+def build_and_expand(method, dataset, names, device, *, batch_size, overlap_io=False, **options):
+    """The one place gpu_check builds a method and expands with it: ``(method, run)``, where
     ``run(out, limit)`` expands the first ``limit`` seeds K times into ``out`` and returns the ExpandResult."""
     from gifkit.methods import create_method, expand
 
     m = create_method(method, names, profile="paper", device=device, **options)
 
     def run(out, limit):
-        return expand(m, dataset, out, ratio=K, seed=0, batch_size=batch_size, limit=limit, progress=False)
+        return expand(m, dataset, out, ratio=K, seed=0, batch_size=batch_size, limit=limit, progress=False,
+                      overlap_io=overlap_io)
 
-    return getattr(m, "prior", None), run
+    return m, run
 
 
 def _memory(device) -> dict:
@@ -149,7 +179,7 @@ def expand_row(row: dict, ctx: dict) -> dict:
     device, work = ctx["device"], ctx["work"]
     kwargs = {"gif-sd": {"steps": ctx["steps"], "preset": PRESET}, "sd": {"steps": ctx["steps"], "preset": PRESET},
               "gif-dalle": {"steps": ctx["dalle_steps"]}}.get(row["method"], {})
-    kwargs.update({k: row[k] for k in ("dtype", "grad_checkpointing") if k in row})
+    kwargs.update({k: row[k] for k in ("dtype", "grad_checkpointing") if k in row}, **row.get("options", {}))
     cap = row.get("cap_gib") if device.type == "cuda" else None
     if cap:
         total = torch.cuda.get_device_properties(device).total_memory
@@ -158,8 +188,9 @@ def expand_row(row: dict, ctx: dict) -> dict:
     try:
         _fresh(device)
         t = time.perf_counter()
-        prior, run = build_and_expand(row["method"], ctx["dataset"], ctx["names"], device,
-                                      batch_size=row["batch_size"], **kwargs)
+        method, run = build_and_expand(row["method"], ctx["dataset"], ctx["names"], device,
+                                       batch_size=row["batch_size"], overlap_io=row.get("overlap_io", False), **kwargs)
+        prior = getattr(method, "prior", None)
         out["load_s"] = round(time.perf_counter() - t, 1)
         if device.type == "cuda":
             out["weights_gib"] = round(torch.cuda.memory_allocated(device) / 2 ** 30, 2)
@@ -168,25 +199,24 @@ def expand_row(row: dict, ctx: dict) -> dict:
         t = time.perf_counter()
         run(work / row["name"] / "warmup", row["batch_size"])  # kernels, allocator, cuDNN choices: not timed
         out["warmup_s"] = round(time.perf_counter() - t, 1)
-        calls = [0]
-        net = denoiser(prior)
-        hook = net.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1)) if net else None
+        calls, uncount = step_counter(prior)
         _fresh(device)
         t = time.perf_counter()
         r = run(work / row["name"] / "run", ctx["seeds"])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t
-        if hook:
-            hook.remove()
+        uncount()
         batches = math.ceil(ctx["seeds"] / row["batch_size"])
-        out["steps_run"] = calls[0] / batches if net else None
+        out["steps_run"] = calls[0] / batches if calls else None
         model = None
-        if ctx["flops"] is not None:
+        if ctx["flops"] is not None and not row.get("options", {}).get("guidance_vae"):  # TAESD: not the counted path
             model = flop_model.per_image(ctx["flops"], row["method"], int(out["steps_run"] or 0),
                                          checkpointing=out["checkpointing"])["total"]
         out.update(figures(r, seconds, model), status="ok", **_memory(device))
-        del prior, run
+        if row.get("kind") == "lever":
+            out.update(lever_figures(row, out, ctx["rows"], work, method, _first_seed_jobs(ctx)))
+        del prior, run, method
     except torch.cuda.OutOfMemoryError as e:
         out.update(status="oom", error=str(e).splitlines()[0][:300], **_memory(device))
     except Exception as e:  # noqa: BLE001 - one broken row must not cost the rows after it
@@ -198,6 +228,14 @@ def expand_row(row: dict, ctx: dict) -> dict:
     if cap:
         out["fits"] = out["status"] == "ok"
     return out
+
+
+def _first_seed_jobs(ctx) -> list:
+    """The K jobs of the first seed (what the TAESD row's sign agreement runs on)."""
+    from gifkit.core.prior import Job
+
+    image, label = ctx["dataset"][0]
+    return [Job(0, v, image, label, ctx["names"][label], key=(0, 0, v)) for v in range(K)]
 
 
 def subprocess_env(environ=None) -> dict:
@@ -235,12 +273,16 @@ def cli_row(row: dict, ctx: dict) -> dict:
             "returncode": res.returncode, "seconds": round(time.perf_counter() - t, 1), "summary": lines[-1]}
 
 
+def _lever(row: dict) -> bool:
+    return row["name"].startswith("lever-")
+
+
 def goals(rows: list[dict]) -> dict:
     """The goals from the rows that ran: best GIF-SD s/image, guidance share (gif - sd) / sd at the same batch
     size (without I/O), and whether the T4 row fit."""
     ok = {r["name"]: r for r in rows if r.get("status") == "ok" and "s_per_image_no_io" in r}
     out = {}
-    gif = [r for r in ok.values() if r["method"] == "gif-sd" and r["name"] != "t4"]
+    gif = [r for r in ok.values() if r["method"] == "gif-sd" and r["name"] != "t4" and not _lever(r)]
     if gif:
         best = min(gif, key=lambda r: r["s_per_image"])
         out.update(gif_sd_s_per_image=best["s_per_image"], gif_sd_batch_size=best["batch_size"],
@@ -261,10 +303,11 @@ def goals(rows: list[dict]) -> dict:
 
 
 def best_per_method(rows: list[dict]) -> dict:
-    """``{method: fastest s/image}`` over the rows that ran at the default settings (the T4 row left out)."""
+    """``{method: fastest s/image}`` over the rows that ran at the default settings (the T4 and lever rows left
+    out)."""
     out = {}
     for r in rows:
-        if r.get("status") == "ok" and "s_per_image" in r and r["name"] != "t4":
+        if r.get("status") == "ok" and "s_per_image" in r and r["name"] != "t4" and not _lever(r):
             out[r["method"]] = min(out.get(r["method"], r["s_per_image"]), r["s_per_image"])
     return out
 
@@ -293,6 +336,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=None, help="seed images per timed run (default 8; smoke 2)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="GIF-SD / SD batch sizes (default 1 4)")
     p.add_argument("--skip", nargs="*", default=[], help="rows or methods to leave out (t4, gif-mae, cli, gif-dalle, ...)")
+    p.add_argument("--compile-backend", default=None, choices=("inductor", "aot_eager", "eager"),
+                   help="torch.compile backend of the compile lever's row (default inductor; smoke: eager)")
     p.add_argument("--flops", default=str(Path(__file__).with_name("flops.json")),
                    help="the FLOP counts of benchmarks/flops.py (smoke: counted on the tiny configs)")
     a = p.parse_args(argv)
@@ -340,7 +385,8 @@ def _run(a, device, size, seeds, batch_sizes, gpu, out_file, work, cache, t_all)
               "ddim_steps": ctx["steps"], "budget_s": a.budget_s, "seeds_per_row": seeds,
               "environment": run_environment(device), "driver": _driver(), "modules": module_paths(), "flops_source": None if a.smoke else a.flops,
               "checkpoint_write_s": state["planted"], "rows": [], "goals": {}}
-    for row in plan(batch_sizes, a.skip):
+    ctx["rows"] = report["rows"]  # the lever rows compare with the rows before them
+    for row in plan(batch_sizes, a.skip, a.compile_backend or ("eager" if a.smoke else "inductor")):
         elapsed = time.perf_counter() - t_all
         need = estimate_s(row, state)
         entry = {"name": row["name"], "method": row["method"], "batch_size": row["batch_size"], "k": K}
@@ -360,10 +406,13 @@ def _run(a, device, size, seeds, batch_sizes, gpu, out_file, work, cache, t_all)
         report["rows"].append(entry)
         report["goals"] = goals(report["rows"])
         report["seconds_per_image"] = best_per_method(report["rows"])  # what gifkit.experiments.costs reads
+        report["levers"] = lever_summary(report["rows"])
         report["total_s"] = round(time.perf_counter() - t_all, 1)
         write_json(out_file, report)  # atomic: a run stopped later keeps this row
         print(json.dumps(entry), flush=True)
     print(f"\nwritten {out_file} in {report['total_s']:.0f} s\n\n{table(report)}")
+    if report.get("levers"):
+        print("\n" + lever_table(report["levers"]))
     return 0
 
 

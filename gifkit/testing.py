@@ -35,11 +35,14 @@ kind          Hub repo                                        written
 ``llm``       Qwen/Qwen2.5-1.5B-Instruct                      config.json, generation_config.json, model.safetensors,
                                                               vocab.json, merges.txt, tokenizer_config.json (with the
                                                               chat template)
+``taesd``     madebyollin/taesd                               config.json (``AutoencoderTiny``), diffusion_pytorch_model
+                                                              .safetensors (beyond the paper: GIF-SD's optional
+                                                              guidance decoder)
 ============  ==============================================  =====================================================
 
 Departures, all in files gifkit never reads: the safety checker is always tiny (gifkit loads SD without it); only
 the safetensors weights are written where a repo also has ``.bin`` / ``.ckpt`` / TF copies (MAE large has only
-``pytorch_model.bin``, which is written); the tiny BLIP / LLM tokenizers have small vocabularies; timm's own weight
+``pytorch_model.bin``, which is written; TAESD's original ``taesd_*.pth`` weights are not written); the tiny BLIP / LLM tokenizers have small vocabularies; timm's own weight
 file of the CLIP repo is not written. The ``full`` size of ``blip`` and ``llm`` is not offered (gifkit's GPU check
 does not time ALIA).
 """
@@ -56,13 +59,14 @@ from gifkit.config import ALIA_SEMANTIC_CLIP_REPO, GUIDANCE_CLIP_REPO, MODEL_IDS
 from gifkit.models import tiny
 
 __all__ = ["KINDS", "SIZES", "HUB_IDS", "write_checkpoint", "plant_hub_cache", "snapshot_dir", "sd_configs", "clip_config",
-           "mae_config", "unclip_configs", "unclip_text_proj_class"]
+           "mae_config", "unclip_configs", "unclip_text_proj_class", "taesd_config"]
 
-KINDS = ("sd", "ip2p", "clip", "clip-l", "mae", "unclip", "blip", "llm")
+KINDS = ("sd", "ip2p", "clip", "clip-l", "mae", "unclip", "blip", "llm", "taesd")
 SIZES = ("tiny", "full")
 HUB_IDS = {"sd": MODEL_IDS["sd"], "ip2p": MODEL_IDS["ip2p"], "clip": GUIDANCE_CLIP_REPO,
            "clip-l": ALIA_SEMANTIC_CLIP_REPO, "mae": MODEL_IDS["mae"],
-           "unclip": MODEL_IDS["unclip"], "blip": MODEL_IDS["blip"], "llm": MODEL_IDS["llm"]}
+           "unclip": MODEL_IDS["unclip"], "blip": MODEL_IDS["blip"], "llm": MODEL_IDS["llm"],
+           "taesd": MODEL_IDS["taesd"]}
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -394,11 +398,36 @@ def _write_llm(d: Path, size: str, seed: int, device) -> None:
                                           "single_word": False, "special": True} for t, i in added.items()}})
 
 
+# ----------------------------------------------------------------------------- TAESD (tiny autoencoder for SD v1)
+
+
+def taesd_config(size: str) -> dict:
+    """``config.json`` of madebyollin/taesd (the keys of the Hub file); ``tiny``: 8 channels, one block per stage,
+    the same 4 stages (SD's factor 8, as the tiny ``sd`` layout's VAE)."""
+    t = size == "tiny"
+    return {"_class_name": "AutoencoderTiny", "_diffusers_version": "0.20.0.dev0", "act_fn": "relu",
+            "decoder_block_out_channels": [8 if t else 64] * 4, "encoder_block_out_channels": [8 if t else 64] * 4,
+            "force_upcast": False, "in_channels": 3, "latent_channels": 4, "latent_magnitude": 3,
+            "latent_shift": 0.5, "num_decoder_blocks": [1, 1, 1, 1] if t else [3, 3, 3, 1],
+            "num_encoder_blocks": [1, 1, 1, 1] if t else [1, 3, 3, 3], "out_channels": 3, "scaling_factor": 1.0,
+            "upsampling_scaling_factor": 2}
+
+
+def _write_taesd(d: Path, size: str, seed: int, device) -> None:
+    from diffusers import AutoencoderTiny
+
+    cfg = taesd_config(size)
+    model = _build(AutoencoderTiny.from_config, cfg, seed=seed, device=device)
+    _json(d / "config.json", cfg)
+    _weights(d / "diffusion_pytorch_model.safetensors", model)
+
+
 # ----------------------------------------------------------------------------- entry points
 
 _WRITERS = {"sd": _write_sd, "ip2p": lambda d, size, seed, device: _write_sd(d, size, seed, device, ip2p=True),
             "clip": _write_clip, "clip-l": lambda d, size, seed, device: _write_clip(d, size, seed, device, "clip-l"),
-            "mae": _write_mae, "unclip": _write_unclip, "blip": _write_blip, "llm": _write_llm}
+            "mae": _write_mae, "unclip": _write_unclip, "blip": _write_blip, "llm": _write_llm,
+            "taesd": _write_taesd}
 
 
 def write_checkpoint(kind: str, directory: str | Path, size: str = "tiny", *, seed: int = 0,
@@ -406,7 +435,7 @@ def write_checkpoint(kind: str, directory: str | Path, size: str = "tiny", *, se
     """Write a random-weight checkpoint of ``kind`` (:data:`KINDS`) into ``directory``, laid out as its Hub repo.
 
     ``size``: ``"tiny"`` (small widths, seconds) or ``"full"`` (the real widths; ``sd``, ``ip2p``, ``clip``,
-    ``clip-l``, ``mae``, ``unclip``). Weights are drawn from the global RNG seeded with ``seed`` (same seed, same bytes), built on
+    ``clip-l``, ``mae``, ``unclip``, ``taesd``). Weights are drawn from the global RNG seeded with ``seed`` (same seed, same bytes), built on
     ``device`` when given (a GPU initialises full-size models much faster) and saved from the CPU. An existing
     ``directory`` is replaced. Returns the folder.
     """

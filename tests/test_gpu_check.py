@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,10 +80,59 @@ def test_committed_counts_are_what_the_script_counts():
 
 def test_rows_come_in_the_order_of_their_value():
     names = [r["name"] for r in gpu_check.plan([1, 4], [])]
-    assert names == ["gif-sd-b1", "sd-b1", "gif-sd-b4", "sd-b4", "t4", "gif-mae", "cli", "gif-dalle"]
+    levers = ["lever-compile", "lever-channels-last", "lever-fuse-qkv", "lever-batched-encode", "lever-overlap-io",
+              "lever-taesd"]
+    assert names == ["gif-sd-b1", "sd-b1", "gif-sd-b4", "sd-b4", "t4", "gif-mae", "cli", "gif-dalle", *levers]
     t4 = gpu_check.plan([1, 4], [])[4]
     assert (t4["method"], t4["batch_size"], t4["dtype"], t4["grad_checkpointing"]) == ("gif-sd", 1, "fp16", True)
-    assert [r["name"] for r in gpu_check.plan([1], ["t4", "gif-dalle", "cli"])] == ["gif-sd-b1", "sd-b1", "gif-mae"]
+    assert [r["name"] for r in gpu_check.plan([1], ["t4", "gif-dalle", "cli", "lever"])] == \
+        ["gif-sd-b1", "sd-b1", "gif-mae"]
+
+
+def test_lever_rows_each_switch_one_lever_beside_the_largest_batch():
+    rows = {r["name"]: r for r in gpu_check.plan([1, 4], [], compile_backend="eager")}
+    levers = [r for r in rows.values() if r["name"].startswith("lever-")]
+    assert all(r["method"] == "gif-sd" and r["batch_size"] == 4 and r["vs"] == "gif-sd-b4" for r in levers)
+    assert rows["lever-compile"]["options"] == {"torch_compile": "eager"}
+    assert rows["lever-overlap-io"]["options"] == {} and rows["lever-overlap-io"]["overlap_io"] is True
+    assert rows["lever-taesd"]["options"] == {"guidance_vae": "madebyollin/taesd"}
+    assert rows["lever-taesd"]["needs"] == ["sd", "clip", "taesd"]
+    assert sum(r["overlap_io"] for r in levers) == 1 and all(len(r["options"]) <= 1 for r in levers)
+    state = {"size": "full", "device_type": "cuda", "planted": {"sd": 1, "clip": 1}, "s_per_image": {"gif-sd": 0.5},
+             "seeds": 8, "load_s": 20.0}
+    assert gpu_check.estimate_s(rows["lever-compile"], state) == pytest.approx(20 + 180 + 60 * 0.5)
+    assert gpu_check.estimate_s(rows["lever-taesd"], state) == pytest.approx(2 + 20 + 60 * 0.5)
+
+
+def test_lever_figures_by_hand(tmp_path):
+    from PIL import Image
+
+    import gpu_levers
+
+    def save(row, name, value):
+        d = tmp_path / row / "run" / "0"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 4, 3), value, np.uint8)).save(d / name)
+
+    for name in ("a.png", "b.png"):
+        save("gif-sd-b4", name, 100)
+        save("gif-sd-b1", name, 100)
+    save("lever-x", "a.png", 100)
+    save("lever-x", "b.png", 103)  # 48 channel values of 96 differ, by 3
+    save("gif-sd-b1", "b.png", 101)
+    assert gpu_levers.compare_images(tmp_path / "gif-sd-b4" / "run", tmp_path / "lever-x" / "run") == \
+        {"max_pixel_difference": 3, "pixels_differing": 0.5, "compared_images": 2}
+    assert gpu_levers.compare_images(tmp_path / "gif-sd-b4", tmp_path / "nothing")["max_pixel_difference"] is None
+    rows = [{"name": "gif-sd-b1", "status": "ok"},
+            {"name": "gif-sd-b4", "status": "ok", "s_per_image": 0.3, "s_per_image_no_io": 0.24}]
+    row = {"name": "lever-x", "vs": "gif-sd-b4", "options": {"fuse_qkv": True}, "overlap_io": False}
+    out = gpu_levers.lever_figures(row, {"s_per_image": 0.25, "s_per_image_no_io": 0.2}, rows, tmp_path)
+    assert out["speedup"] == 1.2 and out["speedup_no_io"] == 1.2 and out["lever"] == {"fuse_qkv": True}
+    assert out["max_pixel_difference"] == 3 and out["batching_max_pixel_difference"] == 1
+    entry = {"name": "lever-x", "status": "ok", **out}
+    assert gpu_levers.lever_summary(rows + [entry]) == {"lever-x": {"speedup": 1.2, "max_pixel_difference": 3,
+                                                                    "batching_max_pixel_difference": 1}}
+    assert gpu_check.best_per_method([{**entry, "method": "gif-sd", "s_per_image": 0.25}]) == {}  # not a default
 
 
 def test_estimate_uses_measured_seconds_then_flops():
@@ -167,11 +217,45 @@ def _check_smoke_rows(report):
 
 def test_smoke_check_writes_every_row(tmp_path):
     report = _run_check(["--smoke", "--seeds", "1", "--batch-sizes", "1", "--skip", "sd-b1", "t4", "gif-mae",
-                         "gif-dalle"], tmp_path)
+                         "gif-dalle", "lever"], tmp_path)
     assert [r["name"] for r in report["rows"]] == ["gif-sd-b1", "cli"]
     assert report["seconds_per_image"] == {"gif-sd": report["rows"][0]["s_per_image"]}
     assert report["checkpoint_write_s"].keys() == {"sd", "clip"}  # what the rows that ran need, nothing more
     _check_smoke_rows(report)
+
+
+def _check_lever_rows(rows):
+    for name in ("lever-overlap-io", "lever-taesd"):
+        assert rows[name]["status"] == "ok" and rows[name]["vs"] == "gif-sd-b1" and rows[name]["speedup"] > 0, rows[name]
+    assert rows["lever-overlap-io"]["max_pixel_difference"] == 0 and rows["lever-overlap-io"]["io_thread"] > 0
+    agreement = rows["lever-taesd"]["sign_agreement"]  # the first seed's K = 5 variants, 4 channels x (z, b)
+    assert agreement["entries"] == 5 * 4 * 2 and agreement["images"] == 5 and agreement["max_f_difference"] == 0
+    assert rows["lever-taesd"]["lever"] == {"guidance_vae": "madebyollin/taesd"}
+
+
+def test_smoke_check_runs_the_lever_rows(tmp_path):
+    """Two lever rows on the CPU (the writer thread; TAESD with its sign agreement); `slow`: all of them."""
+    report = _run_check(["--smoke", "--seeds", "1", "--batch-sizes", "1", "--skip", "sd-b1", "t4", "gif-mae",
+                         "gif-dalle", "cli", "lever-compile", "lever-channels-last", "lever-fuse-qkv",
+                         "lever-batched-encode"], tmp_path)
+    rows = {r["name"]: r for r in report["rows"]}
+    assert list(rows) == ["gif-sd-b1", "lever-overlap-io", "lever-taesd"]
+    _check_lever_rows(rows)
+    assert report["seconds_per_image"] == {"gif-sd": rows["gif-sd-b1"]["s_per_image"]}  # levers are no default
+    assert set(report["levers"]) == {"lever-overlap-io", "lever-taesd"}
+    assert report["checkpoint_write_s"].keys() == {"sd", "clip", "taesd"}
+
+
+@pytest.mark.slow
+def test_smoke_check_runs_every_lever_row(tmp_path):
+    report = _run_check(["--smoke", "--seeds", "1", "--batch-sizes", "1", "--skip", "sd-b1", "t4", "gif-mae",
+                         "gif-dalle", "cli"], tmp_path)
+    rows = {r["name"]: r for r in report["rows"]}
+    assert all(rows[r["name"]]["status"] == "ok" for r in gpu_check.lever_rows(1, "eager")), rows
+    _check_lever_rows(rows)
+    assert rows["lever-compile"]["lever"] == {"torch_compile": "eager"}
+    for name in ("lever-compile", "lever-fuse-qkv"):  # on the CPU: the same kernels, the same images
+        assert rows[name]["max_pixel_difference"] == 0, rows[name]
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ def add_doctor_args(p) -> None:
                    help="load every checkpoint found (on the CPU; seconds to minutes, and its size in memory) and say "
                         "'loadable' only for what loads; an incomplete folder names its missing files")
     p.add_argument("--path", action="append", default=[], metavar="KEY=DIR",
-                   help="check the local folder DIR as checkpoint KEY (clip, sd, sd15, mae, unclip, blip, llm, ip2p); "
-                        "implies --check; repeatable")
+                   help="check the local folder DIR as checkpoint KEY (clip, sd, sd15, mae, unclip, blip, llm, ip2p, "
+                        "taesd); implies --check; repeatable")
 
 
 def _version(pkg: str) -> str:

@@ -50,6 +50,9 @@ def add_expand_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic CUDA kernels (torch's deterministic algorithms, cuDNN without autotuning, "
                         "CUBLAS_WORKSPACE_CONFIG), recorded in run.json; a CPU run is deterministic without it")
+    p.add_argument("--overlap-io", action="store_true",
+                   help="write the images on a thread of their own while the method makes the next batch (the same "
+                        "bytes; a speed lever, docs/gpu.md)")
     p.add_argument("--no-progress", action="store_true")
     add_union_args(p.add_argument_group("the methods' options (the methods that take each are in brackets; "
                                         "docs/design.md explains them)"),
@@ -129,7 +132,8 @@ def run_expand(args):
     return expand(method, dataset, args.out, ratio=args.ratio, seed=args.seed, batch_size=args.batch_size,
                   limit=args.limit, output_size=args.output_size, shard=(state.process_index, state.num_processes),
                   barrier=state.wait_for_everyone if state.num_processes > 1 else None,
-                  progress=not args.no_progress and state.is_local_main_process, deterministic=args.deterministic)
+                  progress=not args.no_progress and state.is_local_main_process, overlap_io=args.overlap_io,
+                  deterministic=args.deterministic)
 
 
 def cmd_expand(args) -> int:

@@ -183,6 +183,7 @@ MODEL_IDS: dict[str, str] = {
     "blip": "Salesforce/blip-image-captioning-large",  # ALIA step (a): captions
     "llm": "Qwen/Qwen2.5-1.5B-Instruct",  # ALIA step (b): an open instruction-tuned LM (ALIA used GPT-4 / Vicuna)
     "ip2p": "timbrooks/instruct-pix2pix",  # ALIA's InstructPix2Pix editor
+    "taesd": "madebyollin/taesd",  # beyond the paper: a tiny autoencoder for GIF-SD's guidance decode (optional)
 }
 # open_clip (architecture, pretrained tag) of GIF's zero-shot guidance: OpenAI's CLIP ViT-B/32, which uses QuickGELU
 # (open_clip 3.x builds plain "ViT-B-32" with GELU); the tag's weights live in GUIDANCE_CLIP_REPO on the Hub

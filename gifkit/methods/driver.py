@@ -12,6 +12,8 @@ uninterrupted run writes.
 """
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +62,19 @@ class ExpandResult:
             self.div_entries += row["div_grad_entries"]
             self.div_ratios.append(row["div_grad_ratio"])
 
+    def merge(self, other: "ExpandResult", overlapped: bool = False) -> None:
+        """Add ``other``'s counts (the images written, their figures) and its I/O time: into ``io``, or, when it
+        ran on a thread of its own beside the method (``overlapped``), into ``io_thread`` (``io`` then holds only
+        the time the loop waited for the writing)."""
+        self.written += other.written
+        self.existing += other.existing
+        self.flagged += other.flagged
+        self.div_flips += other.div_flips
+        self.div_entries += other.div_entries
+        self.div_ratios += other.div_ratios
+        self.timings["io_thread" if overlapped else "io"] = \
+            self.timings.get("io_thread" if overlapped else "io", 0.0) + other.timings.get("io", 0.0)
+
     def summary(self) -> str:
         lines = [f"expansion in {self.out}: {self.written} written, {self.existing} already there, "
                  f"{len(self.skipped)} seeds skipped, {self.flagged} variants flagged (non-finite score)",
@@ -87,7 +102,8 @@ def _pil_images(images, output_size: int | None) -> list:
 def expand(method: ExpansionMethod, dataset, out: str | Path, *, ratio: int | None = None, seed: int = 0,
            batch_size: int | str | None = None, limit: int | None = None, output_size: int | None = None,
            class_names: Sequence[str] | None = None, shard: tuple[int, int] = (0, 1),
-           barrier: Callable[[], None] | None = None, progress: bool = True, deterministic: bool = False):
+           barrier: Callable[[], None] | None = None, progress: bool = True, overlap_io: bool = False,
+           deterministic: bool = False):
     """Expand ``dataset`` K = ``ratio`` times with ``method`` into the expansion folder ``out``; resumes.
 
     ``dataset`` yields ``(PIL image, label)``; unreadable seeds are skipped and listed (in the result and in
@@ -96,19 +112,21 @@ def expand(method: ExpansionMethod, dataset, out: str | Path, *, ratio: int | No
     and a folder that holds a run keeps its batch size). ``limit`` takes the first seeds only and may grow on a
     later run into the same folder. ``output_size`` saves at that side (bicubic; default: as created).
     ``class_names``: default the method's. ``shard=(index, count)`` runs this process's batches only;
-    ``barrier`` (e.g. accelerate's ``wait_for_everyone``) lets shard 0 finish once every shard is done. Returns
-    an :class:`ExpandResult` (what the method's ``end`` makes of it: ALIA adds its filtering).
-    ``deterministic``: deterministic CUDA kernels for the run (:func:`gifkit.core.rng.deterministic_kernels`),
-    recorded in ``run.json``'s environment.
+    ``barrier`` (e.g. accelerate's ``wait_for_everyone``) lets shard 0 finish once every shard is done.
+    ``overlap_io``: the images are converted and written, and each batch committed, on a thread of its own while
+    the method makes the next batch (at most two batches queued; the same bytes, the same resume; an error of the
+    writing is raised here). ``deterministic``: deterministic CUDA kernels for the run
+    (:func:`gifkit.core.rng.deterministic_kernels`), recorded in ``run.json``'s environment. Returns an
+    :class:`ExpandResult` (what the method's ``end`` makes of it: ALIA adds its filtering).
     """
     with deterministic_kernels(deterministic):
         return _expand(method, dataset, out, ratio=ratio, seed=seed, batch_size=batch_size, limit=limit,
                        output_size=output_size, class_names=class_names, shard=shard, barrier=barrier,
-                       progress=progress)
+                       progress=progress, overlap_io=overlap_io)
 
 
 def _expand(method, dataset, out, *, ratio, seed, batch_size, limit, output_size, class_names, shard, barrier,
-            progress):
+            progress, overlap_io):
     ratio = method.default_ratio if ratio is None else ratio
     checked = check_expand_args(ratio=ratio, batch_size=None if batch_size == "auto" else batch_size, limit=limit,
                                 output_size=output_size, seed=seed)
@@ -128,30 +146,84 @@ def _expand(method, dataset, out, *, ratio, seed, batch_size, limit, output_size
                       shard=shard, barrier=barrier, environment=method.environment()) as run:  # owns the folder
         store, names = run.store, run.class_names
         result = ExpandResult(out=Path(folder), timings={k: 0.0 for k in (*method.stages, "io")})
-        start = time.perf_counter()
-        for batch in run.pending(dataset, result, progress=progress, desc=f"{method.name} x{ratio}"):
-            jobs = [Job(i, v, image, label, names[label], key=(seed, i, v))
-                    for i, image, label in batch.items for v in range(ratio)]
-            rows = []
-            if jobs:
-                made = method(jobs)
-                for i, why in made.skipped:
-                    batch.skip(i, why)
-                for name, s in made.seconds.items():
-                    result.timings[name] = result.timings.get(name, 0.0) + s
-                t = time.perf_counter()
+        written = ExpandResult(out=Path(folder), timings={"io": 0.0})  # what the writing counts (maybe on a thread)
+
+        def save(batch, made) -> None:  # the batch's images, then its metadata rows: resume sees it done
+            t, rows = time.perf_counter(), []
+            if made is not None:
                 for job, pil, row in zip(made.jobs, _pil_images(made.images, output_size), made.rows):
                     rel = store.relpath(job.label, job.index, job.variant)
                     if store.save_image(rel, pil):
-                        result.written += 1
+                        written.written += 1
                     else:
-                        result.existing += 1
-                    result.count(row)
+                        written.existing += 1
+                    written.count(row)
                     rows.append({"file_name": rel, "label": job.label, "seed_index": job.index,
                                  "seed_path": seed_path(dataset, job.index), "variant": job.variant,
                                  "method": method.name, "random_seed": derive_seed(*job.key), "ratio": ratio, **row})
-                result.timings["io"] += time.perf_counter() - t
             run.commit(batch, rows)
+            written.timings["io"] += time.perf_counter() - t
+
+        writer = _Writer(save) if overlap_io else None
+        start = time.perf_counter()
+        try:
+            for batch in run.pending(dataset, result, progress=progress, desc=f"{method.name} x{ratio}"):
+                jobs = [Job(i, v, image, label, names[label], key=(seed, i, v))
+                        for i, image, label in batch.items for v in range(ratio)]
+                made = method(jobs) if jobs else None
+                if made is not None:
+                    for i, why in made.skipped:
+                        batch.skip(i, why)
+                    for name, s in made.seconds.items():
+                        result.timings[name] = result.timings.get(name, 0.0) + s
+                if writer is None:
+                    save(batch, made)
+                    continue
+                t = time.perf_counter()
+                if made is not None and isinstance(made.images, torch.Tensor):  # off the GPU before the next batch
+                    made.images = made.images.detach().cpu()
+                writer.submit(batch, made)  # waits while the queue is full
+                result.timings["io"] += time.perf_counter() - t
+        finally:
+            if writer is not None:
+                t = time.perf_counter()
+                writer.close()  # the queued batches are written (also after an error here), the writer's error raised
+                result.timings["io"] += time.perf_counter() - t
+        result.merge(written, overlapped=writer is not None)
         result.seconds = time.perf_counter() - start
         run.finish()
     return method.end(ctx, result)
+
+
+class _Writer:
+    """One thread that runs ``save(*item)`` for every submitted item, in order, ``depth`` items queued at most.
+    Its first error stops the writing (the items after it are dropped) and is raised in the caller's thread, once,
+    by the next :meth:`submit` or by :meth:`close`."""
+
+    def __init__(self, save: Callable, depth: int = 2):
+        self.save, self.error, self.raised = save, None, False
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._work, name="gifkit-writer", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.save(*item)
+                except BaseException as e:  # noqa: BLE001 - raised in the caller's thread
+                    self.error = e
+
+    def submit(self, *item) -> None:
+        self._raise()
+        self.queue.put(item)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None and not self.raised:
+            self.raised = True
+            raise self.error

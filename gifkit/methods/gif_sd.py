@@ -18,6 +18,7 @@ import torch
 from gifkit.config import DEFAULT_RATIO, MODEL_IDS, Check, get_profile, option
 from gifkit.methods.base import MethodConfig, register
 from gifkit.methods.gif import CheckpointOptions, ClipGuideOptions, GIFConfig, Imagination, checkpoint_dtype
+from gifkit.methods.speed import SpeedOptions
 from gifkit.priors.sd import PROMPT_MODES, SDPrior
 
 __all__ = ["PRESETS", "PRESET_OF", "SDConfig", "GifSDConfig", "GifSD"]
@@ -44,7 +45,7 @@ PRESET_OF: dict[str, str] = {
 
 
 @dataclass
-class SDConfig(MethodConfig, CheckpointOptions, ClipGuideOptions):
+class SDConfig(MethodConfig, CheckpointOptions, ClipGuideOptions, SpeedOptions):
     """The SD img2img prior's settings (GIF-SD's and the unguided SD baseline's)."""
 
     steps: int = option(50, "DDIM steps of SD img2img (smoke profile 10, colab 20)", check=Check(1, 10_000, integer=True))
@@ -74,8 +75,9 @@ class SDConfig(MethodConfig, CheckpointOptions, ClipGuideOptions):
         if checkpointing is None:  # a 16 GB T4 cannot hold one seed's K = 5 decoder activations at 512 px without
             checkpointing = not prof.tiny and device.type == "cuda" and \
                 torch.cuda.get_device_properties(device.index or 0).total_memory < 24 * 2 ** 30
-        return SDPrior(pipe, steps=self.steps, strength=self.strength, guidance_scale=self.guidance_scale,
-                       prompts=self.prompts, domain=self.domain, device=device, checkpointing=bool(checkpointing))
+        return self.speed_up(SDPrior(pipe, steps=self.steps, strength=self.strength, guidance_scale=self.guidance_scale,
+                                     prompts=self.prompts, domain=self.domain, device=device,
+                                     checkpointing=bool(checkpointing)), profile)
 
 
 @dataclass
@@ -96,5 +98,15 @@ class GifSD(Imagination):
         preset = self.config.preset
         return PRESETS[preset]["ratio"] if preset else DEFAULT_RATIO
 
+    def __init__(self, config, class_names, **kwargs):
+        if not self.guided and getattr(config, "guidance_vae", None):
+            raise ValueError(f"{self.name}: guidance_vae decodes the guidance pass, which {self.name} does not run "
+                             f"(gif-sd and gif-sd-tuned do)")
+        super().__init__(config, class_names, **kwargs)
+
     def build_prior(self) -> SDPrior:
         return self.config.sd_prior(self.profile, self.device)
+
+    def environment(self) -> dict:
+        env = super().environment()  # + the speed levers that can change the bytes (gifkit.methods.speed)
+        return {**env, "speed": dict(self.prior.levers)} if self.prior.levers else env

@@ -28,9 +28,9 @@ class _Tuned:
                              f"(Python: gifkit.train.finetune.finetune_sd)")
         if not get_profile(self.profile).tiny:
             return cfg.sd_prior(self.profile, self.device)
-        return SDPrior(hub.load_sd(str(cfg.model_id)), steps=cfg.steps, strength=cfg.strength,
-                       guidance_scale=cfg.guidance_scale, prompts=cfg.prompts, domain=cfg.domain, device=self.device,
-                       checkpointing=bool(cfg.grad_checkpointing))
+        return cfg.speed_up(SDPrior(hub.load_sd(str(cfg.model_id)), steps=cfg.steps, strength=cfg.strength,
+                                    guidance_scale=cfg.guidance_scale, prompts=cfg.prompts, domain=cfg.domain,
+                                    device=self.device, checkpointing=bool(cfg.grad_checkpointing)), self.profile)
 
 
 @register("gif-sd-tuned")

@@ -1,7 +1,8 @@
 """The checkpoints gifkit knows and where a loaded model came from, without loading anything.
 
-:data:`KNOWN_CHECKPOINTS` names each real checkpoint of the paper profile (hub id, a file proving it is
-cached, what uses it); :data:`LAYOUTS` lists the files each needs (:func:`missing_files`);
+:data:`KNOWN_CHECKPOINTS` names each real checkpoint of the paper profile and the optional TAESD (beyond the
+paper): hub id, a file proving it is cached, what uses it; :data:`LAYOUTS` lists the files each needs
+(:func:`missing_files`);
 :func:`checkpoint_dir` finds one in the Hub cache without network. :func:`unavailable` is the one
 "not available: tried ...; how to get it" error (:class:`ModelUnavailable`). :func:`tag_source` and
 :func:`source_of` carry a loaded model's provenance (hub revision or the sha256 of a local folder's weights)
@@ -56,6 +57,8 @@ KNOWN_CHECKPOINTS: dict[str, Checkpoint] = {
                    "InstructPix2Pix: ALIA editor, `load_instruct_pix2pix()`"),
         Checkpoint("sd15", MODEL_IDS["sd15"], "model_index.json",
                    "Stable Diffusion v1.5: ALIA img2img and DreamDA, `load_sd()`"),
+        Checkpoint("taesd", MODEL_IDS["taesd"], "config.json",
+                   "TAESD (optional, beyond the paper): GIF-SD's --guidance-vae, `load_tiny_vae()`"),
     ]
 }
 
@@ -87,6 +90,7 @@ LAYOUTS: dict[str, list[tuple[str, ...]]] = {
                   ("super_res_scheduler/scheduler_config.json",)]),
     "blip": [("config.json",), _TF_W, ("vocab.txt", "tokenizer.json"), ("preprocessor_config.json",)],
     "llm": [("config.json",), _TF_W + ("model.safetensors.index.json",), ("tokenizer.json", "vocab.json")],
+    "taesd": [("config.json",), _DIFF_W],
 }
 
 def is_offline() -> bool:

@@ -1,7 +1,7 @@
 """Real checkpoints by hub id or local directory: loading them.
 
 Real loaders (``load_clip``, ``load_sd``, ``load_mae``, ``load_unclip``, ``load_blip``,
-``load_text_generator``, ``load_instruct_pix2pix``) wrap open_clip / diffusers / transformers. Each
+``load_text_generator``, ``load_instruct_pix2pix``, ``load_tiny_vae``) wrap open_clip / diffusers / transformers. Each
 accepts a hub id or a local directory and raises :class:`ModelUnavailable` with a message naming the
 model, what was tried and how to get it, when the checkpoint cannot be loaded (offline and not cached,
 missing directory, incomplete files); a missing CLIP of the paper profile is found in the cache before
@@ -32,7 +32,7 @@ __all__ = ["ModelUnavailable", "ClipBundle", "CaptionerBundle", "TextGenBundle",
            "LAYOUTS", "is_offline", "best_device", "resolve_dtype", "looks_like_path", "checkpoint_status",
            "checkpoint_dir", "missing_files", "check_checkpoint", "weights_digest", "source_of", "from_pretrained",
            "load_clip", "clip_uses_quick_gelu", "clip_has_quick_gelu", "load_sd", "load_mae", "load_unclip", "load_blip",
-           "load_text_generator", "load_instruct_pix2pix"]
+           "load_text_generator", "load_instruct_pix2pix", "load_tiny_vae"]
 
 # the CLIPs of the paper profile by (architecture without -quickgelu, tag): their cache is checked first
 _KNOWN_CLIPS = {(GUIDANCE_CLIP[0].removesuffix("-quickgelu"), GUIDANCE_CLIP[1]): "clip",
@@ -92,7 +92,8 @@ def check_checkpoint(key: str, source: str | None = None) -> str:
                "clip-l": lambda: load_clip(ALIA_SEMANTIC_CLIP[0], target if source else ALIA_SEMANTIC_CLIP[1]),
                "sd": lambda: load_sd(target), "sd15": lambda: load_sd(target), "mae": lambda: load_mae(target),
                "unclip": lambda: load_unclip(target), "blip": lambda: load_blip(target),
-               "llm": lambda: load_text_generator(target), "ip2p": lambda: load_instruct_pix2pix(target)}
+               "llm": lambda: load_text_generator(target), "ip2p": lambda: load_instruct_pix2pix(target),
+               "taesd": lambda: load_tiny_vae(target)}
     try:
         loaders[key]()
     except ModelUnavailable as e:
@@ -402,3 +403,16 @@ def load_instruct_pix2pix(model_id: str = MODEL_IDS["ip2p"], torch_dtype: torch.
         pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return tag_source(pipe, model_id, pipe.unet.dtype)
+
+
+def load_tiny_vae(model_id: str = MODEL_IDS["taesd"], torch_dtype: torch.dtype | None = None,
+                  device: str | torch.device | None = None):
+    """A tiny autoencoder (diffusers ``AutoencoderTiny``, e.g. TAESD for SD v1), eval mode, no gradients to its
+    weights. It reads and writes SD's *scaled* latents (its ``scaling_factor`` is 1) and decodes to [-1, 1]."""
+    from diffusers import AutoencoderTiny
+
+    vae = from_pretrained(AutoencoderTiny, model_id, "tiny autoencoder (TAESD, GIF-SD's --guidance-vae)",
+                          **_diffusers_dtype(torch_dtype))
+    if device is not None:
+        vae = vae.to(device)
+    return tag_source(vae.eval().requires_grad_(False), model_id, vae.dtype)

@@ -15,7 +15,7 @@ from gifkit.models.hub import CaptionerBundle, ClipBundle, TextGenBundle
 
 __all__ = ["CLIP_VOCAB_SIZE", "CLIP_SPECIALS", "seeded", "write_clip_tokenizer", "clip_tokenizer", "blip_vocab",
            "write_blip_tokenizer", "blip_tokenizer", "tiny_clip", "tiny_sd", "tiny_mae",
-           "tiny_unclip", "tiny_blip", "tiny_text_generator", "tiny_instruct_pix2pix"]
+           "tiny_unclip", "tiny_blip", "tiny_text_generator", "tiny_instruct_pix2pix", "tiny_taesd"]
 
 CLIP_VOCAB_SIZE = 49408  # the real CLIP BPE vocabulary (49,152 merges + bytes + 2 specials)
 
@@ -317,3 +317,15 @@ def tiny_instruct_pix2pix(seed: int = 0, image_size: int = 32):
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+
+def tiny_taesd(seed: int = 0):
+    """A tiny ``AutoencoderTiny`` (TAESD's class) for :func:`tiny_sd`'s latents: 4 latent channels, one
+    down/upsampling (its VAE's factor 2), 8 channels wide."""
+    from diffusers import AutoencoderTiny
+
+    with seeded(seed):
+        vae = AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                              num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4)
+    return vae.eval().requires_grad_(False)

@@ -16,6 +16,12 @@ on the CPU; README "Memory"); the loop therefore decodes one seed's K variants
 per guidance pass, ``checkpointing=True`` recomputes the decoder's blocks in
 the backward pass instead of keeping them (gradient checkpointing), and
 :meth:`SDPrior.generate` decodes the final latents one seed at a time.
+
+Speed levers (all off by default; :mod:`gifkit.methods.speed` switches them on): ``batched_encode`` encodes the
+img2img seeds in one VAE batch and hands the pipeline the latents, each job's sample still drawn from its own
+generator (diffusers encodes one image at a time when given a generator per image); ``guidance_vae`` decodes
+the guidance pass with another autoencoder (e.g. the tiny TAESD, beyond the paper), the final decode staying
+SD's VAE.
 """
 from __future__ import annotations
 
@@ -85,6 +91,9 @@ class SDPrior(Prior):
             pipe.vae.disable_gradient_checkpointing()
         self.steps, self.strength, self.guidance_scale, self.eta = steps, strength, guidance_scale, eta
         self.prompt_mode, self.domain = prompts, domain
+        self.batched_encode = False  # the speed levers (module docstring), set by gifkit.methods.speed
+        self.guidance_vae, self.guidance_vae_id = None, None  # the guidance pass's decoder when not SD's VAE
+        self.levers: dict = {}  # the levers applied that can change the bytes (run.json's environment records them)
         self.resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
         self.seed_transform = v2.Compose([
             v2.Resize((self.resolution, self.resolution), interpolation=InterpolationMode.BICUBIC, antialias=True),
@@ -94,9 +103,22 @@ class SDPrior(Prior):
 
     @property
     def params(self) -> dict:
-        """The settings recorded in every metadata row."""
-        return {"steps": self.steps, "strength": self.strength, "guidance_scale": self.guidance_scale,
-                "eta": self.eta, "prompts": self.prompt_mode}
+        """The settings recorded in every metadata row (``guidance_vae`` only when the guidance pass has its own)."""
+        params = {"steps": self.steps, "strength": self.strength, "guidance_scale": self.guidance_scale,
+                  "eta": self.eta, "prompts": self.prompt_mode}
+        if self.guidance_vae_id is not None:
+            params["guidance_vae"] = self.guidance_vae_id
+        return params
+
+    @property
+    def provenance(self) -> dict | None:
+        """The pipeline's source, and the guidance decoder's when it has its own."""
+        from gifkit.models.hub import source_of
+
+        src = super().provenance
+        if self.guidance_vae is not None and src is not None:
+            src = {**src, "guidance_vae": source_of(self.guidance_vae)}
+        return src
 
     @property
     def dtype(self) -> torch.dtype:
@@ -123,13 +145,32 @@ class SDPrior(Prior):
         prompts = [make_prompt(j.class_name, j.key, self.prompt_mode, self.domain) for j in jobs]
         images = [self._transform(j) for j in jobs]
         gens = [generator(*j.key, "img2img") for j in jobs]  # CPU generators: same draws on any device
+        if self.batched_encode:
+            images = self.encode(images, gens)
         out = self.pipe(prompt=prompts, image=images, strength=self.strength, num_inference_steps=self.steps,
                         guidance_scale=self.guidance_scale, eta=self.eta, generator=gens, output_type="latent")
         return Latents(f=out.images, prompts=prompts)  # [N, 4, h, w], scaled latent space
 
-    def decode(self, f: torch.Tensor, grad: bool = False) -> torch.Tensor:
-        """Scaled latents [N, 4, h, w] -> images [N, 3, R, R] in [0, 1]: ``clamp(D(f / s) / 2 + 0.5, 0, 1)``."""
+    @torch.no_grad()
+    def encode(self, images: list, gens: list[torch.Generator]) -> torch.Tensor:
+        """The img2img start latents of ``images`` (PIL, at the prior's resolution) in one VAE batch: each row's
+        sample drawn from its own generator, as the pipeline draws it when it encodes image by image (the same
+        diffusers code, ``latent_dist.sample``, on that row's moments), times the VAE's scaling factor. Handed to
+        the pipeline as ``image``, 4-channel latents are used as they are."""
         vae = self.pipe.vae
+        x = self.pipe.image_processor.preprocess(images).to(device=self.device, dtype=vae.dtype)  # [N, 3, R, R]
+        dist = vae.encode(x).latent_dist
+        rows = [type(dist)(dist.parameters[j:j + 1]).sample(gens[j]) for j in range(len(gens))]
+        return vae.config.scaling_factor * torch.cat(rows)  # [N, 4, h, w], the scaled latent space
+
+    def guidance_features(self, f: torch.Tensor, classifier, rows: slice | None = None) -> torch.Tensor:
+        """The guide's features of ``f`` decoded with gradients, by ``guidance_vae`` when set (else SD's VAE)."""
+        return classifier.image_features(self.decode(f, grad=True, vae=self.guidance_vae))
+
+    def decode(self, f: torch.Tensor, grad: bool = False, vae=None) -> torch.Tensor:
+        """Scaled latents [N, 4, h, w] -> images [N, 3, R, R] in [0, 1]: ``clamp(D(f / s) / 2 + 0.5, 0, 1)``, with
+        ``vae``'s decoder D and scaling factor s (default SD's VAE)."""
+        vae = self.pipe.vae if vae is None else vae
         with torch.set_grad_enabled(grad):
             x = vae.decode(f.to(device=self.device, dtype=vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
             return (x.float() / 2 + 0.5).clamp(0, 1)  # [N, 3, R, R]
