@@ -91,3 +91,48 @@ def close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_mini_figure_draws_each_committed_paired_difference_on_the_row_of_its_arm(tmp_path):
+    """results/mini/mini.png, drawn again from the committed CSV files: the middle panel's point and interval on
+    every row are the ones paired.csv holds for the arm and control that row's label names."""
+    import shutil
+    from pathlib import Path
+
+    from gifkit.experiments.mini_report import redraw
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "mini"
+    for name in ("config.json", "summary.csv", "runs.csv", "paired.csv", "diagnostics.csv"):
+        shutil.copy(committed / name, tmp_path / name)
+    paired = pd.read_csv(committed / "paired.csv")
+    assert len(paired) == 14 and "original" in set(paired["control"])
+    ax = redraw(tmp_path, results=False).axes[1]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == [f"{a} - {c}" for a, c in zip(paired["arm"], paired["control"])]
+    rows = {label: i for i, label in enumerate(labels)}
+    points = {line.get_ydata()[0]: line.get_xdata()[0] for line in ax.lines if line.get_marker() == "o"}
+    intervals = {line.get_ydata()[0]: tuple(line.get_xdata()) for line in ax.lines
+                 if line.get_marker() in ("None", "") and len(line.get_xdata()) == 2
+                 and line.get_ydata()[0] == line.get_ydata()[1]}
+    for _, r in paired.iterrows():
+        row = rows[f"{r['arm']} - {r['control']}"]
+        assert points[row] == pytest.approx(r["mean_diff"]) and intervals[row] == pytest.approx((r["ci_low"], r["ci_high"]))
+    assert points[rows["randaugment - original"]] == pytest.approx(1.604)  # RandAugment's +1.60 on its own row
+    assert (tmp_path / "mini.png").stat().st_size > 0
+
+
+def test_mini_figure_with_one_seed_draws_no_empty_panel_and_says_what_one_seed_shows(tmp_path):
+    """results/mini/quick (one seed, no paired differences): the middle panel is the sentence about one seed."""
+    import shutil
+    from pathlib import Path
+
+    from gifkit.experiments.mini_report import ONE_SEED, redraw
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "mini" / "quick"
+    for name in ("config.json", "summary.csv", "runs.csv", "diagnostics.csv", "guidance_metadata.csv", "timings.csv"):
+        shutil.copy(committed / name, tmp_path / name)
+    ax = redraw(tmp_path).axes[1]
+    assert not ax.lines and not ax.axison
+    assert " ".join(t.get_text() for t in ax.texts).split() == ONE_SEED.split()
+    assert ONE_SEED in (tmp_path / "RESULTS.md").read_text()
+    assert "results/mini/RESULTS.md" in ONE_SEED and (committed.parent / "RESULTS.md").is_file()
