@@ -10,8 +10,9 @@ install cell and badge, tables without NaN, and paired differences stated as eff
   outputs. The wall time is known only at the end: the last cell prints it (:meth:`RunInfo.finish`), and
   the headless runner (:mod:`gifkit.experiments.notebooks`) copies it into the header's line.
 * :func:`folders` resolves ``out_dir`` (this notebook's figures and CSV) and ``grid_dir`` (the shared,
-  resumable study folder) for a profile, under ``/content/drive/MyDrive/gifkit/`` with ``drive=True`` (Colab),
-  so that a disconnect loses nothing: every expansion and training resumes.
+  resumable study folder) for a profile, relative ones under the repository root (:func:`project_root`, or
+  ``$GIFKIT_ROOT``) however the kernel was started, or under ``/content/drive/MyDrive/gifkit/`` with
+  ``drive=True`` (Colab), so that a disconnect loses nothing: every expansion and training resumes.
 * :func:`check_parameters` checks a run's parameter values against the notebook's ``parameters`` cell, by
   name: each must have the type its annotation there says (``n_seeds: int | None = None``) or, without one,
   the type of its default; a wrong one ends in one line naming the parameter, before any cell runs.
@@ -38,7 +39,7 @@ from typing import Any
 from gifkit import __version__
 
 __all__ = ["REPOSITORY", "RELEASE", "COLAB_GPU", "WALL_PLACEHOLDER", "SMOKE_BANNER", "colab_url", "badge",
-           "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "folders",
+           "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "ROOT_VARIABLE", "project_root", "folders",
            "ensure_data", "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config"]
 
 REPOSITORY = "https://github.com/gifkit/gifkit"  # the public repository: badges and the install cell derive from it
@@ -50,6 +51,7 @@ SMOKE_BANNER = ("> **The outputs stored in this notebook come from the `smoke` p
                 "show that every step runs and what each cell prints. Real results need the `paper` profile "
                 "(a GPU and the checkpoints named below).")
 DRIVE = Path("/content/drive/MyDrive")
+ROOT_VARIABLE = "GIFKIT_ROOT"  # where relative output folders go, when set (:func:`project_root`)
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a kernel without ipywidgets
 
 
@@ -112,11 +114,14 @@ class RunInfo:
     machine: str
     started: float = field(default_factory=time.perf_counter)
 
-    def finish(self) -> float:
-        """Print and return the wall time since :func:`start_run` (seconds)."""
-        seconds = time.perf_counter() - self.started
-        print(f"wall time of this run: {fmt_seconds(seconds)} (profile {self.profile}, {self.date}, {self.machine})")
-        return seconds
+    seconds: float | None = None
+
+    def finish(self) -> None:
+        """Print the wall time since :func:`start_run` and keep it in :attr:`seconds`; returns nothing, so the
+        notebook's last cell displays no value."""
+        self.seconds = time.perf_counter() - self.started
+        print(f"wall time of this run: {fmt_seconds(self.seconds)} (profile {self.profile}, {self.date}, "
+              f"{self.machine})")
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -133,8 +138,12 @@ def start_run(profile: str) -> RunInfo:
     from gifkit.config import get_profile
 
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")  # e.g. the unCLIP pipeline's deprecation notice
-    if "diffusers" in sys.modules:
-        sys.modules["diffusers"].utils.logging.set_verbosity_error()
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no loading bars in stored outputs (transformers)
+    if importlib.util.find_spec("diffusers") is not None:  # nor diffusers' "Loading pipeline components" bar
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.set_verbosity_error()
+        diffusers_logging.disable_progress_bar()
     info = RunInfo(profile, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine())
     what = get_profile(profile).summary
     print(f"profile: {profile} ({what})\ndate: {info.date}\nmachine: {info.machine}\n{WALL_PLACEHOLDER}")
@@ -143,16 +152,31 @@ def start_run(profile: str) -> RunInfo:
     return info
 
 
+def project_root() -> Path:
+    """The folder relative ``out_dir`` and ``grid_dir`` resolve against, whatever folder the kernel started in
+    (JupyterLab, VS Code and nbval start it in ``notebooks/``, papermill where it is told): the environment
+    variable ``GIFKIT_ROOT`` when set, else the checkout gifkit is imported from (the folder holding
+    ``pyproject.toml`` and ``notebooks/``), else the current folder (an installed gifkit, e.g. ``/content`` in
+    Colab)."""
+    if os.environ.get(ROOT_VARIABLE):
+        return Path(os.environ[ROOT_VARIABLE]).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir():
+        return checkout
+    return Path.cwd()
+
+
 def folders(profile: str, out_dir: str, grid_dir: str | None = None, drive: bool = False):
     """``(out, grid)``: ``out_dir`` and ``grid_dir`` with ``{profile}`` filled in (``grid`` is None without a
-    ``grid_dir``); ``out`` is created. ``drive=True``: relative folders go under ``/content/drive/MyDrive/gifkit/``,
-    mounting Google Drive first in Colab (elsewhere the Drive folder must exist)."""
+    ``grid_dir``), relative ones under :func:`project_root` (so ``results/...`` is the same folder from
+    ``notebooks/`` as from the repository root); ``out`` is created. ``drive=True``: relative folders go under
+    ``/content/drive/MyDrive/gifkit/`` instead, mounting Google Drive first in Colab (elsewhere the Drive folder
+    must exist)."""
     out = Path(out_dir.format(profile=profile))
     grid = Path(grid_dir.format(profile=profile)) if grid_dir else None
-    if drive:
-        root = mount_drive() / "gifkit"
-        out = out if out.is_absolute() else root / out
-        grid = grid if grid is None or grid.is_absolute() else root / grid
+    root = mount_drive() / "gifkit" if drive else project_root()
+    out = out if out.is_absolute() else root / out
+    grid = grid if grid is None or grid.is_absolute() else root / grid
     out.mkdir(parents=True, exist_ok=True)
     return out, grid
 
