@@ -449,6 +449,47 @@ def test_smoke_committed_outputs_ran_through_and_pass_their_own_checks(path):
                                                                                    shown))) == 1, "one wall time"
 
 
+def intro(name: str) -> str:
+    """The first markdown cell of a notebook, its whitespace collapsed (sentences wrap across lines)."""
+    nb = load(next(p for p in NOTEBOOKS if p.stem.startswith(name)))
+    return " ".join(source(nb["cells"][0]).split())
+
+
+def test_what_07_says_you_should_see_is_what_its_committed_results_show():
+    import pandas as pd
+
+    acc = pd.read_csv(ROOT / "results" / "mini" / "07_ood" / "corrupted_accuracy.csv")
+    mean = acc.groupby(["method", "corruption", "severity"])["accuracy"].mean().unstack()
+    drop = (mean[1] - mean[5]).unstack()  # [method, corruption]: points lost from severity 1 to 5
+    assert "accuracy falling steeply with severity under contrast and brightness for every arm, and by at most " \
+           "about 10 points from severity 1 to 5 under the other five corruptions" in intro("07")
+    steep = ["brightness", "contrast"]
+    assert len(drop) == 3 and (drop[steep] > 20).all().all()
+    assert drop.drop(columns=steep).shape[1] == 5 and (drop.drop(columns=steep) <= 10.5).all().all()
+
+
+def test_what_08_says_you_should_see_is_what_its_committed_results_show():
+    import pandas as pd
+
+    t = pd.read_csv(ROOT / "results" / "mini" / "08_long_tail" / "table25_this_run.csv").set_index(["arm", "loss"])
+    assert "with cross-entropy both arms best on the many-shot classes; Balanced Softmax raising the few-shot " \
+           "accuracy of both arms at some cost on the many-shot ones, so much that GIF-VAE with it does best on " \
+           "the few-shot classes" in intro("08")
+    groups = ["many", "medium", "few"]
+    for arm in ("original", "gif-vae"):
+        assert t.loc[(arm, "ce"), groups].idxmax() == "many"
+        assert t.loc[(arm, "balanced_softmax"), "few"] > t.loc[(arm, "ce"), "few"]
+        assert t.loc[(arm, "balanced_softmax"), "many"] < t.loc[(arm, "ce"), "many"]
+    assert t.loc[("gif-vae", "balanced_softmax"), groups].idxmax() == "few"
+
+
+def test_no_difference_is_printed_between_numbers_measured_on_different_data():
+    """run_minus_paper only where the run's data is the paper's: the mini and smoke outputs hold none."""
+    for path in NOTEBOOKS:
+        shown = "\n".join(text_outputs(c) for c in load(path)["cells"] if c["cell_type"] == "code")
+        assert "run_minus_paper" not in shown, path.name
+
+
 def test_declared_profiles_are_known():
     from gifkit.config import PROFILE_NAMES
 
