@@ -445,8 +445,17 @@ def test_smoke_committed_outputs_ran_through_and_pass_their_own_checks(path):
     shown = "\n".join(text_outputs(c) for c in nb["cells"] if c["cell_type"] == "code")
     assert "profile: smoke (" in shown and "Cost plan (smoke profile)" in shown and "wall time of this run" in shown
     assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("name") == "stderr"], "stderr output"
-    assert len(re.findall(r"^wall time", shown, re.M)) == 2 and len(set(re.findall(r"wall time[^:]*: (\S+ \S+)",
-                                                                                   shown))) == 1, "one wall time"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_outputs_show_one_wall_time_and_cells_numbered_in_order(path):
+    """The header and the last cell print the same wall time; the code cells are numbered 1, 2, 3, ..."""
+    nb = load(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    shown = "\n".join(text_outputs(c) for c in code)
+    assert len(re.findall(r"^wall time", shown, re.M)) == 2, "the header's line and the last cell's"
+    assert len(set(re.findall(r"^wall time[^:]*: (\S+ \S+)", shown, re.M))) == 1, "two different wall times"
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
 
 
 def intro(name: str) -> str:
