@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -144,11 +143,11 @@ def redraw(folder: str | Path, results: bool = True):
     fig = figure(summary, csv("runs.csv"), paired, diag[diag["arm"] != "seeds (no expansion)"] if len(diag) else diag,
                  folder / "mini.png")
     if results:
-        from gifkit.experiments.mini import MiniConfig
+        from types import SimpleNamespace
+
         from gifkit.io.files import write_text
 
-        known = {f.name for f in fields(MiniConfig)}
-        cfg = MiniConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["config"].items() if k in known})
+        cfg = SimpleNamespace(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["config"].items()})
         write_text(folder / "RESULTS.md", results_md(cfg, summary, paired, diag, csv("guidance_metadata.csv"),
                                                      csv("timings.csv"), info))
     return fig

@@ -40,7 +40,8 @@ from gifkit import __version__
 
 __all__ = ["REPOSITORY", "RELEASE", "COLAB_GPU", "WALL_PLACEHOLDER", "SMOKE_BANNER", "colab_url", "badge",
            "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "ROOT_VARIABLE", "project_root", "folders",
-           "ensure_data", "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config"]
+           "ensure_data", "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config",
+           "QUICKSTART", "quickstart"]
 
 REPOSITORY = "https://github.com/gifkit/gifkit"  # the public repository: badges and the install cell derive from it
 RELEASE = f"v{__version__}"  # the tag the notebooks install and open on Colab (tag each release with it)
@@ -358,3 +359,37 @@ def mini_config(grid_dir: str | Path, seeds, **overrides):
     if grid.parts[-2:] != ("work", "grid"):
         raise ValueError(f"on the mini profile grid_dir must end in work/grid (as gifkit mini writes it), got {grid}")
     return MiniConfig(seeds=tuple(seeds), out=str(grid.parent.parent), progress=False, **overrides)
+
+
+# the quickstart's choices per profile (notebook 00); other real-checkpoint profiles take the paper's
+QUICKSTART = {"smoke": dict(dataset="smoke", method="gif-sd", ratio=2, n_seeds=4, seeds=[0]),
+              "mini": dict(dataset="fashion-mnist", method="gif-vae", ratio=5, n_seeds=None, seeds=[0, 1, 2, 3, 4]),
+              "paper": dict(dataset="cifar100s", method="gif-sd", ratio=5, n_seeds=200, seeds=[0, 1, 2])}
+
+
+def quickstart(profile: str, grid_dir, *, dataset=None, method=None, ratio=None, n_seeds=None, seeds=None,
+               epochs=None, batch_size=None, device=None, mini=None) -> tuple:
+    """Notebook 00's settings: ``(dataset, method, ratio, n_seeds, seeds, settings)``, each argument left at None
+    taking the profile's value (:data:`QUICKSTART`), and ``settings`` the keyword arguments of
+    :func:`gifkit.experiments.study.run_grid` for it: on the mini profile :func:`gifkit.experiments.mini.
+    grid_settings` (the cells ``gifkit mini`` computes, in the same ``grid_dir``), elsewhere the profile with the
+    paper's GIF-SD preset of the dataset (none on smoke)."""
+    p = QUICKSTART.get(profile, QUICKSTART["paper"])
+    dataset, method, ratio = dataset or p["dataset"], method or p["method"], ratio or p["ratio"]
+    n_seeds = n_seeds if n_seeds is not None else p["n_seeds"]
+    seeds = list(seeds or p["seeds"])
+    if profile == "mini":
+        from gifkit.experiments.mini import grid_settings
+
+        settings = grid_settings(mini_config(grid_dir, seeds, ratio=ratio, **(mini or {})))
+        if batch_size:
+            settings["expand"]["batch_size"] = batch_size
+    else:
+        from gifkit.methods.gif_sd import PRESET_OF
+
+        preset = PRESET_OF.get(dataset) if profile != "smoke" else None  # the paper's GIF-SD settings of the dataset
+        settings = {"profile": profile, "ratio": ratio, "train": {"epochs": epochs} if epochs else None,
+                    "expand": {"device": device, "options": {"preset": preset},
+                               **({"batch_size": batch_size} if batch_size else {})}}
+    return dataset, method, ratio, n_seeds, seeds, settings
+
