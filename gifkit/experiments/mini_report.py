@@ -197,8 +197,9 @@ def results_md(cfg, summary, paired, diag, guidance_meta, tim, info) -> str:
              f"training run). Every arm: {cfg.ratio}x expansion (except `original`), the same {cfg.steps} SGD steps "
              f"of batch {cfg.batch_size} (gifkit's equal-steps protocol), lr {cfg.lr} cosine, weight decay "
              f"{cfg.weight_decay}, {cfg.arch} (ResNet-18 adapted to 28 px, width 16) from scratch, random rotation "
-             f"15° and flips. The difference columns pair the arms by seed: mean difference in points and its "
-             f"95 % Student-t interval; `higher` / `lower` only when the interval excludes 0.",
+             "15° and flips." + (" The difference columns pair the arms by seed: mean difference in points and its "
+                                  "95 % Student-t interval; `higher` / `lower` only when the interval excludes 0."
+                                  if len(paired) else ""),
              "",
              md_table(t, list(t.columns)),
              ""]
