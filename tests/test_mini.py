@@ -137,8 +137,9 @@ def test_the_shipped_prior_matches_its_sha256_and_the_mini_profile_loads_it_with
     digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     assert digest == record["sha256"]
     readme = (folder.parent / "README.md").read_text()
-    assert re.findall(r"sha256 `([0-9a-f]{64})`", readme) == [digest]  # the README states the shipped bytes
-    assert f"{(folder / 'model.safetensors').stat().st_size:,} bytes" in readme
+    size = (folder / "model.safetensors").stat().st_size
+    assert re.findall(r"`model\.safetensors`: ([\d,]+) bytes, sha256 `([0-9a-f]{64})`", readme) == \
+        [(f"{size:,}", digest)]  # the README states the shipped bytes
     assert record["config"] == asdict(VAEConfig())  # the default settings: what the mini profile asks for
     monkeypatch.setattr("gifkit.priors.vae.train_vae", lambda *a, **k: pytest.fail("the shipped prior is trained"))
     assert locate_vae("fashion-mnist", cache_root=tmp_path) == folder  # an empty user cache: the shipped folder
