@@ -27,14 +27,17 @@ demo: $(STAMP)
 	PY=$(PY) sh scripts/setup_fashion_mnist.sh
 	HF_HUB_OFFLINE=1 $(VENV)/bin/gifkit demo
 
-# The unit tests; tests/test_notebooks.py among them executes every notebook on the smoke profile with papermill
-# (in a temporary folder) and checks its outputs and the committed ones. The site is built first, and
+# The unit tests, then strict nbval on the notebooks whose committed outputs come from the smoke profile (the
+# nbval target below: each runs once, and every output is compared with the committed one);
+# tests/test_notebooks.py executes the other notebooks (committed from the mini profile) on the smoke profile with
+# papermill, in a temporary folder, and checks what they print and write. The site is built first, and
 # tests/test_site.py reads it in Debian's headless Chromium, installed here when missing and possible (as root or
 # with password-less sudo; elsewhere the script says what to do and that test skips, saying why). The 15 slowest
 # tests are listed at the end.
 test: $(STAMP) docs
 	sh scripts/setup_chromium.sh
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not gpu and not network" --durations=15 $(PYTEST_ARGS) tests
+	$(MAKE) --no-print-directory nbval PYTEST_ARGS=
 
 # The companion as a static site in build/site, built offline and strict (a broken link fails the build): README,
 # docs/, the 14 notebooks with their committed outputs (not executed), results pages, and an API reference
@@ -47,7 +50,8 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 # Strict nbval on the notebooks whose committed outputs come from the smoke profile (metadata.gifkit.
 # committed_profile), or on NB="02 04": each runs top to bottom in a fresh output folder and every output is compared
-# with the committed one, after notebooks/nbval_sanitize.cfg has replaced dates, machine, wall times and paths.
+# with the committed one, after notebooks/nbval_sanitize.cfg has replaced dates, machine, wall times and paths. The
+# kernel starts in notebooks/; the notebooks write under the repository's results/ all the same (nbkit.folders).
 nbval: $(STAMP)
 	@nbs="$$($(PY) -c "import sys; from gifkit.experiments.notebooks import notebooks, committed_profile; \
 	print(*(f'notebooks/{p.name}' for p in notebooks(only=sys.argv[1:] or None) if committed_profile(p) == 'smoke'))" \

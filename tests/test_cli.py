@@ -38,7 +38,9 @@ def test_doctor_says_how_to_get_missing_mini_data(capsys, monkeypatch, tmp_path)
     monkeypatch.setattr("platformdirs.user_cache_dir", lambda *a, **k: str(tmp_path))
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
-    assert "apt-get install -y dataset-fashion-mnist" in text and "not trained yet" in text
+    assert "apt-get install -y dataset-fashion-mnist" in text
+    prior = next(line for line in text.splitlines() if "VAE prior" in line)
+    assert "found (" in prior and "assets/mini-vae/fashion-mnist" in prior  # an empty user cache: the shipped one
 
 
 def _messy_folder(root: Path) -> Path:

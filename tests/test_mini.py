@@ -10,7 +10,8 @@ import torch
 from gifkit.data import load_dataset
 from gifkit.data.fashion import FASHION_CLASSES, DataUnavailable, read_idx
 from gifkit.core.prior import Job
-from gifkit.priors.vae import ConvVAE, VAEConfig, VAEPrior, get_vae, load_vae, save_vae, tiny_vae, train_vae
+from gifkit.priors.vae import (ConvVAE, VAEConfig, VAEPrior, get_vae, load_vae, locate_vae, save_vae, shipped_dir,
+                               tiny_vae, train_vae)
 
 
 def write_idx(path, arr: np.ndarray) -> None:
@@ -124,6 +125,46 @@ def test_vae_cache_checksum_and_get_vae(tmp_path, fake_fashion, monkeypatch):
     assert (tmp_path / "cache" / "fashion-mnist" / "config.json").is_file() and meta["stats"]["n_images"] == 80
     monkeypatch.setattr("gifkit.priors.vae.train_vae", lambda *a, **k: pytest.fail("should load from the cache"))
     get_vae("fashion-mnist", **kw)
+
+
+def test_the_shipped_prior_matches_its_sha256_and_the_mini_profile_loads_it_without_training(tmp_path, monkeypatch):
+    import hashlib
+    import re
+    from dataclasses import asdict
+
+    folder = shipped_dir("fashion-mnist")
+    record = json.loads((folder / "config.json").read_text())
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert digest == record["sha256"]
+    readme = (folder.parent / "README.md").read_text()
+    size = (folder / "model.safetensors").stat().st_size
+    assert re.findall(r"`model\.safetensors`: ([\d,]+) bytes, sha256 `([0-9a-f]{64})`", readme) == \
+        [(f"{size:,}", digest)]  # the README states the shipped bytes
+    assert record["config"] == asdict(VAEConfig())  # the default settings: what the mini profile asks for
+    monkeypatch.setattr("gifkit.priors.vae.train_vae", lambda *a, **k: pytest.fail("the shipped prior is trained"))
+    assert locate_vae("fashion-mnist", cache_root=tmp_path) == folder  # an empty user cache: the shipped folder
+    model, meta = get_vae("fashion-mnist", cache_root=tmp_path, progress=False)
+    assert meta["folder"] == str(folder) and meta["sha256"] == digest
+    assert float(model.scaling_factor) == pytest.approx(record["stats"]["scaling_factor"])
+    assert locate_vae("fashion-mnist", cache_root=tmp_path, epochs=1) is None  # other settings: trained, not shipped
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # about 4 minutes of training on 2 idle cores; longer on a busy machine
+def test_retraining_the_shipped_prior_gives_the_same_bytes(tmp_path):
+    """`gifkit mini-prior --retrain` on the CPU (about 4 minutes of training on 2 cores, with the real data)."""
+    from gifkit.data.fashion import find_files
+
+    try:
+        find_files("fashion-mnist", "train")
+    except DataUnavailable as e:
+        pytest.skip(f"needs the real Fashion-MNIST: {e}")
+    shipped = json.loads((shipped_dir("fashion-mnist") / "config.json").read_text())
+    if shipped["stats"]["torch"] != torch.__version__:
+        pytest.skip(f"the shipped bytes come from torch {shipped['stats']['torch']}, this is {torch.__version__}")
+    _, meta = get_vae("fashion-mnist", retrain=True, cache_root=tmp_path, progress=False)
+    assert meta["folder"] == str(tmp_path / "fashion-mnist") and meta["same_bytes_as_shipped"]
+    assert meta["sha256"] == shipped["sha256"]
 
 
 def test_vae_prior_latents_are_deterministic_channelwise_and_differentiable(fake_fashion):

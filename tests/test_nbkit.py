@@ -1,6 +1,7 @@
 """What the notebooks share (gifkit.experiments.nbkit), the evaluations they add (gifkit.experiments.evaluation) and
 the pipeline's steps per prior (the figures themselves: tests/test_plots.py)."""
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -39,8 +40,8 @@ def test_start_run_prints_the_header_and_finish_the_wall_time(capsys):
     header = capsys.readouterr().out
     assert header.startswith("profile: smoke (") and "date: " in header and "machine: " in header
     assert nbkit.WALL_PLACEHOLDER in header and "CPU cores" in info.machine
-    seconds = info.finish()
-    assert seconds >= 0 and "wall time of this run: 0 s (profile smoke" in capsys.readouterr().out
+    assert info.finish() is None  # the last cell of a notebook displays no value (nbval compares it)
+    assert info.seconds >= 0 and "wall time of this run: 0 s (profile smoke" in capsys.readouterr().out
     assert [nbkit.fmt_seconds(s) for s in (42, 210, 9000)] == ["42 s", "3.5 min", "2.5 h"]
 
 
@@ -50,6 +51,19 @@ def test_install_cell_and_badge_come_from_the_repository_and_release():
     assert nbkit.install_spec(()) == f"gifkit @ git+{nbkit.REPOSITORY}@{nbkit.RELEASE}"
     assert nbkit.badge("00_quickstart.ipynb").endswith(f"/blob/{nbkit.RELEASE}/notebooks/00_quickstart.ipynb)")
     compile(cell, "install", "exec")  # valid Python
+
+
+def test_relative_folders_are_the_same_from_notebooks_as_from_the_root(tmp_path, monkeypatch):
+    """A kernel started in notebooks/ (JupyterLab, VS Code, nbval) writes where papermill at the root does."""
+    root = Path(nbkit.__file__).resolve().parents[2]
+    monkeypatch.delenv(nbkit.ROOT_VARIABLE, raising=False)
+    monkeypatch.setattr(nbkit.Path, "mkdir", lambda self, **k: None)  # resolve only: write nothing in the checkout
+    monkeypatch.chdir(root / "notebooks")
+    assert nbkit.folders("mini", "results/{profile}/05", "results/{profile}/work/grid") == \
+        (root / "results" / "mini" / "05", root / "results" / "mini" / "work" / "grid")
+    monkeypatch.setenv(nbkit.ROOT_VARIABLE, str(tmp_path))
+    assert nbkit.project_root() == tmp_path.resolve()
+    assert nbkit.folders("smoke", "results/{profile}/x")[0] == tmp_path.resolve() / "results" / "smoke" / "x"
 
 
 def test_folders_fill_the_profile_and_refuse_drive_outside_colab(tmp_path, monkeypatch):
@@ -122,3 +136,30 @@ def test_lite0_fid_features_map_uint8_images_to_pooled_features():
     y = f(x)
     assert f.num_features == 1280 and y.shape == (2, 1280) and y.dtype == torch.float64
     assert torch.allclose(f(x[:1]), y[:1], atol=1e-5)  # per image, whatever the batch
+
+
+def test_paper_vs_run_subtracts_only_numbers_measured_on_the_same_data():
+    from gifkit.experiments.paper import paper_vs_run
+
+    paper = pd.DataFrame({"method": ["Original", "GIF-SD"], "accuracy": [35.0, 54.5]})
+    run = pd.DataFrame({"method": ["Original", "GIF-SD"], "accuracy": [36.0, 52.0]})
+    same = paper_vs_run(paper, run, on="method").set_index("method")
+    assert same["run_minus_paper"].to_dict() == {"Original": 1.0, "GIF-SD": -2.5}
+    other = paper_vs_run(paper, run, on="method", same_data=False)  # e.g. smoke shapes beside PathMNIST
+    assert "run_minus_paper" not in other
+    assert other.set_index("method")["run_accuracy"].to_dict() == {"Original": 36.0, "GIF-SD": 52.0}
+
+
+def test_quickstart_fills_what_the_parameters_leave_open_and_shares_gifkit_minis_cells(tmp_path):
+    from gifkit.experiments.mini import MiniConfig, grid_settings
+
+    grid = tmp_path / "results" / "mini" / "work" / "grid"
+    dataset, method, ratio, n_seeds, seeds, settings = nbkit.quickstart("mini", grid)
+    assert (dataset, method, ratio, n_seeds, seeds) == ("fashion-mnist", "gif-vae", 5, None, [0, 1, 2, 3, 4])
+    same = grid_settings(MiniConfig(seeds=(0, 1, 2, 3, 4), out=str(tmp_path / "results" / "mini"), progress=False))
+    assert settings == same  # the cells `gifkit mini` computes: nothing is trained again
+    assert nbkit.quickstart("mini", grid, ratio=3, seeds=[7], batch_size=2)[5]["expand"]["batch_size"] == 2
+    smoke = nbkit.quickstart("smoke", None, n_seeds=0)
+    assert smoke[:5] == ("smoke", "gif-sd", 2, 0, [0]) and smoke[5]["expand"]["options"] == {"preset": None}
+    paper = nbkit.quickstart("colab", None)  # another real-checkpoint profile: the paper's choices and preset
+    assert paper[:5] == ("cifar100s", "gif-sd", 5, 200, [0, 1, 2]) and paper[5]["expand"]["options"]["preset"]

@@ -30,5 +30,8 @@ def test_the_sanitize_file_normalises_what_differs_between_runs_and_nothing_else
                  "2.2 s, 0.055 s per written image (prior 1.7 s, guidance 0.3 s)\n"
                  "wall time of this run: 6 s (profile smoke, 2026-12-01 02:38 UTC, Linux)\n")
     assert sanitize(live) == sanitize(committed)
+    # a table column padded to a wider or narrower duration (pandas right-aligns: the padding is on the left)
+    assert sanitize("4  time for 10k images   80 s       132 s   smoke") == \
+        sanitize("4  time for 10k images   80 s        79 s   smoke")
     kept = "S_inf = 0.99428 by hand; 40 images from 8 seeds; eps = 0.8; 2 CPU; <Figure size 900x300 with 2 Axes>"
     assert sanitize(kept) == kept

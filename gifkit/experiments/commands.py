@@ -19,10 +19,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--quick", action="store_true", help="1 seed, the 4 main arms (what `make demo` runs)")
     add_dataclass_args(p, MiniConfig)
     p.set_defaults(func=cmd_mini)
-    q = sub.add_parser("mini-prior", help="train (or show) the mini profile's VAE prior, cached in the user cache")
+    q = sub.add_parser("mini-prior", help="show the mini profile's VAE prior (shipped for Fashion-MNIST), or train it into the user cache")
     q.add_argument("--data", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
     q.add_argument("--data-root", default=None)
-    q.add_argument("--retrain", action="store_true", help="train again even when cached")
+    q.add_argument("--retrain", action="store_true", help="train again (into the user cache) and say whether the bytes equal the shipped ones")
     q.add_argument("--epochs", type=int, default=None)
     q.set_defaults(func=cmd_mini_prior)
     d = sub.add_parser("demo", help="the main job: the quick mini experiment (offline, CPU, < 10 min); "
@@ -56,14 +56,14 @@ def cmd_mini(args) -> int:
 
 
 def cmd_mini_prior(args) -> int:
-    """``gifkit mini-prior``: train (or load) the cached mini VAE prior and describe it."""
-    from gifkit.priors.vae import cache_dir, get_vae
+    """``gifkit mini-prior``: load (the shipped or cached one) or train the mini VAE prior and describe it."""
+    from gifkit.priors.vae import get_vae
 
     kw = {"epochs": args.epochs} if args.epochs else {}
     t = time.perf_counter()
     _, meta = get_vae(args.data, retrain=args.retrain, data_root=args.data_root, **kw)
     st = meta["stats"]
-    print(f"mini VAE prior of {args.data}: {cache_dir(args.data)} (sha256 {meta['sha256'][:16]}...), trained on "
+    print(f"mini VAE prior of {args.data}: {meta['folder']} (sha256 {meta['sha256'][:16]}...), trained on "
           f"{st['n_images']} images in {st['seconds']} s; final -ELBO {st['history'][-1]['loss']:.2f} per image; "
           f"latent std per channel {st.get('latent_std_per_channel')}; ({time.perf_counter() - t:.1f} s now)")
     return 0

@@ -179,13 +179,13 @@ def run_mini(cfg: MiniConfig) -> dict:
     import torch
 
     from gifkit.data import load_dataset
-    from gifkit.experiments.mini_report import diagnostics, figure, results_md
+    from gifkit.experiments.mini_report import diagnostics, figure, results_md, title
     from gifkit.experiments.plots import class_grid
     from gifkit.experiments.stats import compare
     from gifkit.experiments.study import run_grid
     from gifkit.io.store import read_metadata
     from gifkit.methods.vae import prototype_guide
-    from gifkit.priors.vae import cache_dir, get_vae
+    from gifkit.priors.vae import get_vae, locate_vae
 
     t_start = time.perf_counter()
     out = Path(cfg.out)
@@ -201,7 +201,7 @@ def run_mini(cfg: MiniConfig) -> dict:
     t = time.perf_counter()
     uses_prior = any(ARMS[a].generative for a in cfg.arms)
     if uses_prior and cfg.vae is None:
-        get_vae(cfg.dataset, retrain=cfg.retrain_prior, data_root=cfg.data_root)  # train it once, up front
+        get_vae(cfg.dataset, retrain=cfg.retrain_prior, data_root=cfg.data_root)  # the shipped one, or trained once
     classifier = prototype_guide(class_names, dataset, cfg.guide_size, cfg.logit_scale) if uses_prior else None
     prep = time.perf_counter() - t
     if classifier is not None:
@@ -248,8 +248,7 @@ def run_mini(cfg: MiniConfig) -> dict:
     write_csv(out / "paired.csv", paired, float_format="%.4f")
     write_csv(out / "diagnostics.csv", diag, float_format="%.4f")
     write_csv(out / "guidance_metadata.csv", guidance_meta, float_format="%.4f")
-    summary.attrs["title"] = (f"{cfg.dataset}, {cfg.n_per_class}/class, {cfg.ratio}x, {cfg.steps} steps, "
-                              f"{len(cfg.seeds)} seed(s)")
+    summary.attrs["title"] = title(asdict(cfg))
     figure(summary, runs, paired, diag[diag["arm"] != "seeds (no expansion)"] if len(diag) else diag,
            out / "mini.png")
     for name in cfg.arms:
@@ -266,8 +265,8 @@ def run_mini(cfg: MiniConfig) -> dict:
     write_csv(out / "timings.csv", tim, float_format="%.1f")
     vae_meta = {}
     if uses_prior:
-        p = Path(cfg.vae) if cfg.vae and Path(cfg.vae).is_dir() else cache_dir(cfg.vae or cfg.dataset)
-        vae_meta = read_json(p / "config.json", {}, "the mini VAE prior's record")
+        p = Path(cfg.vae) if cfg.vae and Path(cfg.vae).is_dir() else locate_vae(cfg.vae or cfg.dataset)
+        vae_meta = read_json(p / "config.json", {}, "the mini VAE prior's record") if p is not None else {}
         if vae_meta:
             vae_meta["folder"] = str(p)
     info = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},

@@ -10,7 +10,7 @@ from gifkit.core.guidance import entropy
 from gifkit.io.images import read01, stack01
 from gifkit.io.store import read_metadata
 
-__all__ = ["diagnostics", "figure", "md_table", "results_md"]
+__all__ = ["diagnostics", "figure", "redraw", "title", "ONE_SEED", "md_table", "results_md"]
 
 
 def diagnostics(classifier, dataset, root: Path | None, ratio: int) -> dict:
@@ -62,18 +62,32 @@ def _diagnostics(classifier, dataset, root, ratio):
 
 
 
-def figure(summary, runs, paired, diag, path: Path) -> None:
+ONE_SEED = ("One seed: each arm is one expansion and one training run, so a difference between two arms mixes "
+            "the method with that run's luck (which variants were drawn, the order of the batches, the "
+            "initial weights), and no interval can be computed. It shows that every step runs and what each arm "
+            "produces; it cannot show that one arm is better than another. That needs several seeds paired by "
+            "seed, as in the committed 5-seed results: results/mini/RESULTS.md and results/mini/mini.png.")
+
+
+def figure(summary, runs, paired, diag, path: Path | None = None):
     """``mini.png``: accuracy per arm (mean, 95 % interval, seeds as dots), each arm's paired difference to the
-    controls with its 95 % interval, and what the guide sees in each expansion."""
+    controls with its 95 % interval (:func:`gifkit.experiments.plots.difference_plot`; with one seed, what one
+    seed can and cannot show instead), and what the guide sees in each expansion. Returns the figure (saved to
+    ``path`` if given)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from gifkit.experiments.plots import difference_plot
+
     sns.set_theme(style="whitegrid", context="paper")
     order = list(dict.fromkeys(runs["arm"]))
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.4), gridspec_kw={"width_ratios": [3, 2.2, 2]})
+    height = max(4.4, 0.3 * len(paired) + 1.6)
+    fig, axes = plt.subplots(1, 3, figsize=(17, height), gridspec_kw={"width_ratios": [3, 2.2, 2]})
     ax = axes[0]
     sns.pointplot(data=runs, x="arm", y="accuracy", order=order, errorbar=("ci", 95), linestyles="none",
                   capsize=0.2, color="tab:blue", ax=ax)  # bootstrap 95 % interval of the mean
@@ -84,16 +98,14 @@ def figure(summary, runs, paired, diag, path: Path) -> None:
     ax.set_title(f"{summary.attrs.get('title', '')}")
     ax = axes[1]
     if len(paired):
-        for k, (control, g) in enumerate(paired.groupby("control", sort=False)):
-            y = np.arange(len(g)) + 0.15 * k
-            err = np.vstack([g["mean_diff"] - g["ci_low"], g["ci_high"] - g["mean_diff"]])
-            ax.errorbar(g["mean_diff"], y, xerr=err, fmt="o", capsize=3, label=f"minus {control}")
-            ax.set_yticks(np.arange(len(g)), g["arm"])
-        ax.axvline(0, color="grey", lw=1)
-        ax.invert_yaxis()
-        ax.legend(fontsize=7)
-        ax.set_xlabel("paired difference (points), 95 % interval")
-        ax.set_title("an effect only where the interval excludes 0")
+        difference_plot(paired, arm="arm", ax=ax, unit="points",
+                        title="an effect (filled) only where the interval excludes 0")
+        ax.xaxis.label.set_size(8)
+        ax.tick_params(axis="y", labelsize=7)
+    else:
+        ax.axis("off")
+        ax.set_title("paired differences: none with one seed")
+        ax.text(0.02, 0.95, textwrap.fill(ONE_SEED, 46), transform=ax.transAxes, va="top", fontsize=9)
     ax = axes[2]
     if len(diag):
         d = diag.melt(id_vars=["arm"], value_vars=["p_yhat", "entropy", "label_agreement"], var_name="measure")
@@ -104,8 +116,47 @@ def figure(summary, runs, paired, diag, path: Path) -> None:
         ax.set_ylabel("guidance model on created images")
         ax.set_title("p[y_hat], entropy, agreement with the label")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=130)
+        plt.close(fig)
+    return fig
+
+
+def redraw(folder: str | Path, results: bool = True):
+    """Draw ``<folder>/mini.png`` again, and write its ``RESULTS.md`` again (``results``), from the CSV files and
+    ``config.json`` a mini run wrote there (no training); returns the figure."""
+    import pandas as pd
+
+    from gifkit.io.files import read_json
+
+    folder = Path(folder)
+    info = read_json(folder / "config.json", None, "the mini run's record")
+    if info is None:
+        raise FileNotFoundError(f"{folder / 'config.json'} is missing: redraw needs a folder `gifkit mini` wrote")
+
+    def csv(name):
+        path = folder / name
+        return pd.read_csv(path) if path.is_file() and path.stat().st_size > 1 else pd.DataFrame()
+
+    summary, diag, paired = csv("summary.csv"), csv("diagnostics.csv"), csv("paired.csv")
+    summary.attrs["title"] = title(info["config"])
+    fig = figure(summary, csv("runs.csv"), paired, diag[diag["arm"] != "seeds (no expansion)"] if len(diag) else diag,
+                 folder / "mini.png")
+    if results:
+        from types import SimpleNamespace
+
+        from gifkit.io.files import write_text
+
+        cfg = SimpleNamespace(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["config"].items()})
+        write_text(folder / "RESULTS.md", results_md(cfg, summary, paired, diag, csv("guidance_metadata.csv"),
+                                                     csv("timings.csv"), info))
+    return fig
+
+
+def title(config: dict) -> str:
+    """The figure's title from a run's settings (a :class:`gifkit.experiments.mini.MiniConfig` as a dict)."""
+    return (f"{config['dataset']}, {config['n_per_class']}/class, {config['ratio']}x, {config['steps']} steps, "
+            f"{len(config['seeds'])} seed(s)")
 
 
 def md_table(df, columns: list[str], floatfmt: str = "{:.2f}") -> str:
@@ -146,11 +197,14 @@ def results_md(cfg, summary, paired, diag, guidance_meta, tim, info) -> str:
              f"training run). Every arm: {cfg.ratio}x expansion (except `original`), the same {cfg.steps} SGD steps "
              f"of batch {cfg.batch_size} (gifkit's equal-steps protocol), lr {cfg.lr} cosine, weight decay "
              f"{cfg.weight_decay}, {cfg.arch} (ResNet-18 adapted to 28 px, width 16) from scratch, random rotation "
-             f"15° and flips. The difference columns pair the arms by seed: mean difference in points and its "
-             f"95 % Student-t interval; `higher` / `lower` only when the interval excludes 0.",
+             "15° and flips." + (" The difference columns pair the arms by seed: mean difference in points and its "
+                                  "95 % Student-t interval; `higher` / `lower` only when the interval excludes 0."
+                                  if len(paired) else ""),
              "",
              md_table(t, list(t.columns)),
              ""]
+    if len(cfg.seeds) == 1:
+        lines += [f"**{ONE_SEED}**", ""]
     if len(paired):
         eff = paired[paired["verdict"].isin(["higher", "lower"])]
         none = paired[paired["verdict"] == "no effect"]

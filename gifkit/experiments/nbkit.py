@@ -10,8 +10,9 @@ install cell and badge, tables without NaN, and paired differences stated as eff
   outputs. The wall time is known only at the end: the last cell prints it (:meth:`RunInfo.finish`), and
   the headless runner (:mod:`gifkit.experiments.notebooks`) copies it into the header's line.
 * :func:`folders` resolves ``out_dir`` (this notebook's figures and CSV) and ``grid_dir`` (the shared,
-  resumable study folder) for a profile, under ``/content/drive/MyDrive/gifkit/`` with ``drive=True`` (Colab),
-  so that a disconnect loses nothing: every expansion and training resumes.
+  resumable study folder) for a profile, relative ones under the repository root (:func:`project_root`, or
+  ``$GIFKIT_ROOT``) however the kernel was started, or under ``/content/drive/MyDrive/gifkit/`` with
+  ``drive=True`` (Colab), so that a disconnect loses nothing: every expansion and training resumes.
 * :func:`check_parameters` checks a run's parameter values against the notebook's ``parameters`` cell, by
   name: each must have the type its annotation there says (``n_seeds: int | None = None``) or, without one,
   the type of its default; a wrong one ends in one line naming the parameter, before any cell runs.
@@ -38,8 +39,9 @@ from typing import Any
 from gifkit import __version__
 
 __all__ = ["REPOSITORY", "RELEASE", "COLAB_GPU", "WALL_PLACEHOLDER", "SMOKE_BANNER", "colab_url", "badge",
-           "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "folders",
-           "ensure_data", "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config"]
+           "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "ROOT_VARIABLE", "project_root", "folders",
+           "ensure_data", "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config",
+           "QUICKSTART", "quickstart"]
 
 REPOSITORY = "https://github.com/gifkit/gifkit"  # the public repository: badges and the install cell derive from it
 RELEASE = f"v{__version__}"  # the tag the notebooks install and open on Colab (tag each release with it)
@@ -50,6 +52,7 @@ SMOKE_BANNER = ("> **The outputs stored in this notebook come from the `smoke` p
                 "show that every step runs and what each cell prints. Real results need the `paper` profile "
                 "(a GPU and the checkpoints named below).")
 DRIVE = Path("/content/drive/MyDrive")
+ROOT_VARIABLE = "GIFKIT_ROOT"  # where relative output folders go, when set (:func:`project_root`)
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a kernel without ipywidgets
 
 
@@ -112,11 +115,14 @@ class RunInfo:
     machine: str
     started: float = field(default_factory=time.perf_counter)
 
-    def finish(self) -> float:
-        """Print and return the wall time since :func:`start_run` (seconds)."""
-        seconds = time.perf_counter() - self.started
-        print(f"wall time of this run: {fmt_seconds(seconds)} (profile {self.profile}, {self.date}, {self.machine})")
-        return seconds
+    seconds: float | None = None
+
+    def finish(self) -> None:
+        """Print the wall time since :func:`start_run` and keep it in :attr:`seconds`; returns nothing, so the
+        notebook's last cell displays no value."""
+        self.seconds = time.perf_counter() - self.started
+        print(f"wall time of this run: {fmt_seconds(self.seconds)} (profile {self.profile}, {self.date}, "
+              f"{self.machine})")
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -133,8 +139,12 @@ def start_run(profile: str) -> RunInfo:
     from gifkit.config import get_profile
 
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")  # e.g. the unCLIP pipeline's deprecation notice
-    if "diffusers" in sys.modules:
-        sys.modules["diffusers"].utils.logging.set_verbosity_error()
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no loading bars in stored outputs (transformers)
+    if importlib.util.find_spec("diffusers") is not None:  # nor diffusers' "Loading pipeline components" bar
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.set_verbosity_error()
+        diffusers_logging.disable_progress_bar()
     info = RunInfo(profile, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine())
     what = get_profile(profile).summary
     print(f"profile: {profile} ({what})\ndate: {info.date}\nmachine: {info.machine}\n{WALL_PLACEHOLDER}")
@@ -143,16 +153,31 @@ def start_run(profile: str) -> RunInfo:
     return info
 
 
+def project_root() -> Path:
+    """The folder relative ``out_dir`` and ``grid_dir`` resolve against, whatever folder the kernel started in
+    (JupyterLab, VS Code and nbval start it in ``notebooks/``, papermill where it is told): the environment
+    variable ``GIFKIT_ROOT`` when set, else the checkout gifkit is imported from (the folder holding
+    ``pyproject.toml`` and ``notebooks/``), else the current folder (an installed gifkit, e.g. ``/content`` in
+    Colab)."""
+    if os.environ.get(ROOT_VARIABLE):
+        return Path(os.environ[ROOT_VARIABLE]).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir():
+        return checkout
+    return Path.cwd()
+
+
 def folders(profile: str, out_dir: str, grid_dir: str | None = None, drive: bool = False):
     """``(out, grid)``: ``out_dir`` and ``grid_dir`` with ``{profile}`` filled in (``grid`` is None without a
-    ``grid_dir``); ``out`` is created. ``drive=True``: relative folders go under ``/content/drive/MyDrive/gifkit/``,
-    mounting Google Drive first in Colab (elsewhere the Drive folder must exist)."""
+    ``grid_dir``), relative ones under :func:`project_root` (so ``results/...`` is the same folder from
+    ``notebooks/`` as from the repository root); ``out`` is created. ``drive=True``: relative folders go under
+    ``/content/drive/MyDrive/gifkit/`` instead, mounting Google Drive first in Colab (elsewhere the Drive folder
+    must exist)."""
     out = Path(out_dir.format(profile=profile))
     grid = Path(grid_dir.format(profile=profile)) if grid_dir else None
-    if drive:
-        root = mount_drive() / "gifkit"
-        out = out if out.is_absolute() else root / out
-        grid = grid if grid is None or grid.is_absolute() else root / grid
+    root = mount_drive() / "gifkit" if drive else project_root()
+    out = out if out.is_absolute() else root / out
+    grid = grid if grid is None or grid.is_absolute() else root / grid
     out.mkdir(parents=True, exist_ok=True)
     return out, grid
 
@@ -334,3 +359,37 @@ def mini_config(grid_dir: str | Path, seeds, **overrides):
     if grid.parts[-2:] != ("work", "grid"):
         raise ValueError(f"on the mini profile grid_dir must end in work/grid (as gifkit mini writes it), got {grid}")
     return MiniConfig(seeds=tuple(seeds), out=str(grid.parent.parent), progress=False, **overrides)
+
+
+# the quickstart's choices per profile (notebook 00); other real-checkpoint profiles take the paper's
+QUICKSTART = {"smoke": dict(dataset="smoke", method="gif-sd", ratio=2, n_seeds=4, seeds=[0]),
+              "mini": dict(dataset="fashion-mnist", method="gif-vae", ratio=5, n_seeds=None, seeds=[0, 1, 2, 3, 4]),
+              "paper": dict(dataset="cifar100s", method="gif-sd", ratio=5, n_seeds=200, seeds=[0, 1, 2])}
+
+
+def quickstart(profile: str, grid_dir, *, dataset=None, method=None, ratio=None, n_seeds=None, seeds=None,
+               epochs=None, batch_size=None, device=None, mini=None) -> tuple:
+    """Notebook 00's settings: ``(dataset, method, ratio, n_seeds, seeds, settings)``, each argument left at None
+    taking the profile's value (:data:`QUICKSTART`), and ``settings`` the keyword arguments of
+    :func:`gifkit.experiments.study.run_grid` for it: on the mini profile :func:`gifkit.experiments.mini.
+    grid_settings` (the cells ``gifkit mini`` computes, in the same ``grid_dir``), elsewhere the profile with the
+    paper's GIF-SD preset of the dataset (none on smoke)."""
+    p = QUICKSTART.get(profile, QUICKSTART["paper"])
+    dataset, method, ratio = dataset or p["dataset"], method or p["method"], ratio or p["ratio"]
+    n_seeds = n_seeds if n_seeds is not None else p["n_seeds"]
+    seeds = list(seeds or p["seeds"])
+    if profile == "mini":
+        from gifkit.experiments.mini import grid_settings
+
+        settings = grid_settings(mini_config(grid_dir, seeds, ratio=ratio, **(mini or {})))
+        if batch_size:
+            settings["expand"]["batch_size"] = batch_size
+    else:
+        from gifkit.methods.gif_sd import PRESET_OF
+
+        preset = PRESET_OF.get(dataset) if profile != "smoke" else None  # the paper's GIF-SD settings of the dataset
+        settings = {"profile": profile, "ratio": ratio, "train": {"epochs": epochs} if epochs else None,
+                    "expand": {"device": device, "options": {"preset": preset},
+                               **({"batch_size": batch_size} if batch_size else {})}}
+    return dataset, method, ratio, n_seeds, seeds, settings
+

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import shutil
 import sys
 import time
@@ -153,8 +154,9 @@ def refresh(only: list[str] | None = None, folder: Path = ROOT / "notebooks") ->
 def finish_in_place(path: Path, profile: str, seconds: float, given: dict) -> None:
     """Tidy a notebook executed in place: drop papermill's ``injected-parameters`` cell, set ``profile`` in the
     ``parameters`` cell (the other values keep their defaults, so the next refresh runs full size), write the wall
-    time and the parameters ``given`` into the header line the notebook printed, and record the run in
-    ``metadata.gifkit.last_run``."""
+    time and the parameters ``given`` into the header line the notebook printed (the one the last cell printed,
+    so the notebook shows one wall time; ``seconds`` where it printed none), number the executed cells 1, 2, ...
+    and record the run in ``metadata.gifkit.last_run``."""
     from gifkit.experiments.nbkit import WALL_PLACEHOLDER, fmt_seconds
 
     nb = json.loads(Path(path).read_text())
@@ -168,7 +170,9 @@ def finish_in_place(path: Path, profile: str, seconds: float, given: dict) -> No
             head = f"profile = {json.dumps(profile)}"
             lines[i] = f"{head:<26} # {comment}" if comment else head
     params["source"] = [ln + "\n" for ln in lines[:-1]] + lines[-1:]
-    wall = f"wall time: {fmt_seconds(seconds)} (the whole notebook, measured by gifkit.experiments.notebooks)"
+    finished = re.search(r"wall time of this run: (\S+ \S+)", "".join(_texts(cells[-1])))
+    wall = f"wall time: {finished.group(1)} (printed by the last cell)" if finished else \
+        f"wall time: {fmt_seconds(seconds)} (the whole notebook, measured by gifkit.experiments.notebooks)"
     if given:
         wall += "\nparameters given to this run: " + ", ".join(f"{k}={v!r}" for k, v in given.items())
     done = False
@@ -179,6 +183,14 @@ def finish_in_place(path: Path, profile: str, seconds: float, given: dict) -> No
                 new = text.replace(WALL_PLACEHOLDER, wall, 1)
                 o["text"] = new.splitlines(keepends=True)
                 done = True
+    count = 0
+    for cell in cells:  # numbered 1, 2, ... without the gap papermill's removed parameters cell leaves
+        if cell["cell_type"] == "code" and cell.get("execution_count") is not None:
+            count += 1
+            cell["execution_count"] = count
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "execute_result":
+                    o["execution_count"] = count
     meta = nb.setdefault("metadata", {}).setdefault("gifkit", {})
     meta["last_run"] = {"profile": profile, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                         "wall_seconds": round(seconds, 1), "parameters": {k: repr(v) for k, v in given.items()}}
@@ -187,6 +199,10 @@ def finish_in_place(path: Path, profile: str, seconds: float, given: dict) -> No
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)
     Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def _texts(cell) -> list[str]:
+    return ["".join(o.get("text", [])) for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
 
 
 def sync(folder: Path = ROOT / "notebooks") -> list[str]:

@@ -30,10 +30,14 @@ def load_table(name: str) -> pd.DataFrame:
         return pd.read_csv(f)
 
 
-def paper_vs_run(paper: pd.DataFrame, run: pd.DataFrame, on: str | list[str], value: str = "accuracy") -> pd.DataFrame:
-    """Outer join of the paper's ``value`` column and this run's, with their difference."""
+def paper_vs_run(paper: pd.DataFrame, run: pd.DataFrame, on: str | list[str], value: str = "accuracy",
+                 same_data: bool = True) -> pd.DataFrame:
+    """Outer join of the paper's ``value`` column and this run's, with their difference ``run_minus_paper`` when
+    the run used the paper's data (``same_data``); a run on other data (the mini or smoke profile's stand-ins)
+    gets no difference column: numbers measured on different datasets are set side by side, not subtracted."""
     p = paper.rename(columns={value: f"paper_{value}"})
     r = run.rename(columns={value: f"run_{value}"})
     out = p.merge(r, on=on, how="outer")
-    out["run_minus_paper"] = out[f"run_{value}"] - out[f"paper_{value}"]
+    if same_data:
+        out["run_minus_paper"] = out[f"run_{value}"] - out[f"paper_{value}"]
     return out

@@ -18,12 +18,14 @@ __all__ = ["expansion_grid", "class_grid", "PIPELINE_STEPS", "pipeline_steps", "
 def expansion_grid(dataset, root: str | Path, n_seeds: int = 8, size: int = 64) -> Image.Image:
     """One row per seed: the seed image, then its generated variants in variant order.
 
-    Reads ``root/metadata.csv``; seeds are the first ``n_seeds`` seed indices listed.
+    Reads ``root/metadata.csv``; seeds are the first ``n_seeds`` seed indices listed. A row is as long as the
+    most variants any seed has (a selection keeps, say, 5 of candidates numbered 0-19: 5 tiles, not 20); a seed
+    with fewer ends in black tiles.
     """
     root = Path(root)
     meta = read_metadata(root)
     seeds = sorted(meta["seed_index"].astype(int).unique())[:n_seeds]
-    k = int(meta["variant"].astype(int).max()) + 1
+    k = int(meta.groupby("seed_index").size().max())
     tiles = []
     for s in seeds:
         rows = meta[meta["seed_index"].astype(int) == s].sort_values("variant")
@@ -35,12 +37,13 @@ def expansion_grid(dataset, root: str | Path, n_seeds: int = 8, size: int = 64) 
     return TF.to_pil_image(grid)
 
 
-def class_grid(dataset, roots: dict[str, Path], ratio: int, size: int = 56, per_class: int = 1):
+def class_grid(dataset, roots: dict[str, Path], ratio: int, size: int = 56, per_class: int = 1, labels: bool = True):
     """One row per class (its first ``per_class`` seeds): the seed, then ``ratio`` variants from each root in turn,
-    groups separated by a blank tile. Returns a PIL image."""
+    groups separated by a blank tile; with ``labels``, a header names the columns ("seed", then each root's name
+    over its group). Returns a PIL image."""
     metas = {name: read_metadata(r).sort_values(["seed_index", "variant"]) for name, r in roots.items()}
-    labels = [int(dataset[i][1]) for i in range(len(dataset))]
-    firsts = [i for c in sorted(set(labels)) for i in [j for j, y in enumerate(labels) if y == c][:per_class]]
+    classes = [int(dataset[i][1]) for i in range(len(dataset))]
+    firsts = [i for c in sorted(set(classes)) for i in [j for j, y in enumerate(classes) if y == c][:per_class]]
 
     def tile(im):
         im = im.convert("RGB").resize((size, size), Image.Resampling.NEAREST)
@@ -57,9 +60,23 @@ def class_grid(dataset, roots: dict[str, Path], ratio: int, size: int = 56, per_
             row += [tile(open_rgb(Path(roots[name]) / f)) for f in files]
             row += [blank] * (ratio - len(files))
         tiles += row
-    grid = make_grid(torch.stack(tiles), nrow=ncol, padding=2, pad_value=1.0)
-    return TF.to_pil_image(grid)
+    grid = TF.to_pil_image(make_grid(torch.stack(tiles), nrow=ncol, padding=2, pad_value=1.0))
+    if not labels:
+        return grid
+    spans = [("seed", 0, 1)] + [(name, 1 + g * (ratio + 1), ratio) for g, name in enumerate(roots)]
+    return _with_header(grid, [(text, 2 + first * (size + 2), n * (size + 2) - 2) for text, first, n in spans])
 
+
+def _with_header(grid: Image.Image, spans, height: int = 16) -> Image.Image:
+    """``grid`` under a white strip naming column spans: ``[(text, x, width)]`` in pixels, text centred on its span."""
+    from PIL import ImageDraw
+
+    out = Image.new("RGB", (grid.width, grid.height + height), "white")
+    out.paste(grid, (0, height))
+    draw = ImageDraw.Draw(out)
+    for text, x, width in spans:
+        draw.text((x + width / 2, height / 2), text, fill="black", anchor="mm")
+    return out
 
 
 PIPELINE_STEPS = (

@@ -14,11 +14,21 @@ Training (``train_vae``): the official *training* images of the dataset
 likelihood (BCE on intensities in [0, 1]) + 0.01 x KL (a lightly regularised
 autoencoder like SD's: with a KL weight of 1, three of the four latent
 channels collapse onto the prior and channel-wise noise on them would change
-nothing), Adam with a one-cycle schedule, a fixed seed. The weights are
-cached under ``<user cache>/gifkit/mini-vae/<dataset>/`` (``model.safetensors``
-+ ``config.json`` with the training settings, the measured losses, time and
-per-channel activity, and the weights' sha256, checked on every load);
-``gifkit mini-prior --retrain`` trains them again.
+nothing), Adam with a one-cycle schedule, a fixed seed and a fixed number of
+torch threads (``VAEConfig.threads``: CPU kernels split their sums by thread,
+so the bytes of the weights depend on it; with it fixed, training again on the
+CPU gives the same bytes). A VAE folder holds ``model.safetensors`` and
+``config.json`` (the training settings, the measured losses, time and
+per-channel activity, and the weights' sha256, checked on every load).
+
+Where the weights come from (:func:`get_vae`, :func:`locate_vae`): gifkit
+ships the Fashion-MNIST prior it trained with the default settings
+(``gifkit/assets/mini-vae/fashion-mnist/``; its sha256 and the command that
+reproduces it are in ``gifkit/assets/mini-vae/README.md``), so the mini profile
+trains nothing before it expands. Other settings or datasets are trained once
+into ``<user cache>/gifkit/mini-vae/<dataset>/``; ``gifkit mini-prior
+--retrain`` trains the default ones again there, says whether the bytes equal
+the shipped ones, and from then on the cached copy is the one used.
 
 The prior (``VAEPrior``), per (seed, variant) job, mirrors GIF-SD's use of
 its prior: the seed image is randomly rotated (up to 15 degrees) and
@@ -34,6 +44,7 @@ import functools
 import hashlib
 import time
 from dataclasses import asdict, dataclass, fields
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +58,13 @@ from gifkit.core.rng import derive_seed, generator
 from gifkit.io.files import atomic_write_bytes, read_json, write_json
 from gifkit.io.runs import matching_record
 
-__all__ = ["VAEConfig", "ConvVAE", "VAEPrior", "train_vae", "save_vae", "load_vae", "get_vae", "cache_dir",
-           "tiny_vae", "WEIGHTS", "CONFIG"]
+__all__ = ["VAEConfig", "ConvVAE", "VAEPrior", "train_vae", "save_vae", "load_vae", "get_vae", "locate_vae",
+           "cache_dir", "shipped_dir", "tiny_vae", "WEIGHTS", "CONFIG", "REPRODUCE"]
 
 WEIGHTS = "model.safetensors"
 _print = functools.partial(print, flush=True)  # progress lines show up at once when stdout is a file
 CONFIG = "config.json"
+REPRODUCE = "gifkit mini-prior --retrain"  # trains the shipped prior again (default settings) and compares the bytes
 
 
 @dataclass
@@ -71,6 +83,7 @@ class VAEConfig:
     dataset: str = "fashion-mnist"
     split: str = "pool"  # the official training images, without labels
     max_images: int | None = None  # None: the whole split
+    threads: int = 2  # torch threads while training: the weights' bytes depend on it, so it is part of the settings
 
     @property
     def arch(self) -> dict:
@@ -146,6 +159,11 @@ def cache_dir(dataset: str = "fashion-mnist", root: str | Path | None = None) ->
     return Path(root) / dataset
 
 
+def shipped_dir(dataset: str = "fashion-mnist") -> Path:
+    """``gifkit/assets/mini-vae/<dataset>``: the weights gifkit ships (only Fashion-MNIST's, default settings)."""
+    return Path(str(resources.files("gifkit") / "assets" / "mini-vae")) / dataset
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -160,6 +178,15 @@ def train_vae(images: np.ndarray | torch.Tensor, config: VAEConfig, progress: bo
         x = x[:, None]
     if config.max_images is not None:
         x = x[: config.max_images]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)  # the bytes of the weights depend on the thread count
+    try:
+        return _train(x, config, progress, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(x: torch.Tensor, config: VAEConfig, progress: bool, log) -> tuple[ConvVAE, dict]:
     g = torch.Generator().manual_seed(derive_seed(config.seed, "vae-train"))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "vae-init"))
@@ -219,7 +246,7 @@ def save_vae(model: ConvVAE, config: VAEConfig, stats: dict, folder: str | Path)
 
 
 def load_vae(folder: str | Path) -> tuple[ConvVAE, dict]:
-    """Load a cached VAE, checking the weights' sha256; returns (model, the config.json contents)."""
+    """Load a VAE folder, checking the weights' sha256; returns (model, the config.json contents plus ``folder``)."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -230,39 +257,56 @@ def load_vae(folder: str | Path) -> tuple[ConvVAE, dict]:
     digest = _sha256(folder / WEIGHTS)
     if digest != meta.get("sha256"):
         raise ValueError(f"{folder / WEIGHTS} does not match the sha256 in {folder / CONFIG} "
-                         f"({digest[:12]} vs {str(meta.get('sha256'))[:12]}): retrain with `gifkit mini-prior --retrain`")
+                         f"({digest[:12]} vs {str(meta.get('sha256'))[:12]}): retrain with `{REPRODUCE}`")
     known = {f.name for f in fields(VAEConfig)}
     config = VAEConfig(**{k: v for k, v in meta["config"].items() if k in known})
     model = ConvVAE(**config.arch)
     model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
-    return model.eval(), meta
+    return model.eval(), {**meta, "folder": str(folder)}
+
+
+def locate_vae(dataset: str = "fashion-mnist", *, cache_root: str | Path | None = None, **config) -> Path | None:
+    """The folder :func:`get_vae` loads for these settings (:class:`VAEConfig` fields) without training: the user
+    cache when it holds them (a retrain), else the shipped weights when they have them; ``None`` otherwise."""
+    settings = asdict(VAEConfig(dataset=dataset, **config))
+    for folder in (cache_dir(dataset, cache_root), shipped_dir(dataset)):
+        if (folder / WEIGHTS).is_file() and \
+                matching_record(folder / CONFIG, settings, key="config", on_mismatch="ignore") is not None:
+            return folder
+    return None
 
 
 def get_vae(dataset: str = "fashion-mnist", *, retrain: bool = False, data_root: str | Path | None = None,
             cache_root: str | Path | None = None, progress: bool = True, log=_print,
             **config) -> tuple[ConvVAE, dict]:
-    """The cached VAE of ``dataset``, trained first when missing, stale (other settings) or ``retrain``."""
+    """The mini VAE prior of ``dataset`` with these settings (:class:`VAEConfig` fields; the defaults are the
+    shipped ones): the one :func:`locate_vae` finds, else (and with ``retrain``) trained first into the user cache.
+    A retrain with the shipped settings says whether its bytes equal the shipped weights'."""
     cfg = VAEConfig(dataset=dataset, **config)
-    folder = cache_dir(dataset, cache_root)
     if not retrain:
-        try:
-            model, meta = load_vae(folder)
-            if matching_record(folder / CONFIG, asdict(cfg), key="config", on_mismatch="ignore") is not None:
-                return model, meta
-            log(f"the cached VAE in {folder} was trained with other settings: retraining")
-        except FileNotFoundError:
-            pass
-        except ValueError as err:
-            log(f"{err}: retraining")
+        found = locate_vae(dataset, cache_root=cache_root, **config)
+        if found is not None:
+            try:
+                return load_vae(found)
+            except ValueError as err:  # the weights do not match their recorded sha256
+                log(f"{err}: training it again")
     from gifkit.data import load_dataset
 
+    folder = cache_dir(dataset, cache_root)
     pool, _ = load_dataset(dataset, cfg.split, root=data_root, profile="mini")
     if progress:
         log(f"training the mini VAE prior on {len(pool) if cfg.max_images is None else cfg.max_images} "
-            f"{dataset} {cfg.split} images (no labels), {cfg.epochs} epochs -> {folder}")
+            f"{dataset} {cfg.split} images (no labels), {cfg.epochs} epochs, {cfg.threads} threads -> {folder}")
     model, stats = train_vae(pool.images, cfg, progress=progress, log=log)
     save_vae(model, cfg, stats, folder)
-    return load_vae(folder)
+    model, meta = load_vae(folder)
+    shipped = read_json(shipped_dir(dataset) / CONFIG, None, "the shipped mini VAE prior's record")
+    if shipped is not None and shipped.get("config") == meta["config"]:
+        same = shipped.get("sha256") == meta["sha256"]
+        meta["same_bytes_as_shipped"] = same
+        log(f"sha256 {meta['sha256']}: {'the same bytes as' if same else 'other bytes than'} the shipped weights "
+            f"({shipped_dir(dataset)}{'' if same else ', trained with torch ' + str(shipped['stats'].get('torch'))})")
+    return model, meta
 
 
 class VAEPrior(Prior):
