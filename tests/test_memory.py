@@ -34,9 +34,9 @@ def _spy(monkeypatch, prior):
     calls = {"grad": [], "nograd": []}
     original = prior.decode
 
-    def decode(f, grad=False):
+    def decode(f, grad=False, **kw):
         calls["grad" if grad else "nograd"].append(f.shape[0])
-        return original(f, grad)
+        return original(f, grad, **kw)
 
     monkeypatch.setattr(prior, "decode", decode)
     return calls
