@@ -36,11 +36,11 @@ __all__ = ["GUIDE_TRAINING", "GUIDE_TEST_PER_CLASS", "GUIDE_ARMS", "ImageNetLite
 # new 10-way head, trained by gifkit's training loop (mini preset: SGD with momentum, cosine decay, rotation and flips),
 # without a test pass (guide_accuracy scores every guide alike), at Fashion-MNIST's own 28 px (the prototype guides
 # read 112 px): sized for the shared, overloaded 2-core CPU this study ran on. finetuned: 60 steps of 20 images (6
-# epochs) over the 200 labelled images (Table 8's fine-tuned row); oracle: 150 steps of 64 images drawn from all
-# 60,000 labelled training images (the `pool` split, never the test set; 9,600 images, a sixth of an epoch).
+# epochs) over the 200 labelled images (Table 8's fine-tuned row); oracle: 100 steps of 64 images drawn from all
+# 60,000 labelled training images (the `pool` split, never the test set; 6,400 images, a ninth of an epoch).
 GUIDE_TRAINING = {
     "finetuned": {"train_split": "train", "image_size": 28, "steps": 60, "epochs": 1, "batch_size": 20, "lr": 0.01},
-    "oracle": {"train_split": "pool", "image_size": 28, "steps": 150, "epochs": 1, "batch_size": 64, "lr": 0.02},
+    "oracle": {"train_split": "pool", "image_size": 28, "steps": 100, "epochs": 1, "batch_size": 64, "lr": 0.02},
 }
 # the fixed test subset each guide's own accuracy is measured on: 100 test images per class, a seeded sample
 # (load_dataset(..., "test", test_per_class=100)), the same on every machine
@@ -154,11 +154,12 @@ def guide_study(cfg: MiniConfig | None = None, *, arms: Sequence[str] | None = N
 # Table 8's rows (gifkit/assets/paper/table8_guidance_model.csv) and the arm of this study that plays each part
 PAPER_ROWS = {"none (original dataset)": "original", "random-init ResNet-50": "gif-vae-guide-random",
               "zero-shot CLIP": "gif-vae", "fine-tuned CLIP": "gif-vae-guide-finetuned"}
+_ORACLE = (f"oracle: Lite0 trained on {GUIDE_TRAINING['oracle']['steps'] * GUIDE_TRAINING['oracle']['batch_size']:,} "
+           f"labelled training images")
 GUIDE_NAMES = {"gif-vae-guide-random": "random-init Lite0 + prototypes", "gif-vae": "ImageNet Lite0 + prototypes",
-               "gif-vae-guide-finetuned": "Lite0 fine-tuned on the 200 images",
-               "gif-vae-guide-oracle": "Lite0 trained on the 60,000 images",
-               "gif-vae-guide-oracle-sign3": "Lite0 trained on the 60,000 images",
-               "gif-vae-guide-oracle-adam5": "Lite0 trained on the 60,000 images", "vae-random": "(no step)",
+               "gif-vae-guide-finetuned": "Lite0 fine-tuned on the 200 images", "gif-vae-guide-oracle": _ORACLE,
+               "gif-vae-guide-oracle-sign3": _ORACLE + ", 3 signed steps",
+               "gif-vae-guide-oracle-adam5": _ORACLE + ", 5 Adam steps", "vae-random": "(no step)",
                "original": "(no expansion)"}
 
 
@@ -334,7 +335,8 @@ def guide_findings(summary, paired) -> list[str]:
     """The guide study's answers in plain words, each sentence computed from ``summary`` and ``paired``
     (:func:`guide_report`'s tables, or the CSVs it wrote): per guide, GIF-VAE against the same random
     perturbation (an interval that excludes 0, or not, and about the smallest effect the seeds could detect, 2 x SE);
-    whether guidance beats that control with the strongest guide; whether the guides' accuracy orders the gains."""
+    whether guidance beats that control with the strongest guide; whether the guides' accuracy orders the gains; the
+    smallest differences the design could detect."""
     s = summary.set_index("arm")
     p = paired[paired["control"] == "vae-random"].set_index("method")
     out = []
@@ -364,4 +366,33 @@ def guide_findings(summary, paired) -> list[str]:
                    + ", ".join(f"{s.loc[a, 'vs_original']:+.2f}" for a in by_acc)
                    + (": the same order, as in Table 8." if monotone else
                       ": not in that order, unlike Table 8."))
+    guided = [a for a in GUIDED if a in p.index]
+    if guided:
+        lo, hi = min(p.loc[guided, "detectable"]), max(p.loc[guided, "detectable"])
+        n = sorted({int(v) for v in p.loc[guided, "n"]})
+        out.append(f"With {'/'.join(map(str, n))} seeds, a difference to the random perturbation smaller than about "
+                   f"{lo:.2f} to {hi:.2f} points (2 x SE of the paired differences) cannot be told from zero.")
     return out
+
+
+def _fmt(v, spec: str = ".2f", none: str = "-") -> str:
+    return none if v is None or v != v else format(float(v), spec)
+
+
+def guide_table(summary) -> str:
+    """The guide study's summary as a Markdown table (docs/results.md): per arm its guide, the guide's test
+    accuracy, n, the accuracy (mean ± sd) and the paired differences to ``original`` and ``vae-random`` with their
+    95 % intervals."""
+    lines = ["| arm | guide | guide accuracy | n | accuracy | minus original | minus random perturbation |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in summary.iterrows():
+        diffs = []
+        for tag in ("vs_original", "vs_random"):
+            v = r.get(tag)
+            diffs.append("(control)" if v is None or v != v else
+                         f"{v:+.2f} [{r[tag + '_low']:+.2f}, {r[tag + '_high']:+.2f}]")
+        acc = "-" if r.get("guide_accuracy") is None or r["guide_accuracy"] != r["guide_accuracy"] else \
+            f"{r['guide_accuracy']:.1f} %"
+        lines.append(f"| {r['arm']} | {r['guide']} | {acc} | {int(r['n'])} | {r['accuracy_mean']:.2f} ± "
+                     f"{r['accuracy_std']:.2f} | {diffs[0]} | {diffs[1]} |")
+    return "\n".join(lines)
