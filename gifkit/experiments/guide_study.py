@@ -26,7 +26,7 @@ from typing import Sequence
 
 from gifkit.experiments.guidance_study import GUIDANCE_ARMS
 from gifkit.experiments.mini import ARMS, MiniConfig, arm_specs, grid_settings
-from gifkit.io.files import read_json, write_csv, write_json
+from gifkit.io.files import read_json, write_csv, write_json, write_text
 from gifkit.train.loop import Supervised
 
 __all__ = ["GUIDE_TRAINING", "GUIDE_TEST_PER_CLASS", "GUIDE_ARMS", "ImageNetLite0", "train_guide", "guide_accuracy",
@@ -138,6 +138,8 @@ def guide_study(cfg: MiniConfig | None = None, *, arms: Sequence[str] | None = N
     arms = list(arms or GUIDE_ARMS)
     settings = grid_settings(cfg)
     grid = Path(cfg.out) / "work" / "grid"
+    grid.mkdir(parents=True, exist_ok=True)
+    write_text(grid.parent / ".gitignore", "*\n")  # the work folder is not committed (as gifkit mini's)
     guides = {}
     for step in _GUIDE_ORDER:
         if isinstance(step, tuple):
