@@ -393,10 +393,12 @@ def guide_table(summary) -> str:
              "|---|---|---|---|---|---|---|"]
     for _, r in summary.iterrows():
         diffs = []
-        for tag in ("vs_original", "vs_random"):
+        for tag, control in (("vs_original", "original"), ("vs_random", "vae-random")):
             v = r.get(tag)
-            diffs.append("(control)" if v is None or v != v else
-                         f"{v:+.2f} [{r[tag + '_low']:+.2f}, {r[tag + '_high']:+.2f}]")
+            low = r.get(tag + "_low")
+            diffs.append("(control)" if r["arm"] == control else "-" if v is None or v != v else
+                         f"{v:+.2f} (one seed)" if low != low else
+                         f"{v:+.2f} [{low:+.2f}, {r[tag + '_high']:+.2f}]")
         acc = "-" if r.get("guide_accuracy") is None or r["guide_accuracy"] != r["guide_accuracy"] else \
             f"{r['guide_accuracy']:.1f} %"
         lines.append(f"| {r['arm']} | {r['guide']} | {acc} | {int(r['n'])} | {r['accuracy_mean']:.2f} ± "
