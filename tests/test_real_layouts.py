@@ -179,6 +179,29 @@ def test_expand_paper_profile_with_local_folders_records_provenance(folders, tmp
     assert len(list(karlo.rglob("*.png"))) == 4
 
 
+def test_guide_option_on_real_layouts_clip_folder_and_timm_checkpoint(folders, tmp_path):
+    """--guide clip:<name>/<folder> guides GIF-SD with that CLIP (its provenance in run.json); a wrong timm
+    checkpoint head is a one-line error."""
+    out = tmp_path / "gif-sd"
+    spec = f"clip:ViT-B-32-quickgelu/{folders['clip']}"
+    assert main(["expand", "--data", "smoke", "--out", str(out), "--method", "gif-sd", "--profile", "paper",
+                 "--model-id", str(folders["sd"]), "--guide", spec, "--ratio", "2", "--limit", "2", "--steps", "2",
+                 "--device", "cpu", "--no-progress"]) == 0
+    guide = json.loads((out / "run.json").read_text())["provenance"]["models"]["guide"]
+    assert guide["guide"] == spec and guide["path"] == str(folders["clip"].resolve()) and guide["quick_gelu"] is True
+    assert guide["sha256"] == hub.weights_digest(folders["clip"])
+    from safetensors.torch import save_file
+
+    from gifkit.models.classifiers import create_model
+
+    ckpt = tmp_path / "ten.safetensors"
+    save_file(create_model("test_resnet", 10).state_dict(), str(ckpt))
+    code = main(["expand", "--data", "smoke", "--out", str(tmp_path / "t"), "--method", "gif-sd", "--profile",
+                 "paper", "--model-id", str(folders["sd"]), "--guide", f"timm:test_resnet:{ckpt}", "--limit", "1",
+                 "--steps", "2", "--device", "cpu", "--no-progress"])
+    assert code == 2
+
+
 def test_missing_clip_folder_is_a_one_line_error(tmp_path, capsys):
     code = main(["expand", "--data", "smoke", "--out", str(tmp_path / "o"), "--method", "gif-sd", "--profile", "paper",
                  "--clip-pretrained", str(tmp_path / "nope"), "--limit", "1", "--device", "cpu", "--no-progress"])

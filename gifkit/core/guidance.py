@@ -325,6 +325,13 @@ class FeatureClassifier(torch.nn.Module):
     features [N, D], differentiable w.r.t. the images), the buffer ``text_features`` [C, D] (one unit vector per
     class) and ``logit_scale``; this base turns them into ``p = softmax(logit_scale * u @ W^T)``.
 
+    The step reads a guide through three members: :meth:`representation` (what its class head reads, from the
+    images), :meth:`probs_from_features` (the head: representation -> probabilities) and :meth:`unit_features`
+    (representation -> the L2-normalised features S_div compares). For a zero-shot or prototype classifier the
+    representation *is* the unit feature vector, so the defaults pass it through; a classifier with a linear head
+    (:class:`gifkit.models.guides.LinearHeadClassifier`) reads its unnormalised penultimate features and
+    normalises them only for S_div.
+
     The networks a subclass wraps are frozen: they stay in eval mode whatever ``train()`` asks. A subclass that
     normalises its input with ``self.mean`` / ``self.std`` supports :meth:`normalization`.
     """
@@ -357,13 +364,22 @@ class FeatureClassifier(torch.nn.Module):
     def image_features(self, images01: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def representation(self, images01: torch.Tensor) -> torch.Tensor:
+        """What the class head reads, ``[N, D]``, differentiable w.r.t. the images (default: ``image_features``)."""
+        return self.image_features(images01)
+
+    def unit_features(self, representation: torch.Tensor) -> torch.Tensor:
+        """The L2-normalised features S_div compares (default: the representation itself, already unit)."""
+        return representation
+
     def probs_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        """``softmax(logit_scale * normalize(features) @ W^T)`` ``[N, C]`` (e.g. GIF-DALLE's embeddings)."""
+        """The head on a :meth:`representation`: ``softmax(logit_scale * normalize(features) @ W^T)`` ``[N, C]``
+        (e.g. GIF-DALLE's embeddings)."""
         return zero_shot_probs(features.float(), self.text_features, self.logit_scale)
 
     def probs(self, images01: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``[N, C]`` of images in ``[0, 1]`` ``[N, 3, H, W]``."""
-        return self.probs_from_features(self.image_features(images01))
+        return self.probs_from_features(self.representation(images01))
 
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
         """Same as ``probs``."""

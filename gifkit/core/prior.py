@@ -84,13 +84,14 @@ class Prior(abc.ABC):
         """Latents [N, ...] -> images [N, 3, R, R] in [0, 1]; differentiable when ``grad``."""
 
     def guidance_features(self, f: torch.Tensor, classifier, rows: slice | None = None) -> torch.Tensor:
-        """L2-normalised guide features [N, D] of the images latents ``f`` stand for (differentiable).
+        """The guide's representation [N, D] of the images latents ``f`` stand for (differentiable): what its
+        class head reads (``classifier.representation``; for CLIP the L2-normalised image features).
 
         ``rows``: the rows of the last :meth:`prepare`'s batch that ``f`` holds (the guidance pass runs seed by
         seed); ``None``: all of them. Default: decode with gradients, then the classifier's image encoder.
         Priors whose latent *is* a CLIP embedding (unCLIP) override this.
         """
-        return classifier.image_features(self.decode(f, grad=True))
+        return classifier.representation(self.decode(f, grad=True))
 
     def generate(self, f: torch.Tensor, jobs: list[Job]) -> torch.Tensor:
         """Final images [N, 3, R, R] in [0, 1] from the final latents, no gradients."""

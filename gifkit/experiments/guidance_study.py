@@ -10,6 +10,8 @@ into the mini experiment's grid folder, so the cells they share with ``gifkit mi
 * :func:`guidance_study`: the official single signed step against several signed or Adam steps, a larger
   eps, and the same random perturbation without any guidance step (the control), each paired by seed.
 
+Which guide GIF-VAE uses, and whether that matters, is :mod:`gifkit.experiments.guide_study`'s question.
+
 Both return tables (pandas) and write them as CSV into ``out``; the text that interprets them is the
 README's and notebook 06's.
 """

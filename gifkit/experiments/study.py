@@ -146,9 +146,10 @@ ORIGINAL_STEPS = ("epochs", "equal")
 
 
 def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=None, train: dict | None = None,
-             expand: dict | None = None, original_steps: str = "epochs", progress=False):
+             expand: dict | None = None, original_steps: str = "epochs", progress=False, finished_only: bool = False):
     """For each dataset x method x seed: expand (method "original" = no expansion), then gifkit.train.loop.train with the
-    profile's preset + `train` overrides on original + expanded data; resumes finished cells. One row per cell with
+    profile's preset + `train` overrides on original + expanded data; resumes finished cells (``finished_only``: returns
+    the rows of the finished cells and runs nothing, e.g. to report on a grid still running). One row per cell with
     columns dataset, method, seed, accuracy, accuracy_macro, n_train, expand_seconds, train_seconds, run_dir,
     expanded_dir. `methods` entries may be a name or (label, name, {option: value}) for ablation variants
     (:func:`method_spec`).
@@ -232,6 +233,8 @@ def run_grid(data, methods, *, out, profile="smoke", ratio=5, seeds=(0,), limit=
                 saved = matching_record(done, key, key="key", what="a study cell", on_mismatch="ignore")
                 if saved is not None:
                     rows.append(saved["row"])
+                    continue
+                if finished_only:
                     continue
                 expand_seconds = 0.0
                 if expanded_dir is not None:

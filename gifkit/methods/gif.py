@@ -31,6 +31,7 @@ from gifkit.io.images import to_tensor01
 from gifkit.io.runs import run_environment
 from gifkit.methods.base import Created, ExpansionMethod, MethodConfig, config_values
 from gifkit.methods.callbacks import Callbacks, StepState, default_callbacks
+from gifkit.models.guides import GUIDE_HELP
 
 __all__ = ["GIFConfig", "CheckpointOptions", "ClipGuideOptions", "Imagination", "job_noise", "jobs_per_seed",
            "checkpoint_dtype"]
@@ -57,7 +58,13 @@ class ClipGuideOptions:
 
 @dataclass
 class GIFConfig(GuidanceConfig, MethodConfig):
-    """The settings of a guided method: the guidance step's (:class:`GuidanceConfig`) and its prior's."""
+    """The settings of a guided method: the guidance step's (:class:`GuidanceConfig`), the guide and its prior's.
+
+    ``guide``: the classifier that scores the variants, resolved by :func:`gifkit.models.guides.resolve_guide`
+    (a name or folder, or in Python a :class:`~gifkit.core.guidance.FeatureClassifier`); ``None``: the method's own.
+    """
+
+    guide: str | None = option(None, GUIDE_HELP)
 
 
 def job_noise(f: torch.Tensor, jobs: list[Job], mode: str = "channel", channel_dim: int = 1):
@@ -132,11 +139,24 @@ class Imagination(ExpansionMethod):
         raise NotImplementedError(f"{type(self).__name__} builds no prior")
 
     def build_guide(self) -> FeatureClassifier:
-        """The guide: the profile's zero-shot CLIP (``clip_model`` / ``clip_pretrained`` choose another)."""
+        """The guide: the ``guide`` option's (:meth:`chosen_guide`), else the profile's zero-shot CLIP
+        (``clip_model`` / ``clip_pretrained`` choose another)."""
         from gifkit.models.guides import zero_shot_classifier
 
+        if getattr(self.config, "guide", None) is not None:
+            return self.chosen_guide()
         return zero_shot_classifier(self.profile, self.class_names, self.device, self.config.clip_model,
                                     self.config.clip_pretrained)
+
+    def chosen_guide(self) -> FeatureClassifier:
+        """The guide the ``guide`` option names (:func:`gifkit.models.guides.resolve_guide`; a prototype guide
+        takes ``support``, ``guide_size`` and ``logit_scale`` from the config where the method has them)."""
+        from gifkit.models.guides import resolve_guide
+
+        cfg = self.config
+        return resolve_guide(cfg.guide, self.class_names, profile=self.profile, device=self.device,
+                             support=getattr(cfg, "support", None), image_size=getattr(cfg, "guide_size", 112),
+                             logit_scale=getattr(cfg, "logit_scale", "fit"))
 
     def replace(self, **options) -> "Imagination":
         """The method with other options; the prior and the guide are shared when only the step's settings
@@ -223,10 +243,11 @@ class Imagination(ExpansionMethod):
             with cb.scoring_variants(state):  # decode with gradients, the guide's features
                 feats = self.prior.guidance_features(perturb(f[part].float(), z[part], b[part]), self.guide, part)
             p_var = self.guide.probs_from_features(feats)  # [n_part, C]
+            unit = self.guide.unit_features(feats)  # [n_part, D] what S_div compares (CLIP: feats themselves)
             kept = []
             for s in range(first, last):
                 local = slice((s - first) * k, (s - first + 1) * k)
-                for grp, terms in self.score(state.p_seed[s], p_var[local], feats[local], int(state.y_hat[s])):
+                for grp, terms in self.score(state.p_seed[s], p_var[local], unit[local], int(state.y_hat[s])):
                     if cb.on_score(state, slice(s * k + grp.start, s * k + grp.stop), terms):
                         kept.append(terms)
             total = feats.new_zeros(())
@@ -235,7 +256,7 @@ class Imagination(ExpansionMethod):
             cb.before_backward(state, kept, z, b)
             if total.requires_grad:
                 total.backward()
-            del feats, p_var, total, kept
+            del feats, unit, p_var, total, kept
 
     def score(self, p_seed: torch.Tensor, p_var: torch.Tensor, feats: torch.Tensor,
               y_hat: int) -> list[tuple[slice, GuidanceTerms]]:

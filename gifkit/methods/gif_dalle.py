@@ -62,5 +62,8 @@ class GifDalle(Imagination):
                            guidance_scale=cfg.decoder_guidance_scale, super_res=cfg.super_res, device=self.device)
 
     def build_guide(self):
-        """The unCLIP pipeline's own CLIP: the latent *is* that CLIP's image embedding."""
+        """The unCLIP pipeline's own CLIP: the latent *is* that CLIP's image embedding (no other guide)."""
+        if self.config.guide is not None:
+            raise ValueError("gif-dalle guides with its unCLIP pipeline's own CLIP (its latent is that CLIP's image "
+                             "embedding): it takes no guide option")
         return self.prior.make_classifier(self.class_names)

@@ -51,13 +51,9 @@ def prototype_guide(class_names, support, guide_size: int = VAEConfig.guide_size
                     logit_scale: float | str = VAEConfig.logit_scale, device="cpu"):
     """The mini profile's guide: ImageNet EfficientNet-Lite0 features with class prototypes from ``support`` (the
     small labelled set), :class:`gifkit.models.protoguide.PrototypeClassifier`."""
-    if support is None:
-        raise ValueError("the mini profile's guidance needs the small labelled set (support=dataset) for its "
-                         "class prototypes")
-    from gifkit.models.protoguide import PrototypeClassifier, load_lite0
+    from gifkit.models.guides import prototype_classifier
 
-    return PrototypeClassifier(load_lite0(), support, class_names, image_size=guide_size,
-                               logit_scale=logit_scale).to(device)
+    return prototype_classifier(class_names, support, guide_size, logit_scale).to(device)
 
 
 @register("gif-vae")
@@ -82,7 +78,10 @@ class GifVAE(Imagination):
                         device=self.device)
 
     def build_guide(self):
-        """EfficientNet-Lite0 features with class prototypes from ``support`` (the tiny CLIP on a tiny profile)."""
+        """The ``guide`` option's, else EfficientNet-Lite0 features with class prototypes from ``support`` (the tiny
+        CLIP on a tiny profile)."""
+        if getattr(self.config, "guide", None) is not None:
+            return self.chosen_guide()
         if get_profile(self.profile).tiny:
             from gifkit.models.guides import zero_shot_classifier
 

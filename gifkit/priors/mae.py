@@ -114,11 +114,12 @@ class MAEPrior(Prior):
         return next(self.model.parameters()).dtype
 
     def guidance_features(self, f: torch.Tensor, classifier, rows: slice | None = None) -> torch.Tensor:
-        """CLIP features of the decoded tokens ``f`` (rows ``rows`` of the prepared batch), differentiable."""
+        """The guide's representation (CLIP features) of the decoded tokens ``f`` (rows ``rows`` of the prepared
+        batch), differentiable."""
         stats = None
         if rows is not None and self.norm_pix and self._patch_stats is not None:
             stats = (self._patch_stats[0][rows], self._patch_stats[1][rows])
-        return classifier.image_features(self.decode(f, grad=True, patch_stats=stats))
+        return classifier.representation(self.decode(f, grad=True, patch_stats=stats))
 
     # ------------------------------------------------------------------ encode
 

@@ -164,8 +164,9 @@ class SDPrior(Prior):
         return vae.config.scaling_factor * torch.cat(rows)  # [N, 4, h, w], the scaled latent space
 
     def guidance_features(self, f: torch.Tensor, classifier, rows: slice | None = None) -> torch.Tensor:
-        """The guide's features of ``f`` decoded with gradients, by ``guidance_vae`` when set (else SD's VAE)."""
-        return classifier.image_features(self.decode(f, grad=True, vae=self.guidance_vae))
+        """The guide's representation (``classifier.representation``) of ``f`` decoded with gradients, by
+        ``guidance_vae`` when set (else SD's VAE)."""
+        return classifier.representation(self.decode(f, grad=True, vae=self.guidance_vae))
 
     def decode(self, f: torch.Tensor, grad: bool = False, vae=None) -> torch.Tensor:
         """Scaled latents [N, 4, h, w] -> images [N, 3, R, R] in [0, 1]: ``clamp(D(f / s) / 2 + 0.5, 0, 1)``, with
