@@ -63,7 +63,7 @@ class GifDalle(Imagination):
 
     def build_guide(self):
         """The unCLIP pipeline's own CLIP: the latent *is* that CLIP's image embedding (no other guide)."""
-        if self.config.guide is not None:
+        if getattr(self.config, "guide", None) is not None:  # dalle (unguided) has no guide option at all
             raise ValueError("gif-dalle guides with its unCLIP pipeline's own CLIP (its latent is that CLIP's image "
                              "embedding): it takes no guide option")
         return self.prior.make_classifier(self.class_names)
