@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import os
 import types
 import typing
@@ -39,7 +40,8 @@ from typing import Any
 from gifkit import __version__
 
 __all__ = ["REPOSITORY", "RELEASE", "COLAB_GPU", "WALL_PLACEHOLDER", "SMOKE_BANNER", "colab_url", "badge",
-           "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "ROOT_VARIABLE", "project_root", "folders",
+           "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "ROOT_VARIABLE",
+           "PROFILE_VARIABLE", "profile_line", "project_root", "folders",
            "ensure_data", "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config",
            "QUICKSTART", "quickstart"]
 
@@ -53,6 +55,7 @@ SMOKE_BANNER = ("> **The outputs stored in this notebook come from the `smoke` p
                 "(a GPU and the checkpoints named below).")
 DRIVE = Path("/content/drive/MyDrive")
 ROOT_VARIABLE = "GIFKIT_ROOT"  # where relative output folders go, when set (:func:`project_root`)
+PROFILE_VARIABLE = "GIFKIT_PROFILE"  # the profile switch every parameters cell honours (:func:`profile_line`)
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a kernel without ipywidgets
 
 
@@ -215,9 +218,25 @@ _TYPE_NAMES = {"int": int, "float": float, "str": str, "bool": bool, "list": lis
                "None": None}
 
 
+def profile_line(profile: str, comment: str = "") -> str:
+    """The ``profile`` line of a parameters cell: ``profile`` is the environment variable
+    :data:`PROFILE_VARIABLE` when set (a teacher's switch: ``GIFKIT_PROFILE=smoke pytest --nbval-lax notebooks/``
+    runs every notebook on the smoke profile without editing one), else ``profile``; a value papermill injects
+    wins over both. The cell imports ``os`` on the line above (it runs before the install cell)."""
+    head = f'profile = os.environ.get("{PROFILE_VARIABLE}", {json.dumps(profile)})'
+    return f"{head}  # {comment}" if comment else head
+
+
+def _default(node: ast.expr) -> Any:
+    """A parameter's default: a literal, or the default of ``os.environ.get("NAME", literal)``."""
+    if isinstance(node, ast.Call) and ast.unparse(node.func) == "os.environ.get" and len(node.args) == 2:
+        return ast.literal_eval(node.args[1])
+    return ast.literal_eval(node)
+
+
 def parameter_types(source: str) -> dict[str, tuple[Any, Any]]:
     """``{name: (expected type, default)}`` of a ``parameters`` cell's top-level assignments ``name = literal``
-    and ``name: annotation = literal``. The annotation gives the type (builtins, ``list[int]``, ``X | None``);
+    and ``name: annotation = literal`` (or ``os.environ.get("NAME", literal)``, :func:`profile_line`). The annotation gives the type (builtins, ``list[int]``, ``X | None``);
     without one the default's, or ``None`` (which many parameters take to mean "the profile's"; a list of one
     kind of item: ``list[that kind]``); a default of ``None`` without an annotation accepts any value (type
     ``None`` here)."""
@@ -227,7 +246,7 @@ def parameter_types(source: str) -> dict[str, tuple[Any, Any]]:
             node.target if isinstance(node, ast.AnnAssign) else None
         if not isinstance(target, ast.Name) or node.value is None:
             continue
-        default = ast.literal_eval(node.value)
+        default = _default(node.value)
         if isinstance(node, ast.AnnAssign):
             expected = eval(compile(ast.Expression(node.annotation), "<annotation>", "eval"),  # noqa: S307
                             {"__builtins__": {}}, _TYPE_NAMES)

@@ -157,7 +157,7 @@ def finish_in_place(path: Path, profile: str, seconds: float, given: dict) -> No
     time and the parameters ``given`` into the header line the notebook printed (the one the last cell printed,
     so the notebook shows one wall time; ``seconds`` where it printed none), number the executed cells 1, 2, ...
     and record the run in ``metadata.gifkit.last_run``."""
-    from gifkit.experiments.nbkit import WALL_PLACEHOLDER, fmt_seconds
+    from gifkit.experiments.nbkit import WALL_PLACEHOLDER, fmt_seconds, profile_line
 
     nb = json.loads(Path(path).read_text())
     cells = nb["cells"]
@@ -167,8 +167,7 @@ def finish_in_place(path: Path, profile: str, seconds: float, given: dict) -> No
     for i, line in enumerate(lines):
         if line.split("=", 1)[0].strip() == "profile" and "=" in line:
             comment = line.split("#", 1)[1].strip() if "#" in line else ""
-            head = f"profile = {json.dumps(profile)}"
-            lines[i] = f"{head:<26} # {comment}" if comment else head
+            lines[i] = profile_line(profile, comment)
     params["source"] = [ln + "\n" for ln in lines[:-1]] + lines[-1:]
     finished = re.search(r"wall time of this run: (\S+ \S+)", "".join(_texts(cells[-1])))
     wall = f"wall time: {finished.group(1)} (printed by the last cell)" if finished else \
