@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gifkit.experiments.mini import MiniConfig, arm_specs, grid_settings
-from gifkit.experiments.setups import DEFAULTS, PAPER_RATIO, RETURNS, TABLE1, arm_spec, setup
+from gifkit.experiments.setups import DEFAULTS, PAPER_RATIO, RETURNS, TABLE1, arm_spec, parameters, setup
 
 ROOT = Path(__file__).resolve().parent.parent
 MINI_SEEDS = [0, 1, 2, 3, 4]
@@ -192,4 +192,6 @@ def test_each_setup_cell_unpacks_what_setup_returns_and_passes_its_own_parameter
         assert call.value.args[0].value == notebook
         for kw in call.value.keywords:
             assert isinstance(kw.value, ast.Name) and kw.value.id == kw.arg, f"{notebook}: {kw.arg}={kw.value}"
-            assert kw.arg in params | {"out"}, f"{notebook}: {kw.arg} is not a parameter"
+        passed = {kw.arg for kw in call.value.keywords} - {"out"}
+        assert set(parameters(notebook)) <= params, f"{notebook}: setup takes what its parameters cell lacks"
+        assert passed == set(parameters(notebook)), f"{notebook}: every parameter setup reads is passed, no other"

@@ -16,9 +16,10 @@ is one call and its ``parameters`` cell the only place a reader changes anything
 from __future__ import annotations
 
 import copy
+import inspect
 from pathlib import Path
 
-__all__ = ["TABLE1", "PAPER_RATIO", "ABLATIONS", "DEFAULTS", "RETURNS", "setup", "arm_spec"]
+__all__ = ["TABLE1", "PAPER_RATIO", "ABLATIONS", "DEFAULTS", "RETURNS", "setup", "parameters", "arm_spec"]
 
 TABLE1 = ["original", "cutout", "gridmask", "randaugment", "mixup", "cutmix", "mae", "gif-mae", "dalle",
           "gif-dalle", "sd", "gif-sd"]  # Table 1's methods, in its order
@@ -165,6 +166,11 @@ def setup(notebook: str, profile: str, grid_dir=None, *, out=None, **params) -> 
     p = copy.deepcopy(rows.get(profile, rows["paper"]))  # the notebook may change what it is handed
     values = _BUILDERS[notebook](profile, p, grid_dir, out, **params)
     return tuple(values[name] for name in RETURNS[notebook])
+
+
+def parameters(notebook: str) -> list[str]:
+    """The parameters of ``notebook``'s ``parameters`` cell that :func:`setup` takes (besides ``out``)."""
+    return [n for n, a in inspect.signature(_BUILDERS[notebook]).parameters.items() if a.kind == a.KEYWORD_ONLY]
 
 
 def _common(p, params, names):
