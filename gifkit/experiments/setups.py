@@ -1,15 +1,16 @@
 """Each study notebook's per-profile defaults and the grid settings it runs with, so that a notebook's setup cell
 is one call and its ``parameters`` cell the only place a reader changes anything.
 
-* :data:`DEFAULTS` holds, per notebook and profile, the value each parameter left at ``None`` takes (and, for
-  06 and 09, the profile's fixed choices the later cells read: ``P``). A real-checkpoint profile without a row
-  of its own (``colab``, ...) takes ``paper``'s.
+* :data:`DEFAULTS` holds, per notebook and profile, the value each parameter left at ``None`` takes, and the
+  profile's fixed choices (06 hands its row back as ``P``, which its later cells read). A real-checkpoint profile
+  without a row of its own (``colab``, ...) takes ``paper``'s.
 * :func:`setup` resolves a notebook's parameters against its row and builds the keyword arguments of
   :func:`gifkit.experiments.study.run_grid` (``settings``): on the mini profile
   :func:`gifkit.experiments.mini.grid_settings`, the cells ``gifkit mini`` computes in the same ``grid_dir``
   (so nothing is trained again), with ``batch_size`` as the one expansion override; elsewhere the profile with
   the training and expansion overrides the notebook's parameters name. It returns the values in the order
-  :data:`RETURNS` lists, which the setup cell unpacks.
+  :data:`RETURNS` lists, which the setup cell unpacks; :func:`parameters` names the parameters it reads, each of
+  which the cell passes by its own name.
 * :func:`arm_spec`: a ``run_grid`` method entry that takes the mini arm's label where the arm is one of
   :data:`gifkit.experiments.mini.ARMS` (so its cells are ``gifkit mini``'s).
 """
