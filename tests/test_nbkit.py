@@ -148,18 +148,3 @@ def test_paper_vs_run_subtracts_only_numbers_measured_on_the_same_data():
     other = paper_vs_run(paper, run, on="method", same_data=False)  # e.g. smoke shapes beside PathMNIST
     assert "run_minus_paper" not in other
     assert other.set_index("method")["run_accuracy"].to_dict() == {"Original": 36.0, "GIF-SD": 52.0}
-
-
-def test_quickstart_fills_what_the_parameters_leave_open_and_shares_gifkit_minis_cells(tmp_path):
-    from gifkit.experiments.mini import MiniConfig, grid_settings
-
-    grid = tmp_path / "results" / "mini" / "work" / "grid"
-    dataset, method, ratio, n_seeds, seeds, settings = nbkit.quickstart("mini", grid)
-    assert (dataset, method, ratio, n_seeds, seeds) == ("fashion-mnist", "gif-vae", 5, None, [0, 1, 2, 3, 4])
-    same = grid_settings(MiniConfig(seeds=(0, 1, 2, 3, 4), out=str(tmp_path / "results" / "mini"), progress=False))
-    assert settings == same  # the cells `gifkit mini` computes: nothing is trained again
-    assert nbkit.quickstart("mini", grid, ratio=3, seeds=[7], batch_size=2)[5]["expand"]["batch_size"] == 2
-    smoke = nbkit.quickstart("smoke", None, n_seeds=0)
-    assert smoke[:5] == ("smoke", "gif-sd", 2, 0, [0]) and smoke[5]["expand"]["options"] == {"preset": None}
-    paper = nbkit.quickstart("colab", None)  # another real-checkpoint profile: the paper's choices and preset
-    assert paper[:5] == ("cifar100s", "gif-sd", 5, 200, [0, 1, 2]) and paper[5]["expand"]["options"]["preset"]

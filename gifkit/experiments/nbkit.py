@@ -16,6 +16,8 @@ install cell and badge, tables without NaN, and paired differences stated as eff
 * :func:`check_parameters` checks a run's parameter values against the notebook's ``parameters`` cell, by
   name: each must have the type its annotation there says (``n_seeds: int | None = None``) or, without one,
   the type of its default; a wrong one ends in one line naming the parameter, before any cell runs.
+* Each study notebook's per-profile defaults and grid settings are not here but in
+  :mod:`gifkit.experiments.setups` (its setup cell is one call to :func:`gifkit.experiments.setups.setup`).
 * :func:`differences` and :func:`verdicts`: arms against a control, paired by seed, with a 95 % interval
   (:func:`gifkit.experiments.stats.paired_differences`); a difference is called an effect only when its
   interval excludes 0.
@@ -42,8 +44,7 @@ from gifkit import __version__
 __all__ = ["REPOSITORY", "RELEASE", "COLAB_GPU", "WALL_PLACEHOLDER", "SMOKE_BANNER", "colab_url", "badge",
            "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "ROOT_VARIABLE",
            "PROFILE_VARIABLE", "profile_line", "project_root", "folders",
-           "ensure_data", "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config",
-           "QUICKSTART", "quickstart"]
+           "ensure_data", "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config"]
 
 REPOSITORY = "https://github.com/gifkit/gifkit"  # the public repository: badges and the install cell derive from it
 RELEASE = f"v{__version__}"  # the tag the notebooks install and open on Colab (tag each release with it)
@@ -378,37 +379,4 @@ def mini_config(grid_dir: str | Path, seeds, **overrides):
     if grid.parts[-2:] != ("work", "grid"):
         raise ValueError(f"on the mini profile grid_dir must end in work/grid (as gifkit mini writes it), got {grid}")
     return MiniConfig(seeds=tuple(seeds), out=str(grid.parent.parent), progress=False, **overrides)
-
-
-# the quickstart's choices per profile (notebook 00); other real-checkpoint profiles take the paper's
-QUICKSTART = {"smoke": dict(dataset="smoke", method="gif-sd", ratio=2, n_seeds=4, seeds=[0]),
-              "mini": dict(dataset="fashion-mnist", method="gif-vae", ratio=5, n_seeds=None, seeds=[0, 1, 2, 3, 4]),
-              "paper": dict(dataset="cifar100s", method="gif-sd", ratio=5, n_seeds=200, seeds=[0, 1, 2])}
-
-
-def quickstart(profile: str, grid_dir, *, dataset=None, method=None, ratio=None, n_seeds=None, seeds=None,
-               epochs=None, batch_size=None, device=None, mini=None) -> tuple:
-    """Notebook 00's settings: ``(dataset, method, ratio, n_seeds, seeds, settings)``, each argument left at None
-    taking the profile's value (:data:`QUICKSTART`), and ``settings`` the keyword arguments of
-    :func:`gifkit.experiments.study.run_grid` for it: on the mini profile :func:`gifkit.experiments.mini.
-    grid_settings` (the cells ``gifkit mini`` computes, in the same ``grid_dir``), elsewhere the profile with the
-    paper's GIF-SD preset of the dataset (none on smoke)."""
-    p = QUICKSTART.get(profile, QUICKSTART["paper"])
-    dataset, method, ratio = dataset or p["dataset"], method or p["method"], ratio or p["ratio"]
-    n_seeds = n_seeds if n_seeds is not None else p["n_seeds"]
-    seeds = list(seeds or p["seeds"])
-    if profile == "mini":
-        from gifkit.experiments.mini import grid_settings
-
-        settings = grid_settings(mini_config(grid_dir, seeds, ratio=ratio, **(mini or {})))
-        if batch_size:
-            settings["expand"]["batch_size"] = batch_size
-    else:
-        from gifkit.methods.gif_sd import PRESET_OF
-
-        preset = PRESET_OF.get(dataset) if profile != "smoke" else None  # the paper's GIF-SD settings of the dataset
-        settings = {"profile": profile, "ratio": ratio, "train": {"epochs": epochs} if epochs else None,
-                    "expand": {"device": device, "options": {"preset": preset},
-                               **({"batch_size": batch_size} if batch_size else {})}}
-    return dataset, method, ratio, n_seeds, seeds, settings
 
