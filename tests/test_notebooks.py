@@ -571,3 +571,20 @@ def test_an_in_place_run_starts_from_a_fresh_output_folder_and_fills_the_header(
     assert (old / "made.txt").is_file() and not (old / "stale.txt").exists()
     assert source(done["cells"][0]).startswith('profile = os.environ.get("GIFKIT_PROFILE", "smoke")')
     assert len(done["cells"]) == 2
+
+
+def test_committed_grids_have_no_black_tiles_and_name_their_columns():
+    """01's class-maintained grid: 5 seeds, each beside the 5 candidates it kept, no empty (black) tile; 05's class
+    grid carries a header strip naming the seed column and each arm."""
+    import numpy as np
+    from PIL import Image
+
+    grid = np.asarray(Image.open(ROOT / "results" / "mini" / "01_preliminary_studies" / "grid_class_maintained.png")
+                      .convert("L"), dtype=float)
+    rows, cols = 5, 6
+    h, w = grid.shape[0] // rows, grid.shape[1] // cols
+    tiles = [grid[r * h + 4:(r + 1) * h - 4, c * w + 4:(c + 1) * w - 4] for r in range(rows) for c in range(cols)]
+    assert min(t.max() for t in tiles) > 60, "a black tile"
+    by_class = np.asarray(Image.open(ROOT / "results" / "mini" / "05_main_results" / "grid_by_class.png").convert("L"))
+    header = by_class[:14]
+    assert (header > 200).mean() > 0.8 and (header < 100).sum() > 50, "no header with the arms' names"
