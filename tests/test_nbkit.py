@@ -59,11 +59,13 @@ def test_relative_folders_are_the_same_from_notebooks_as_from_the_root(tmp_path,
     monkeypatch.delenv(nbkit.ROOT_VARIABLE, raising=False)
     monkeypatch.setattr(nbkit.Path, "mkdir", lambda self, **k: None)  # resolve only: write nothing in the checkout
     monkeypatch.chdir(root / "notebooks")
-    assert nbkit.folders("mini", "results/{profile}/05", "results/{profile}/work/grid") == \
-        (root / "results" / "mini" / "05", root / "results" / "mini" / "work" / "grid")
+    out, grid = nbkit.folders("mini", "results/{profile}/05", "results/{profile}/work/grid")
+    # relative, from the root the kernel moved to: the paths grid cells record are those of `gifkit mini` at the root
+    assert (out, grid) == (Path("results/mini/05"), Path("results/mini/work/grid")) and Path.cwd() == root
     monkeypatch.setenv(nbkit.ROOT_VARIABLE, str(tmp_path))
     assert nbkit.project_root() == tmp_path.resolve()
-    assert nbkit.folders("smoke", "results/{profile}/x")[0] == tmp_path.resolve() / "results" / "smoke" / "x"
+    assert nbkit.folders("smoke", "results/{profile}/x")[0] == Path("results/smoke/x")
+    assert Path.cwd() == tmp_path.resolve()
 
 
 def test_folders_fill_the_profile_and_refuse_drive_outside_colab(tmp_path, monkeypatch):

@@ -173,15 +173,20 @@ def project_root() -> Path:
 
 def folders(profile: str, out_dir: str, grid_dir: str | None = None, drive: bool = False):
     """``(out, grid)``: ``out_dir`` and ``grid_dir`` with ``{profile}`` filled in (``grid`` is None without a
-    ``grid_dir``), relative ones under :func:`project_root` (so ``results/...`` is the same folder from
-    ``notebooks/`` as from the repository root); ``out`` is created. ``drive=True``: relative folders go under
-    ``/content/drive/MyDrive/gifkit/`` instead, mounting Google Drive first in Colab (elsewhere the Drive folder
-    must exist)."""
+    ``grid_dir``), relative ones under :func:`project_root`: the kernel moves there (``os.chdir``) and they stay
+    relative, so ``results/...`` is the same folder from ``notebooks/`` as from the repository root, and the grid
+    cells a notebook records name their folders as ``gifkit mini`` run from the root does (a cell's record holds its
+    paths: written as ``/abs/results/...`` by one and ``results/...`` by the other, the cells would not be shared).
+    ``out`` is created. ``drive=True``: relative folders go under ``/content/drive/MyDrive/gifkit/`` instead,
+    mounting Google Drive first in Colab (elsewhere the Drive folder must exist)."""
     out = Path(out_dir.format(profile=profile))
     grid = Path(grid_dir.format(profile=profile)) if grid_dir else None
-    root = mount_drive() / "gifkit" if drive else project_root()
-    out = out if out.is_absolute() else root / out
-    grid = grid if grid is None or grid.is_absolute() else root / grid
+    if drive:
+        root = mount_drive() / "gifkit"
+        out = out if out.is_absolute() else root / out
+        grid = grid if grid is None or grid.is_absolute() else root / grid
+    elif Path.cwd().resolve() != project_root():
+        os.chdir(project_root())
     out.mkdir(parents=True, exist_ok=True)
     return out, grid
 
