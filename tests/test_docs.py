@@ -295,6 +295,6 @@ def test_guide_study_words_are_the_committed_csvs():
         holds = r.ci_low <= 0 <= r.ci_high
         assert ("no detectable effect" in sentence) == holds and ("excludes 0" in sentence) == (not holds)
         if holds:
-            assert f"about {r.detectable:.2f} points" in sentence
+            assert f"an effect of {r.detectable:.2f} points 80 % of the time" in sentence
     table = pd.read_csv(folder / "paper_vs_run.csv")
     assert "run_minus_paper" not in table.columns  # gains side by side, never a difference across datasets

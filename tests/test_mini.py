@@ -329,7 +329,7 @@ def test_guide_study_micro(tmp_path, fake_fashion, tiny_vae_dir):
                      out=str(tmp_path / "mini"), progress=False)
     tiny = {"steps": 2, "batch_size": 4, "image_size": 32}
     arms = ["original", "vae-random", "gif-vae-guide-finetuned", "gif-vae-guide-oracle"]
-    res = guide_study(cfg, arms=arms[::-1], training={"finetuned": tiny, "oracle": tiny})
+    res = guide_study(cfg, arms=arms[::-1], training={"finetuned": tiny, "oracle": tiny}, extra_seeds={})
     runs = res["runs"]
     assert list(dict.fromkeys(runs["method"])) == arms and len(runs) == 2 * len(arms)  # GUIDE_ARMS' order
     oracle = tmp_path / "mini" / "work" / "guides" / "oracle"
@@ -348,8 +348,10 @@ def test_guide_study_micro(tmp_path, fake_fashion, tiny_vae_dir):
     row = paired[(paired["method"] == "gif-vae-guide-oracle") & (paired["control"] == "vae-random")].iloc[0]
     diffs = [acc["gif-vae-guide-oracle", s] - acc["vae-random", s] for s in (0, 1)]
     assert row["mean_diff"] == pytest.approx(np.mean(diffs), abs=1e-3)
-    assert row["se"] == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(2), abs=1e-3)
-    assert row["detectable"] == pytest.approx(2 * row["se"], abs=1e-3)
+    from scipy import stats as st  # the detectable effect at n = 2 by hand: (t_.975,1 + t_.8,1) sd / sqrt(2)
+    assert row["detectable"] == pytest.approx((st.t.ppf(0.975, 1) + st.t.ppf(0.8, 1)) * np.std(diffs, ddof=1)
+                                              / np.sqrt(2), abs=1e-3)
+    assert 0 <= row["p_holm"] <= 1 and row["p_holm"] >= row["p_value"]  # Holm over the table's comparisons
     summary = rep["summary"].set_index("arm")
     assert 0 <= summary.loc["gif-vae-guide-oracle", "guide_accuracy"] <= 100
     assert np.isnan(summary.loc["original", "guide_accuracy"]) or summary.loc["original", "guide_accuracy"] is None
@@ -358,5 +360,5 @@ def test_guide_study_micro(tmp_path, fake_fashion, tiny_vae_dir):
     assert table.loc["fine-tuned CLIP", "arm"] == "gif-vae-guide-finetuned" and "(not in the paper)" in table.index
     assert np.isnan(table.loc["zero-shot CLIP", "run_accuracy"])  # its arm did not run: no number
     assert set(GUIDE_ARMS) > set(arms)
-    again = guide_study(cfg, arms=arms, training={"finetuned": tiny, "oracle": tiny})["runs"]
+    again = guide_study(cfg, arms=arms, training={"finetuned": tiny, "oracle": tiny}, extra_seeds={})["runs"]
     assert again["accuracy"].tolist() == runs["accuracy"].tolist()  # resumed: every cell and guide reused

@@ -16,8 +16,9 @@ training loop) that GIF-VAE takes as its ``guide`` option (:func:`gifkit.models.
 ``vae-random``, is every guide's own: the perturbation (z, b) is drawn from generators seeded by (seed, item,
 variant) whatever the guide, and without a step no guide moves an image (tests/test_guides.py checks the bytes).
 Cells live in the mini grid (:func:`gifkit.experiments.mini.grid_settings`), so a re-run skips finished ones and
-the cells shared with ``gifkit mini`` (``original``, ``vae-random``, ``gif-vae``) are run once.
-:func:`guide_study` runs the cells; :func:`guide_report` tabulates whatever cells are finished.
+the cells shared with ``gifkit mini`` (``original``, ``vae-random``, ``gif-vae``) are run once. Every arm runs on
+the mini seeds 0-4; the four arms of the central comparisons also on seeds 5-9 (:data:`EXTRA_SEEDS`), so that
+their paired differences can find a 1-point effect. :func:`guide_study` runs the cells; :func:`guide_report` tabulates whatever cells are finished.
 """
 from __future__ import annotations
 
@@ -29,18 +30,18 @@ from gifkit.experiments.mini import ARMS, MiniConfig, arm_specs, grid_settings
 from gifkit.io.files import read_json, write_csv, write_json, write_text
 from gifkit.train.loop import Supervised
 
-__all__ = ["GUIDE_TRAINING", "GUIDE_TEST_PER_CLASS", "GUIDE_ARMS", "ImageNetLite0", "train_guide", "guide_accuracy",
-           "guide_study", "guide_report"]
+__all__ = ["GUIDE_TRAINING", "GUIDE_TEST_PER_CLASS", "GUIDE_ARMS", "EXTRA_SEEDS", "ImageNetLite0", "train_guide",
+           "guide_accuracy", "guide_study", "guide_report"]
 
 # the guides gifkit trains for the guide study: the mini guide's EfficientNet-Lite0 from its ImageNet weights with a
 # new 10-way head, trained by gifkit's training loop (mini preset: SGD with momentum, cosine decay, rotation and flips),
 # without a test pass (guide_accuracy scores every guide alike), at Fashion-MNIST's own 28 px (the prototype guides
 # read 112 px): sized for the shared, overloaded 2-core CPU this study ran on. finetuned: 60 steps of 20 images (6
-# epochs) over the 200 labelled images (Table 8's fine-tuned row); oracle: 100 steps of 64 images drawn from all
-# 60,000 labelled training images (the `pool` split, never the test set; 6,400 images, a ninth of an epoch).
+# epochs) over the 200 labelled images (Table 8's fine-tuned row); oracle: one epoch over all 60,000 labelled
+# training images (the `pool` split, never the test set; 938 steps of 64 images).
 GUIDE_TRAINING = {
     "finetuned": {"train_split": "train", "image_size": 28, "steps": 60, "epochs": 1, "batch_size": 20, "lr": 0.01},
-    "oracle": {"train_split": "pool", "image_size": 28, "steps": 100, "epochs": 1, "batch_size": 64, "lr": 0.02},
+    "oracle": {"train_split": "pool", "image_size": 28, "steps": 938, "epochs": 1, "batch_size": 64, "lr": 0.02},
 }
 # the fixed test subset each guide's own accuracy is measured on: 100 test images per class, a seeded sample
 # (load_dataset(..., "test", test_per_class=100)), the same on every machine
@@ -56,6 +57,10 @@ GUIDE_ARMS = {
     "gif-vae-guide-oracle-sign3": ("oracle", GUIDANCE_ARMS["gif-vae-sign3"]),
     "gif-vae-guide-oracle-adam5": ("oracle", GUIDANCE_ARMS["gif-vae-adam5"]),
 }
+# seeds beyond cfg.seeds for the arms that answer the study's question (does guidance beat the same random
+# perturbation with the strongest guide, and with the default one?): with 5 seeds their paired differences find an
+# effect of about 2 points (80 % power); with 10, about 1
+EXTRA_SEEDS = {arm: (5, 6, 7, 8, 9) for arm in ("original", "vae-random", "gif-vae", "gif-vae-guide-oracle")}
 # the order the cells run in, the most important first (a re-run skips finished cells)
 _GUIDE_ORDER = (("train", "oracle"), "gif-vae-guide-oracle", "original", "vae-random", ("train", "finetuned"),
                 "gif-vae-guide-finetuned", "gif-vae-guide-random", "gif-vae", "gif-vae-guide-oracle-sign3",
@@ -125,10 +130,11 @@ def guide_accuracy(guide, dataset, batch_size: int = 250) -> float:
 
 
 def guide_study(cfg: MiniConfig | None = None, *, arms: Sequence[str] | None = None, training: dict | None = None,
-                progress: bool = False) -> dict:
+                extra_seeds: dict | None = None, progress: bool = False) -> dict:
     """Run (or resume) the guide study's cells in the mini grid: see the module docstring and :data:`GUIDE_ARMS`.
 
-    ``arms``: labels of :data:`GUIDE_ARMS` (default all), run in the order of importance; ``training``: ``{kind:
+    ``arms``: labels of :data:`GUIDE_ARMS` (default all), run in the order of importance, each on ``cfg.seeds`` and
+    on its ``extra_seeds`` (default :data:`EXTRA_SEEDS`; ``{}``: none) after all of them; ``training``: ``{kind:
     settings}`` over :data:`GUIDE_TRAINING`'s. Returns ``{"runs": DataFrame (one grid row per arm x seed),
     "guides": {kind: run folder}}``; :func:`guide_report` tabulates.
     """
@@ -148,16 +154,16 @@ def guide_study(cfg: MiniConfig | None = None, *, arms: Sequence[str] | None = N
                                               progress=progress)
         elif step in arms:
             run_grid(cfg.dataset, _specs(cfg, [step]), out=grid, seeds=cfg.seeds, progress=progress, **settings)
-    runs = run_grid(cfg.dataset, _specs(cfg, [a for a in GUIDE_ARMS if a in arms]), out=grid, seeds=cfg.seeds,
-                    progress=progress, **settings)
-    return {"runs": runs, "guides": guides}
+    extra = EXTRA_SEEDS if extra_seeds is None else extra_seeds
+    for arm in [a for a in GUIDE_ARMS if a in arms and extra.get(a)]:
+        run_grid(cfg.dataset, _specs(cfg, [arm]), out=grid, seeds=extra[arm], progress=progress, **settings)
+    return {"runs": finished_cells(cfg, [a for a in GUIDE_ARMS if a in arms], extra), "guides": guides}
 
 
 # Table 8's rows (gifkit/assets/paper/table8_guidance_model.csv) and the arm of this study that plays each part
 PAPER_ROWS = {"none (original dataset)": "original", "random-init ResNet-50": "gif-vae-guide-random",
               "zero-shot CLIP": "gif-vae", "fine-tuned CLIP": "gif-vae-guide-finetuned"}
-_ORACLE = (f"oracle: Lite0 trained on {GUIDE_TRAINING['oracle']['steps'] * GUIDE_TRAINING['oracle']['batch_size']:,} "
-           f"labelled training images")
+_ORACLE = "oracle: Lite0 trained on the 60,000 labelled training images (one epoch)"
 GUIDE_NAMES = {"gif-vae-guide-random": "random-init Lite0 + prototypes", "gif-vae": "ImageNet Lite0 + prototypes",
                "gif-vae-guide-finetuned": "Lite0 fine-tuned on the 200 images", "gif-vae-guide-oracle": _ORACLE,
                "gif-vae-guide-oracle-sign3": _ORACLE + ", 3 signed steps",
@@ -180,13 +186,19 @@ def _specs(cfg: MiniConfig, arms: Sequence[str]) -> list:
     return specs
 
 
-def finished_cells(cfg: MiniConfig | None = None, arms: Sequence[str] | None = None):
-    """The rows of the guide study's finished cells in the mini grid (nothing is run), one per arm x seed."""
+def finished_cells(cfg: MiniConfig | None = None, arms: Sequence[str] | None = None, extra_seeds: dict | None = None):
+    """The rows of the guide study's finished cells in the mini grid (nothing is run), one per arm x seed: each arm
+    on ``cfg.seeds`` and its ``extra_seeds`` (default :data:`EXTRA_SEEDS`), in :data:`GUIDE_ARMS`' order."""
+    import pandas as pd
+
     from gifkit.experiments.study import run_grid
 
     cfg = cfg or MiniConfig()
-    return run_grid(cfg.dataset, _specs(cfg, arms or GUIDE_ARMS), out=Path(cfg.out) / "work" / "grid",
-                    seeds=cfg.seeds, finished_only=True, **grid_settings(cfg))
+    extra = EXTRA_SEEDS if extra_seeds is None else extra_seeds
+    parts = [run_grid(cfg.dataset, _specs(cfg, [arm]), out=Path(cfg.out) / "work" / "grid",
+                      seeds=tuple(dict.fromkeys([*cfg.seeds, *extra.get(arm, ())])), finished_only=True,
+                      **grid_settings(cfg)) for arm in (arms or GUIDE_ARMS)]
+    return pd.concat(parts, ignore_index=True)
 
 
 def _guide_of(arm: str, cfg: MiniConfig, dataset, class_names):
@@ -233,28 +245,25 @@ def guide_accuracies(cfg: MiniConfig | None = None, arms: Sequence[str] | None =
     return out
 
 
-def _with_se(paired, runs):
-    """``paired`` plus ``se`` (the standard error of the paired differences) and ``detectable`` (2 x SE: about the
-    smallest difference this many seeds tell from zero)."""
-    import numpy as np
+def _with_detectable(paired, runs):
+    """``paired`` plus ``detectable``: the smallest true difference its paired seeds find with 80 % power at the
+    95 % level (:func:`gifkit.experiments.stats.detectable_effect` of the per-seed differences)."""
+    from gifkit.experiments.stats import detectable_effect
 
-    se = []
+    found = []
     for _, r in paired.iterrows():
         a = runs[runs["method"] == r["method"]].set_index("seed")["accuracy"]
         b = runs[runs["method"] == r["control"]].set_index("seed")["accuracy"]
-        d = (a - b).dropna()
-        se.append(float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan"))
-    paired = paired.copy()
-    paired["se"] = se
-    paired["detectable"] = 2 * paired["se"]
-    return paired
+        found.append(detectable_effect((a - b).dropna()))
+    return paired.assign(detectable=found)
 
 
 def guide_report(cfg: MiniConfig | None = None, *, out: str | Path | None = None, accuracies: bool = True,
                  test_per_class: int = GUIDE_TEST_PER_CLASS) -> dict:
     """The guide study's tables and figure from its finished cells, into ``out`` (default
     ``<cfg.out>/06_ablations/guide_study``): ``runs.csv``, ``paired.csv`` (each arm against ``original`` and
-    ``vae-random``: mean paired difference, 95 % interval, n, SE and 2 x SE), ``summary.csv`` (per arm: its guide,
+    ``vae-random``: mean paired difference, 95 % interval, n, p and Holm's p over the table, the smallest
+    detectable difference), ``summary.csv`` (per arm: its guide,
     the guide's test accuracy, n, mean and standard deviation of the accuracy, the differences), ``paper_vs_run.csv``
     (Table 8 beside this study: the paper's gain over no expansion on OrganSMNIST next to ours on Fashion-MNIST)
     and ``guide_study.png``. Returns the tables."""
@@ -266,15 +275,15 @@ def guide_report(cfg: MiniConfig | None = None, *, out: str | Path | None = None
 
     from gifkit.experiments.paper import load_table
     from gifkit.experiments.plots import difference_plot
-    from gifkit.experiments.stats import paired_differences
+    from gifkit.experiments.stats import compare
 
     cfg = cfg or MiniConfig()
     out = Path(out or Path(cfg.out) / "06_ablations" / "guide_study")
     runs = finished_cells(cfg)
     arms = [a for a in GUIDE_ARMS if a in set(runs["method"])]
     acc = guide_accuracies(cfg, arms, test_per_class) if accuracies else {}
-    parts = [paired_differences(runs, c) for c in ("original", "vae-random") if c in arms]
-    paired = _with_se(pd.concat(parts, ignore_index=True), runs) if parts else pd.DataFrame()
+    controls = [c for c in ("original", "vae-random") if c in arms]
+    paired = _with_detectable(compare(runs, controls), runs) if controls and len(arms) > 1 else pd.DataFrame()
     rows = []
     for arm in arms:
         a = runs[runs["method"] == arm]["accuracy"]
@@ -314,19 +323,22 @@ def guide_report(cfg: MiniConfig | None = None, *, out: str | Path | None = None
     write_csv(out / "summary.csv", summary, float_format="%.4f")
     write_csv(out / "paper_vs_run.csv", paper_vs_run, float_format="%.4f")
     write_json(out / "settings.json", {"seeds": list(cfg.seeds), "guide_training": GUIDE_TRAINING,
+                                       "extra_seeds": {a: list(v) for a, v in EXTRA_SEEDS.items()},
                                        "guide_test_per_class": GUIDE_TEST_PER_CLASS,
                                        "cells": {a: int((runs["method"] == a).sum()) for a in GUIDE_ARMS}})
     if len(paired):
         fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(paired) / 2 + 1.8), sharey=False)
         for ax, c in zip(axes, ("vae-random", "original")):
             difference_plot(paired[paired["control"] == c], ax=ax, title=f"against {c}")
+            ax.set_xlabel("paired difference (points), 95 % interval")  # the two panels' labels side by side
         fig.tight_layout()
-        fig.savefig(out / "guide_study.png", dpi=110)
+        fig.savefig(out / "guide_study.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
     return {"runs": runs, "paired": paired, "summary": summary, "paper_vs_run": paper_vs_run}
 
 
 GUIDED = ("gif-vae-guide-random", "gif-vae", "gif-vae-guide-finetuned", "gif-vae-guide-oracle")
+STEPPED = ("gif-vae-guide-oracle-sign3", "gif-vae-guide-oracle-adam5")  # the oracle guide with more steps
 
 
 def _interval(r) -> str:
@@ -335,14 +347,15 @@ def _interval(r) -> str:
 
 def guide_findings(summary, paired) -> list[str]:
     """The guide study's answers in plain words, each sentence computed from ``summary`` and ``paired``
-    (:func:`guide_report`'s tables, or the CSVs it wrote): per guide, GIF-VAE against the same random
-    perturbation (an interval that excludes 0, or not, and about the smallest effect the seeds could detect, 2 x SE);
+    (:func:`guide_report`'s tables, or the CSVs it wrote): per guide (and the oracle's 3-step and Adam arms), GIF-VAE
+    against the same random perturbation (an interval that excludes 0, or not, and the smallest effect the seeds find
+    with 80 % power);
     whether guidance beats that control with the strongest guide; whether the guides' accuracy orders the gains; the
     smallest differences the design could detect."""
     s = summary.set_index("arm")
     p = paired[paired["control"] == "vae-random"].set_index("method")
     out = []
-    for arm in [a for a in GUIDED if a in p.index and a in s.index]:
+    for arm in [a for a in (*GUIDED, *STEPPED) if a in p.index and a in s.index]:
         r, acc = p.loc[arm], s.loc[arm, "guide_accuracy"]
         if not r["n"] >= 2:
             out.append(f"With the guide '{GUIDE_NAMES[arm]}' (test accuracy {acc:.1f} %), GIF-VAE is "
@@ -352,7 +365,8 @@ def guide_findings(summary, paired) -> list[str]:
         said = (f"With the guide '{GUIDE_NAMES[arm]}' (test accuracy {acc:.1f} %), GIF-VAE is {_interval(r)} against "
                 f"the same random perturbation over {int(r['n'])} seeds: ")
         said += ("the interval excludes 0, a detectable effect." if effect else
-                 f"the interval holds 0, no detectable effect (the seeds detect about {r['detectable']:.2f} points).")
+                 f"the interval holds 0, no detectable effect (these seeds find an effect of {r['detectable']:.2f} "
+                 "points 80 % of the time).")
         out.append(said)
     strongest = max((a for a in GUIDED if a in p.index and a in s.index), key=lambda a: s.loc[a, "guide_accuracy"],
                     default=None)
@@ -372,12 +386,12 @@ def guide_findings(summary, paired) -> list[str]:
                    + ", ".join(f"{s.loc[a, 'vs_original']:+.2f}" for a in by_acc)
                    + (": the same order, as in Table 8." if monotone else
                       ": not in that order, unlike Table 8."))
-    guided = [a for a in GUIDED if a in p.index and p.loc[a, "n"] >= 2]
+    guided = [a for a in (*GUIDED, *STEPPED) if a in p.index and p.loc[a, "n"] >= 2]
     if guided:
         lo, hi = min(p.loc[guided, "detectable"]), max(p.loc[guided, "detectable"])
         n = sorted({int(v) for v in p.loc[guided, "n"]})
-        out.append(f"With {'/'.join(map(str, n))} seeds, a difference to the random perturbation smaller than about "
-                   f"{lo:.2f} to {hi:.2f} points (2 x SE of the paired differences) cannot be told from zero.")
+        out.append(f"With {' or '.join(map(str, n))} seeds, the smallest difference to the random perturbation this "
+                   f"design finds 80 % of the time is {lo:.2f} to {hi:.2f} points, depending on the arm.")
     return out
 
 
