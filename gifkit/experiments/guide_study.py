@@ -368,6 +368,13 @@ def guide_findings(summary, paired) -> list[str]:
                  f"the interval holds 0, no detectable effect (these seeds find an effect of {r['detectable']:.2f} "
                  "points 80 % of the time).")
         out.append(said)
+    o = paired[paired["control"] == "original"].set_index("method")
+    if {"vae-random", "gif-vae"} <= set(o.index) and min(o.loc[["vae-random", "gif-vae"], "n"]) >= 2:
+        r, g = o.loc["vae-random"], o.loc["gif-vae"]
+        out.append(f"Against the original data, the same random perturbation gives {_interval(r)} over "
+                   f"{int(r['n'])} seeds and GIF-VAE with the default guide {_interval(g)}: "
+                   + ("the expansion's gain is there without the guided step." if r["ci_low"] > 0 else
+                      "no detectable gain from the perturbation alone."))
     strongest = max((a for a in GUIDED if a in p.index and a in s.index), key=lambda a: s.loc[a, "guide_accuracy"],
                     default=None)
     if strongest is not None:
