@@ -47,7 +47,8 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
 # nbval on the notebooks (or on NB="02 04"), each run once, top to bottom, in a fresh output folder
-# (results/smoke/<name>; the kernel starts in notebooks/, the folders resolve from the repository root):
+# (results/smoke/<name>, and a fresh smoke grid, results/smoke/work: tiny models, seconds; the kernel starts in
+# notebooks/ and moves to the repository root):
 # 1. strict nbval on those whose committed outputs come from the smoke profile (metadata.gifkit.committed_profile):
 #    every output is compared with the committed one, after notebooks/nbval_sanitize.cfg has replaced dates,
 #    machine, wall times and paths;
@@ -61,7 +62,7 @@ nbval: $(STAMP)
 	print(*(f'notebooks/{p.name}' for p in notebooks(only=sys.argv[2:] or None) if committed_profile(p) == sys.argv[1]))" \
 	$$1 $(NB); }; smoke="$$(pick smoke)"; mini="$$(pick mini)"; \
 	for nb in $$smoke $$mini; do s=$$(basename $$nb .ipynb); rm -rf results/smoke/$$s notebooks/results/smoke/$$s; done; \
-	rm -rf $(NBVAL_EXECUTED); \
+	rm -rf $(NBVAL_EXECUTED) results/smoke/work; \
 	if [ -n "$$smoke" ]; then echo "nbval (strict): $$smoke"; HF_HUB_OFFLINE=1 $(PY) -m pytest -p no:cacheprovider \
 	--nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg $(PYTEST_ARGS) $$smoke; fi; \
 	if [ -n "$$mini" ]; then echo "nbval (lax, GIFKIT_PROFILE=smoke): $$mini"; \
