@@ -18,7 +18,8 @@ variant) whatever the guide, and without a step no guide moves an image (tests/t
 Cells live in the mini grid (:func:`gifkit.experiments.mini.grid_settings`), so a re-run skips finished ones and
 the cells shared with ``gifkit mini`` (``original``, ``vae-random``, ``gif-vae``) are run once. Every arm runs on
 the mini seeds 0-4; the arms of the central comparisons, and those whose 5-seed intervals could hide a 1-point
-effect, also on seeds 5-9 (:data:`EXTRA_SEEDS`). :func:`guide_study` runs the cells; :func:`guide_report` tabulates whatever cells are finished.
+effect, also on seeds 5-9 (:data:`EXTRA_SEEDS`). :func:`guide_study` runs the cells; :func:`guide_report`
+tabulates whatever cells are finished.
 """
 from __future__ import annotations
 
@@ -264,8 +265,8 @@ def guide_report(cfg: MiniConfig | None = None, *, out: str | Path | None = None
     """The guide study's tables and figure from its finished cells, into ``out`` (default
     ``<cfg.out>/06_ablations/guide_study``): ``runs.csv``, ``paired.csv`` (each arm against ``original`` and
     ``vae-random``: mean paired difference, 95 % interval, n, p and Holm's p over the table, the smallest
-    detectable difference), ``summary.csv`` (per arm: its guide,
-    the guide's test accuracy, n, mean and standard deviation of the accuracy, the differences), ``paper_vs_run.csv``
+    detectable difference), ``summary.csv`` (per arm: its guide, the guide's test accuracy, n, mean and standard
+    deviation of the accuracy, the differences), ``paper_vs_run.csv``
     (Table 8 beside this study: the paper's gain over no expansion on OrganSMNIST next to ours on Fashion-MNIST)
     and ``guide_study.png``. Returns the tables."""
     import matplotlib
@@ -350,8 +351,8 @@ def guide_findings(summary, paired) -> list[str]:
     """The guide study's answers in plain words, each sentence computed from ``summary`` and ``paired``
     (:func:`guide_report`'s tables, or the CSVs it wrote): per guide (and the oracle's 3-step and Adam arms), GIF-VAE
     against the same random perturbation (an interval that excludes 0, or not, and the smallest effect the seeds find
-    with 80 % power);
-    whether guidance beats that control with the strongest guide; whether the guides' accuracy orders the gains; the
+    with 80 % power); against the original data, the perturbation alone and the default guide; whether guidance
+    beats that control with the strongest guide; whether the guides' accuracy orders the gains; the
     smallest differences the design could detect."""
     s = summary.set_index("arm")
     p = paired[paired["control"] == "vae-random"].set_index("method")

@@ -42,9 +42,9 @@ from typing import Any
 from gifkit import __version__
 
 __all__ = ["REPOSITORY", "RELEASE", "COLAB_GPU", "WALL_PLACEHOLDER", "SMOKE_BANNER", "colab_url", "badge",
-           "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE", "ROOT_VARIABLE",
-           "PROFILE_VARIABLE", "profile_line", "project_root", "folders",
-           "ensure_data", "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config"]
+           "install_spec", "install_cell", "in_colab", "machine", "RunInfo", "fmt_seconds", "start_run", "DRIVE",
+           "ROOT_VARIABLE", "PROFILE_VARIABLE", "profile_line", "project_root", "folders", "ensure_data",
+           "parameter_types", "check_parameters", "plan_sizes", "show", "differences", "verdicts", "mini_config"]
 
 REPOSITORY = "https://github.com/gifkit/gifkit"  # the public repository: badges and the install cell derive from it
 RELEASE = f"v{__version__}"  # the tag the notebooks install and open on Colab (tag each release with it)
@@ -242,7 +242,8 @@ def _default(node: ast.expr) -> Any:
 
 def parameter_types(source: str) -> dict[str, tuple[Any, Any]]:
     """``{name: (expected type, default)}`` of a ``parameters`` cell's top-level assignments ``name = literal``
-    and ``name: annotation = literal`` (or ``os.environ.get("NAME", literal)``, :func:`profile_line`). The annotation gives the type (builtins, ``list[int]``, ``X | None``);
+    and ``name: annotation = literal`` (or ``os.environ.get("NAME", literal)``, :func:`profile_line`). The
+    annotation gives the type (builtins, ``list[int]``, ``X | None``);
     without one the default's, or ``None`` (which many parameters take to mean "the profile's"; a list of one
     kind of item: ``list[that kind]``); a default of ``None`` without an annotation accepts any value (type
     ``None`` here)."""
